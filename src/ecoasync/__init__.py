@@ -1,0 +1,72 @@
+"""ecoasync: carbon-aware scheduling, budgets and accounting for async LLM applications.
+
+::
+
+    policy = ecoasync.Policy(max_delay="4h", budget_g=5)
+    async with ecoasync.carbon_session(policy, name="nightly") as session:
+        ...  # runs in the greenest slot within 4 h; LLM calls are measured and charged
+"""
+
+from . import events as events
+from ._bus import EventBus as EventBus
+from ._bus import EventStream as EventStream
+from ._bus import Subscription as Subscription
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._clock import use_clock as use_clock
+from ._exceptions import CarbonBudgetExceeded as CarbonBudgetExceeded
+from ._exceptions import EcoAsyncError as EcoAsyncError
+from ._exceptions import ForecastDataError as ForecastDataError
+from ._exceptions import ForecastError as ForecastError
+from ._exceptions import ForecastUnavailable as ForecastUnavailable
+from ._exceptions import PolicyError as PolicyError
+from ._forecast import Forecast as Forecast
+from ._forecast import Gap as Gap
+from ._forecast import Signal as Signal
+from ._forecast import Slot as Slot
+from ._planner import Plan as Plan
+from ._planner import plan as plan
+from ._policy import Policy as Policy
+from ._records import CallRecord as CallRecord
+from ._records import ModelUsage as ModelUsage
+from ._records import SessionRecord as SessionRecord
+from ._records import TagUsage as TagUsage
+from ._session import Session as Session
+from ._session import carbon_session as carbon_session
+from ._session import default_bus as default_bus
+from ._sync import carbon_aware as carbon_aware
+from ._sync import carbon_session_sync as carbon_session_sync
+from ._version import __version__ as __version__
+
+__all__ = [
+    "CallRecord",
+    "CarbonBudgetExceeded",
+    "Clock",
+    "EcoAsyncError",
+    "EventBus",
+    "EventStream",
+    "Forecast",
+    "ForecastDataError",
+    "ForecastError",
+    "ForecastUnavailable",
+    "Gap",
+    "ModelUsage",
+    "Plan",
+    "Policy",
+    "PolicyError",
+    "Session",
+    "SessionRecord",
+    "Signal",
+    "Slot",
+    "Subscription",
+    "SystemClock",
+    "TagUsage",
+    "__version__",
+    "carbon_aware",
+    "carbon_session",
+    "carbon_session_sync",
+    "default_bus",
+    "events",
+    "plan",
+    "use_clock",
+]

@@ -1,0 +1,204 @@
+"""Forecast values: slots of grid carbon intensity, in gCO2eq/kWh, on UTC times."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+__all__ = ["Forecast", "Gap", "Signal", "Slot", "as_utc"]
+
+SignalKind = Literal["average", "marginal"]
+SignalScope = Literal["lifecycle", "direct"]
+
+
+def as_utc(value: datetime, *, what: str = "time") -> datetime:
+    """Return ``value`` converted to UTC; naive datetimes are refused."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}: {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{what} must be timezone-aware, got naive {value.isoformat()}; "
+            "use datetime.now(datetime.UTC) or attach a tzinfo"
+        )
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What a carbon-intensity figure measures.
+
+    ``kind`` is ``"average"`` (the grid mix) or ``"marginal"`` (the plant that answers
+    extra load); ``scope`` is ``"direct"`` (combustion only) or ``"lifecycle"``.
+    Figures of different signals are never added together unmarked.
+    """
+
+    kind: SignalKind = "average"
+    scope: SignalScope = "direct"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("average", "marginal"):
+            raise ValueError(f"Signal.kind must be 'average' or 'marginal', got {self.kind!r}")
+        if self.scope not in ("lifecycle", "direct"):
+            raise ValueError(f"Signal.scope must be 'lifecycle' or 'direct', got {self.scope!r}")
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.scope}"
+
+    @classmethod
+    def parse(cls, text: str) -> Signal:
+        """Parse ``"average/direct"`` (the form ``str()`` gives)."""
+        kind, _, scope = text.partition("/")
+        return cls(kind or "average", scope or "direct")  # type: ignore[arg-type]
+
+
+def _check_intensity(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{what} must be a number in gCO2eq/kWh, got {type(value).__name__}: {value!r}"
+        )
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{what} must be a finite number >= 0 gCO2eq/kWh, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One interval of the grid's carbon intensity, in gCO2eq/kWh.
+
+    ``start`` and ``end`` are timezone-aware (stored in UTC), ``end > start``.
+    ``actual`` is the measured value once the interval has closed, where the source has it.
+    """
+
+    start: datetime
+    end: datetime
+    forecast: float
+    actual: float | None = None
+
+    def __post_init__(self) -> None:
+        start = as_utc(self.start, what="Slot.start")
+        end = as_utc(self.end, what="Slot.end")
+        if end <= start:
+            raise ValueError(
+                f"Slot.end must be after Slot.start, got {start.isoformat()} .. {end.isoformat()}"
+            )
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        object.__setattr__(self, "forecast", _check_intensity(self.forecast, "Slot.forecast"))
+        if self.actual is not None:
+            object.__setattr__(self, "actual", _check_intensity(self.actual, "Slot.actual"))
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    @property
+    def best(self) -> float:
+        """The actual value where known, else the forecast."""
+        return self.forecast if self.actual is None else self.actual
+
+    def contains(self, when: datetime) -> bool:
+        return self.start <= when < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch of time between two slots that no slot covers."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Forecast(Sequence[Slot]):
+    """Sorted, non-overlapping slots from one source, with the gaps between them reported.
+
+    ``provider`` names the source that answered, ``zone`` the grid zone, ``signal`` what
+    the figures measure.
+    """
+
+    slots: tuple[Slot, ...]
+    signal: Signal
+    provider: str
+    zone: str | None
+    gaps: tuple[Gap, ...]
+    _starts: tuple[datetime, ...] = field(repr=False, compare=False)
+
+    def __init__(
+        self,
+        slots: Iterable[Slot],
+        *,
+        signal: Signal | None = None,
+        provider: str = "unknown",
+        zone: str | None = None,
+    ) -> None:
+        ordered = sorted(slots, key=lambda s: s.start)
+        gaps: list[Gap] = []
+        for before, after in itertools.pairwise(ordered):
+            if after.start < before.end:
+                raise ValueError(
+                    f"forecast slots overlap: {before.start.isoformat()}..{before.end.isoformat()} and "
+                    f"{after.start.isoformat()}..{after.end.isoformat()}"
+                )
+            if after.start > before.end:
+                gaps.append(Gap(before.end, after.start))
+        object.__setattr__(self, "slots", tuple(ordered))
+        object.__setattr__(self, "signal", signal or Signal())
+        object.__setattr__(self, "provider", provider)
+        object.__setattr__(self, "zone", zone)
+        object.__setattr__(self, "gaps", tuple(gaps))
+        object.__setattr__(self, "_starts", tuple(s.start for s in ordered))
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __getitem__(self, index: int) -> Slot:  # type: ignore[override]
+        return self.slots[index]
+
+    def __iter__(self) -> Iterator[Slot]:
+        return iter(self.slots)
+
+    @property
+    def start(self) -> datetime | None:
+        return self.slots[0].start if self.slots else None
+
+    @property
+    def end(self) -> datetime | None:
+        return self.slots[-1].end if self.slots else None
+
+    @property
+    def contiguous(self) -> bool:
+        return not self.gaps
+
+    def index_at(self, when: datetime) -> int | None:
+        """The index of the slot covering ``when``, or None."""
+        i = bisect.bisect_right(self._starts, when) - 1
+        if i >= 0 and when < self.slots[i].end:
+            return i
+        return None
+
+    def at(self, when: datetime) -> Slot | None:
+        """The slot covering ``when``, or None."""
+        i = self.index_at(when)
+        return None if i is None else self.slots[i]
+
+    def between(self, start: datetime, end: datetime) -> Forecast:
+        """The slots that overlap ``[start, end)``, as a new forecast of the same source."""
+        lo = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        hi = bisect.bisect_left(self._starts, end)
+        picked = [s for s in self.slots[lo:hi] if s.end > start]
+        return Forecast(picked, signal=self.signal, provider=self.provider, zone=self.zone)
+
+    def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
+        """The same slots, labelled with another provider name or zone."""
+        return Forecast(
+            self.slots,
+            signal=self.signal,
+            provider=self.provider if provider is None else provider,
+            zone=self.zone if zone is None else zone,
+        )

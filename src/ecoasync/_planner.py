@@ -1,0 +1,290 @@
+"""The planner: pure code that picks when work should start. No I/O, no clock, no globals.
+
+The live session, the simulator and the benchmarks all call :func:`plan`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from ._forecast import Forecast, Signal, as_utc
+from ._policy import Policy
+
+__all__ = ["Decision", "Plan", "plan", "run_now_plan", "window_mean"]
+
+Decision = Literal[
+    "wait",  # a greener start was found and is worth the wait
+    "now-is-best",  # no start in the budget beats now
+    "below-min-improvement",  # something beats now, but by less than min_improvement
+    "no-delay-budget",  # max_delay is 0
+    "no-forecast",  # the forecast covers none of the budget
+    "forecast-unavailable",  # the provider failed; on_forecast_error="run_now"
+]
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """When the work starts, and why.
+
+    Times are UTC. ``now_intensity`` is the forecast mean over the work's window if it started
+    at once, ``planned_intensity`` the same at the planned start (both gCO2eq/kWh, ``None``
+    without a forecast). ``candidates`` counts the start times compared.
+    """
+
+    created_at: datetime
+    start: datetime
+    deadline: datetime
+    decision: Decision
+    now_intensity: float | None
+    planned_intensity: float | None
+    candidates: int
+    slot_start: datetime
+    jitter: timedelta
+    window: timedelta
+    provider: str | None = None
+    zone: str | None = None
+    signal: Signal | None = None
+    forecast_error: str | None = None
+
+    @property
+    def delay(self) -> timedelta:
+        """How long the work waits: ``start - created_at``."""
+        return self.start - self.created_at
+
+    @property
+    def waits(self) -> bool:
+        return self.start > self.created_at
+
+    @property
+    def improvement(self) -> float | None:
+        """The fraction by which the planned window's forecast beats now's (0.25 = 25 % lower)."""
+        if self.now_intensity is None or self.planned_intensity is None or self.now_intensity <= 0:
+            return None
+        return 1.0 - self.planned_intensity / self.now_intensity
+
+    @property
+    def reason(self) -> str:
+        """One sentence a person can read."""
+        if self.decision == "wait":
+            assert self.planned_intensity is not None and self.now_intensity is not None
+            return (
+                f"waiting {_hm(self.delay)} for {self.planned_intensity:.0f} gCO2eq/kWh instead of "
+                f"{self.now_intensity:.0f} now ({(self.improvement or 0) * 100:.0f} % lower; "
+                f"best of {self.candidates} starts before {self.deadline:%H:%M}Z)"
+            )
+        if self.decision == "now-is-best":
+            return f"running now: no start of {self.candidates} before {self.deadline:%H:%M}Z beats now"
+        if self.decision == "below-min-improvement":
+            return (
+                f"running now: the best start would be {(self.improvement or 0) * 100:.1f} % lower, "
+                "under the policy's min_improvement"
+            )
+        if self.decision == "no-delay-budget":
+            return "running now: max_delay is 0"
+        if self.decision == "no-forecast":
+            return "running now: the forecast covers none of the delay budget"
+        return f"running now: the forecast failed ({self.forecast_error})"
+
+
+def _hm(delta: timedelta) -> str:
+    minutes = round(delta.total_seconds() / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+class _Integrator:
+    """Time-weighted integrals of a piecewise-constant forecast, by prefix sums."""
+
+    def __init__(self, forecast: Forecast) -> None:
+        self.starts = [s.start.timestamp() for s in forecast]
+        self.ends = [s.end.timestamp() for s in forecast]
+        self.values = [s.forecast for s in forecast]
+        area = [0.0]
+        covered = [0.0]
+        for lo, hi, value in zip(self.starts, self.ends, self.values, strict=True):
+            area.append(area[-1] + (hi - lo) * value)
+            covered.append(covered[-1] + (hi - lo))
+        self._area = area
+        self._covered = covered
+
+    def _cumulative(self, t: float) -> tuple[float, float]:
+        """Area and covered time from the first slot's start up to ``t``."""
+        i = bisect.bisect_right(self.starts, t) - 1
+        if i < 0:
+            return 0.0, 0.0
+        inside = min(t, self.ends[i]) - self.starts[i]
+        return self._area[i] + inside * self.values[i], self._covered[i] + inside
+
+    def mean(self, a: float, b: float) -> float | None:
+        """The time-weighted mean over the covered part of ``[a, b]``; None if none is covered."""
+        area_b, cov_b = self._cumulative(b)
+        area_a, cov_a = self._cumulative(a)
+        covered = cov_b - cov_a
+        if covered <= _EPS:
+            return None
+        return (area_b - area_a) / covered
+
+
+def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> float | None:
+    """The time-weighted mean forecast over ``[start, start + duration]`` (its covered part)."""
+    a = as_utc(start).timestamp()
+    return _Integrator(forecast).mean(a, a + max(duration.total_seconds(), _EPS))
+
+
+def run_now_plan(
+    now: datetime,
+    policy: Policy,
+    *,
+    decision: Decision,
+    forecast: Forecast | None = None,
+    forecast_error: str | None = None,
+    provider: str | None = None,
+) -> Plan:
+    """A plan that starts at ``now`` (used when there is nothing to choose from)."""
+    now = as_utc(now, what="now")
+    window = policy.expected_duration or _slot_length(forecast) or timedelta(minutes=30)
+    intensity = window_mean(forecast, now, window) if forecast else None
+    return Plan(
+        created_at=now,
+        start=now,
+        deadline=now + policy.max_delay,
+        decision=decision,
+        now_intensity=intensity,
+        planned_intensity=intensity,
+        candidates=1 if intensity is not None else 0,
+        slot_start=now,
+        jitter=timedelta(0),
+        window=window,
+        provider=forecast.provider if forecast else provider,
+        zone=forecast.zone if forecast else None,
+        signal=forecast.signal if forecast else None,
+        forecast_error=forecast_error,
+    )
+
+
+def _slot_length(forecast: Forecast | None) -> timedelta | None:
+    if not forecast:
+        return None
+    # the most common slot length, so that one odd slot at the edge does not decide
+    lengths: dict[timedelta, int] = {}
+    for slot in forecast:
+        lengths[slot.duration] = lengths.get(slot.duration, 0) + 1
+    return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
+
+
+def _jitter(
+    integ: _Integrator,
+    best: float,
+    t_now: float,
+    t_deadline: float,
+    amount: float,
+    rng: random.Random,
+) -> timedelta:
+    """A random offset of at most ``amount`` seconds that keeps the start in the budget.
+
+    Forward, inside the chosen slot, where there is room. When the chosen slot begins exactly
+    at the deadline there is none (the case where naive jitter adds nothing and every job wakes
+    at the same instant): the spread then goes backwards, by at most ``amount``, so the work
+    still starts in the budget and its window still lies almost wholly in the chosen slot.
+    """
+    i = bisect.bisect_right(integ.starts, best) - 1
+    slot_end = integ.ends[i] if i >= 0 and best < integ.ends[i] else best
+    forward = min(amount, slot_end - best, t_deadline - best)
+    if forward > 0:
+        return timedelta(microseconds=int(rng.random() * forward * 1e6))
+    backward = min(amount, best - t_now)
+    if backward > 0:
+        return -timedelta(microseconds=int(rng.random() * backward * 1e6))
+    return timedelta(0)
+
+
+def plan(
+    forecast: Forecast,
+    now: datetime,
+    policy: Policy,
+    *,
+    rng: random.Random | None = None,
+) -> Plan:
+    """Choose when work submitted at ``now`` should start under ``policy``.
+
+    Every start in ``[now, now + max_delay]`` (deadline inclusive) is a candidate; each is
+    scored by the time-weighted mean forecast over the work's window (``expected_duration``,
+    or one slot). Only the starts where the score can change are compared: ``now``, every
+    slot boundary, and every time at which the window's end meets a boundary, so the result
+    is the exact optimum for any slot length. Ties go to the earliest start. The plan waits
+    only when the best start beats now by at least ``min_improvement``.
+
+    With ``rng`` and ``policy.jitter > 0``, a waiting plan's start moves by a random amount of at
+    most ``jitter``: later, inside the chosen slot and the budget; or, when the chosen slot begins
+    exactly at the deadline, earlier (see :func:`_jitter`). The start never leaves the budget.
+    """
+    now = as_utc(now, what="now")
+    deadline = now + policy.max_delay
+    window = policy.expected_duration or _slot_length(forecast) or timedelta(minutes=30)
+    if not forecast:
+        return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
+    if policy.max_delay <= timedelta(0):
+        return run_now_plan(now, policy, decision="no-delay-budget", forecast=forecast)
+
+    relevant = forecast.between(now, deadline + window + timedelta(microseconds=1))
+    if not relevant:
+        return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
+    integ = _Integrator(relevant)
+    t_now = now.timestamp()
+    t_deadline = deadline.timestamp()
+    span = window.total_seconds()
+
+    points = {t_now}
+    for i in range(len(integ.starts)):
+        for boundary in (integ.starts[i], integ.ends[i]):
+            for t in (boundary, boundary - span):
+                if t_now < t <= t_deadline:
+                    points.add(t)
+        if integ.starts[i] > t_deadline + span:
+            break
+    scored = [(t, m) for t in sorted(points) if (m := integ.mean(t, t + span)) is not None]
+    if not scored:
+        return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
+
+    # now's intensity: the window from now, or (if the forecast starts later) the first score
+    now_score = scored[0][1]
+    best_t, best_score = scored[0]
+    for t, score in scored[1:]:
+        if score < best_score - _EPS * max(1.0, best_score):
+            best_t, best_score = t, score
+
+    if best_t == scored[0][0] or best_score >= now_score - _EPS * max(1.0, now_score):
+        decision: Decision = "now-is-best"
+        best_t, best_score = t_now, now_score
+    elif best_score > now_score * (1.0 - policy.min_improvement) + _EPS:
+        decision = "below-min-improvement"
+        best_t, best_score = t_now, now_score
+    else:
+        decision = "wait"
+
+    slot_start = datetime.fromtimestamp(best_t, now.tzinfo)
+    start = slot_start
+    jitter = timedelta(0)
+    if decision == "wait" and rng is not None and policy.jitter > timedelta(0):
+        jitter = _jitter(integ, best_t, t_now, t_deadline, policy.jitter.total_seconds(), rng)
+        start = slot_start + jitter
+    return Plan(
+        created_at=now,
+        start=start,
+        deadline=deadline,
+        decision=decision,
+        now_intensity=now_score,
+        planned_intensity=best_score,
+        candidates=len(scored),
+        slot_start=slot_start,
+        jitter=jitter,
+        window=window,
+        provider=forecast.provider,
+        zone=forecast.zone,
+        signal=forecast.signal,
+    )

@@ -1,0 +1,31 @@
+"""The interface every forecast provider implements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ._forecast import Forecast
+
+__all__ = ["ForecastProvider"]
+
+
+@runtime_checkable
+class ForecastProvider(Protocol):
+    """A source of carbon-intensity forecasts.
+
+    ``forecast(start, end)`` returns the slots that overlap ``[start, end)`` as far as the
+    source knows them (it may return fewer: a short horizon is not an error, an empty one
+    is reported by the planner). It raises :class:`~ecoasync.ForecastUnavailable` when the
+    source cannot answer. Implementations must not block the event loop and must be safe to
+    call from many tasks at once.
+    """
+
+    @property
+    def name(self) -> str:
+        """A short, secret-free name for events and records (``"uk-carbon-intensity"``)."""
+        ...
+
+    async def forecast(self, start: datetime, end: datetime) -> Forecast:
+        """The forecast for ``[start, end)`` (timezone-aware datetimes)."""
+        ...

@@ -1,0 +1,445 @@
+"""``carbon_session``: forecast → plan → wait → run → record, as an async context manager."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import structlog
+
+from ._bus import EventBus
+from ._clock import Clock, current_clock
+from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
+from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
+from ._forecast import Forecast
+from ._planner import Plan, plan, run_now_plan
+from ._policy import Policy
+from ._provider import ForecastProvider
+from ._records import SessionRecord, Status
+from .events import Completed, ForecastFailed, Planned, Started
+
+__all__ = ["COMPLETION_TIMEOUT_S", "Session", "carbon_session", "default_bus"]
+
+log = structlog.get_logger("ecoasync")
+
+COMPLETION_TIMEOUT_S: Final = 5.0
+"""How long a session waits, shielded from cancellation, to deliver its ``Completed`` event."""
+
+_DEFAULT_BUS = EventBus()
+_DEFAULT_POLICY = Policy()
+_RNG = random.Random()
+_NO_PARENT: Final = object()
+
+
+def default_bus() -> EventBus:
+    """The bus sessions use when none is given (nested sessions use their parent's)."""
+    return _DEFAULT_BUS
+
+
+def _default_provider() -> ForecastProvider:
+    from .providers import default_provider
+
+    return default_provider()
+
+
+def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        raise TypeError(
+            f"tags must be an iterable of strings, got the string {tags!r}; write tags=[{tags!r}]"
+        )
+    out = tuple(tags)
+    for tag in out:
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"tags must be non-empty strings, got {tag!r}")
+    return out
+
+
+class Session:
+    """A running carbon-aware session, as given by ``async with carbon_session(...) as session``.
+
+    ``plan`` says when and why the body started; ``record`` is the telemetry record once the
+    session has completed. ``spent_g`` is what its calls (and nested sessions') have emitted
+    so far, in gCO2eq.
+    """
+
+    __slots__ = ("_acct", "record")
+
+    def __init__(self, acct: Accounting) -> None:
+        self._acct = acct
+        self.record: SessionRecord | None = None
+
+    @property
+    def id(self) -> str:
+        return self._acct.session_id
+
+    @property
+    def name(self) -> str:
+        return self._acct.name
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._acct.tags
+
+    @property
+    def policy(self) -> Policy:
+        return self._acct.policy
+
+    @property
+    def bus(self) -> EventBus:
+        return self._acct.bus
+
+    @property
+    def plan(self) -> Plan:
+        plan = self._acct.plan
+        if plan is None:
+            raise RuntimeError(
+                "the session has no plan yet; read session.plan inside the 'async with' block"
+            )
+        return plan
+
+    @property
+    def forecast(self) -> Forecast | None:
+        return self._acct.forecast
+
+    @property
+    def spent_g(self) -> float:
+        return self._acct.emitted_g
+
+    @property
+    def budget_g(self) -> float | None:
+        return self._acct.policy.budget_g
+
+    @property
+    def remaining_g(self) -> float | None:
+        budget = self._acct.policy.budget_g
+        return None if budget is None else max(budget - self._acct.emitted_g, 0.0)
+
+    @property
+    def budget_tripped(self) -> bool:
+        return self._acct.tripped
+
+    @property
+    def intensity(self) -> float | None:
+        """The grid intensity now (gCO2eq/kWh): the slot's actual if known, else its forecast."""
+        return self._acct.intensity_now()[0]
+
+    def tagged(self, *tags: str) -> AbstractContextManager[tuple[str, ...]]:
+        """Tag the calls made inside the block, e.g. by agent: ``with session.tagged("critic"):``."""
+        return tagged(*tags)
+
+    def __repr__(self) -> str:
+        plan = self._acct.plan
+        when = f" start={plan.start:%Y-%m-%dT%H:%M}Z" if plan else ""
+        return f"<Session {self.name!r} id={self.id[:8]}{when} spent={self.spent_g:.4g}g>"
+
+
+class _SessionManager:
+    """The async context manager :func:`carbon_session` returns.
+
+    Entering can block: it fetches the forecast and waits for the planned slot. Exiting
+    emits ``Completed`` (shielded, bounded by ``COMPLETION_TIMEOUT_S``) and never swallows the
+    body's exception.
+    """
+
+    __slots__ = (
+        "_acct",
+        "_clock",
+        "_parent",
+        "_provider",
+        "_session",
+        "_started",
+        "_submitted",
+        "_token",
+    )
+
+    def __init__(
+        self,
+        policy: Policy | None,
+        *,
+        bus: EventBus | None,
+        name: str | None,
+        tags: Iterable[str] | None,
+        clock: Clock | None,
+        parent: object = _NO_PARENT,
+    ) -> None:
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError(
+                f"policy must be an ecoasync.Policy or None, got {type(policy).__name__}: {policy!r}"
+            )
+        if bus is not None and not isinstance(bus, EventBus):
+            raise TypeError(
+                f"bus must be an ecoasync.EventBus or None, got {type(bus).__name__}: {bus!r}"
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        parent_acct = current() if parent is _NO_PARENT else parent
+        assert parent_acct is None or isinstance(parent_acct, Accounting)
+        if policy is None:
+            # a nested session without its own policy runs at once under its parent's rules
+            policy = (
+                parent_acct.policy.evolve(max_delay=timedelta(0))
+                if parent_acct
+                else _DEFAULT_POLICY
+            )
+        session_id = uuid.uuid4().hex
+        self._parent = parent_acct
+        self._clock = clock or current_clock()
+        self._provider = policy.provider
+        self._acct = Accounting(
+            session_id=session_id,
+            name=name or "session",
+            tags=_tags(tags),
+            policy=policy,
+            bus=bus or (parent_acct.bus if parent_acct else _DEFAULT_BUS),
+            clock=self._clock,
+            parent=parent_acct,
+        )
+        self._session = Session(self._acct)
+        self._token: object | None = None
+        self._submitted: datetime | None = None
+        self._started: datetime | None = None
+
+    async def __aenter__(self) -> Session:
+        acct = self._acct
+        acct.bind_loop()
+        submitted = self._clock.now()
+        try:
+            plan_ = await self._plan(submitted)
+            acct.plan = plan_
+            await acct.bus.emit(Planned(**self._base(submitted), plan=plan_))
+            if plan_.start > submitted:
+                await self._clock.sleep_until(plan_.start)
+            started = self._clock.now()
+            intensity, source = acct.intensity_at(started)
+            await acct.bus.emit(
+                Started(
+                    **self._base(started),
+                    delay=started - submitted,
+                    intensity=intensity,
+                    intensity_source=source,
+                )
+            )
+        except BaseException as exc:
+            await self._complete(submitted, None, exc)
+            raise
+        self._submitted, self._started = submitted, started
+        self._token = set_current(acct)
+        return self._session
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            reset_current(self._token)
+            self._token = None
+        assert self._submitted is not None, "__aexit__ without a successful __aenter__"
+        await self._complete(self._submitted, self._started, exc)
+
+    def _base(self, at: datetime) -> dict[str, Any]:
+        acct = self._acct
+        return {
+            "session_id": acct.session_id,
+            "session_name": acct.name,
+            "tags": acct.tags,
+            "at": at,
+        }
+
+    async def _plan(self, submitted: datetime) -> Plan:
+        acct = self._acct
+        policy = acct.policy
+        parent = self._parent
+        forecast: Forecast | None
+        if self._provider is None and parent is not None and parent.forecast is not None:
+            forecast = parent.forecast  # a nested session reuses what its parent fetched
+        else:
+            provider = self._provider or _default_provider()
+            window = policy.expected_duration or timedelta(hours=1)
+            try:
+                with anyio.fail_after(policy.forecast_timeout.total_seconds()):
+                    forecast = await provider.forecast(
+                        submitted, submitted + policy.max_delay + window
+                    )
+            except Exception as exc:
+                return await self._forecast_failed(provider, submitted, exc)
+        acct.forecast = forecast
+        acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
+        if not forecast:
+            return run_now_plan(submitted, policy, decision="no-forecast", forecast=forecast)
+        return plan(forecast, submitted, policy, rng=_RNG)
+
+    async def _forecast_failed(
+        self, provider: ForecastProvider, submitted: datetime, exc: Exception
+    ) -> Plan:
+        acct = self._acct
+        policy = acct.policy
+        name = _provider_name(provider)
+        if isinstance(exc, TimeoutError):
+            error = (
+                f"no answer within forecast_timeout={policy.forecast_timeout.total_seconds():g}s"
+            )
+        elif isinstance(exc, ForecastUnavailable):
+            error = str(exc)
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        zone = getattr(exc, "zone", None) or getattr(provider, "zone", None)
+        log.warning(
+            "ecoasync.forecast_failed",
+            provider=name,
+            zone=zone,
+            error=error,
+            action=policy.on_forecast_error,
+            session=acct.name,
+        )
+        await acct.bus.emit(
+            ForecastFailed(
+                **self._base(submitted),
+                provider=name,
+                zone=zone if isinstance(zone, str) else None,
+                error=error,
+                action=policy.on_forecast_error,
+            )
+        )
+        if policy.on_forecast_error == "raise":
+            if isinstance(exc, ForecastUnavailable):
+                raise exc
+            raise ForecastUnavailable(
+                f"forecast from {name} failed: {error}",
+                provider=name,
+                zone=zone if isinstance(zone, str) else None,
+                cause=error,
+            ) from exc
+        return run_now_plan(
+            submitted, policy, decision="forecast-unavailable", forecast_error=error, provider=name
+        )
+
+    async def _complete(
+        self, submitted: datetime, started: datetime | None, exc: BaseException | None
+    ) -> None:
+        acct = self._acct
+        status: Status
+        error: str | None = None
+        if exc is None:
+            status = "aborted" if acct.tripped else "completed"
+        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
+            status = "cancelled"
+        elif isinstance(exc, CarbonBudgetExceeded):
+            status, error = "aborted", str(exc)
+        else:
+            status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
+        ended = self._clock.now()
+        record = self._record(submitted, started, ended, status, error)
+        self._session.record = record
+        with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
+            await acct.bus.flush()
+            await acct.bus.emit(Completed(**self._base(ended), status=status, record=record))
+        if scope.cancelled_caught:
+            log.error(
+                "ecoasync.completed_not_delivered",
+                session=acct.name,
+                session_id=acct.session_id,
+                timeout_s=COMPLETION_TIMEOUT_S,
+            )
+
+    def _record(
+        self,
+        submitted: datetime,
+        started: datetime | None,
+        ended: datetime,
+        status: Status,
+        error: str | None,
+    ) -> SessionRecord:
+        acct = self._acct
+        plan_ = acct.plan
+        policy = acct.policy
+        run_intensity, run_source = (
+            acct.intensity_at(started) if started is not None else (None, "none")
+        )
+        signal = plan_.signal if plan_ else (acct.forecast.signal if acct.forecast else None)
+        return SessionRecord(
+            session_id=acct.session_id,
+            name=acct.name,
+            tags=acct.tags,
+            parent_id=acct.parent.session_id if acct.parent else None,
+            status=status,
+            error=error,
+            submitted_at=submitted,
+            planned_start=plan_.start if plan_ else submitted,
+            started_at=started,
+            ended_at=ended,
+            delay_s=((started or ended) - submitted).total_seconds(),
+            max_delay_s=policy.max_delay.total_seconds(),
+            decision=plan_.decision
+            if plan_
+            else ("forecast-unavailable" if status == "failed" else "not-planned"),
+            provider=plan_.provider if plan_ else None,
+            zone=plan_.zone if plan_ else None,
+            signal=str(signal) if signal else None,
+            forecast_error=plan_.forecast_error if plan_ else None,
+            now_intensity=plan_.now_intensity if plan_ else None,
+            planned_intensity=plan_.planned_intensity if plan_ else None,
+            baseline_intensity=acct.baseline_intensity,
+            baseline_intensity_source=acct.baseline_source,
+            run_intensity=run_intensity,
+            run_intensity_source=run_source,
+            calls=acct.calls,
+            energy_kwh=acct.energy_kwh,
+            energy_kwh_min=acct.energy_kwh_min,
+            energy_kwh_max=acct.energy_kwh_max,
+            emitted_g=acct.emitted_g,
+            baseline_g=acct.baseline_g,
+            embodied_g=acct.embodied_g,
+            downgrades=acct.downgrades,
+            refused_calls=acct.refused,
+            budget_g=policy.budget_g,
+            budget_tripped=acct.tripped or budget_spent(acct.emitted_g, policy.budget_g),
+            unknown_models=tuple(acct.unknown_models),
+            models=acct.frozen_models(),
+            by_tag=acct.frozen_tags(),
+        )
+
+
+def _provider_name(provider: object) -> str:
+    name = getattr(provider, "name", None)
+    return name if isinstance(name, str) else type(provider).__name__
+
+
+def carbon_session(
+    policy: Policy | None = None,
+    *,
+    bus: EventBus | None = None,
+    name: str | None = None,
+    tags: Iterable[str] | None = None,
+    clock: Clock | None = None,
+) -> _SessionManager:
+    """Run the body of ``async with`` in the greenest slot the policy allows, and account for it.
+
+    ``async with carbon_session(policy, bus=bus, name="nightly") as session:`` fetches the
+    forecast, plans, emits ``Planned``, waits for the slot (cancellable), emits ``Started``,
+    runs the body with the session current (so instrumented LLM calls are charged to it), and
+    emits ``Completed`` with the session's record whatever happens: ``completed``,
+    ``aborted`` (budget), ``cancelled`` or ``failed`` (the body's exception propagates
+    unchanged).
+
+    Args:
+        policy: the rules; ``None`` uses ``Policy()`` (no waiting, default provider), or inside
+            another session, the parent's rules without waiting.
+        bus: where events go; ``None`` uses the parent session's bus, else :func:`default_bus`.
+        name: a name for events and reports (default ``"session"``).
+        tags: labels for events and reports (e.g. ``["team:search"]``).
+        clock: time source; ``None`` uses the context's clock (see ``ecoasync.testing``).
+
+    Entering blocks for the forecast and the wait; exiting blocks at most
+    ``COMPLETION_TIMEOUT_S`` to deliver ``Completed``.
+    """
+    return _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)

@@ -1,0 +1,203 @@
+"""The sync API: ``carbon_session_sync`` and ``@carbon_aware``, driving the async core through
+anyio's blocking portal. No second implementation: the same session runs in the portal's loop,
+while the body runs in the caller's thread with the caller's context variables."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+import anyio
+from anyio.from_thread import BlockingPortalProvider
+
+from ._bus import EventBus
+from ._clock import Clock, current_clock
+from ._context import current, reset_current, set_current
+from ._policy import Policy
+from ._session import COMPLETION_TIMEOUT_S, Session, _SessionManager, carbon_session
+
+__all__ = ["carbon_aware", "carbon_session_sync"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_PORTALS = BlockingPortalProvider()
+
+
+def _refuse_inside_event_loop(what: str, instead: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        running = False
+    else:
+        running = True
+    trio = sys.modules.get("trio")
+    if not running and trio is not None:
+        running = bool(trio.lowlevel.in_trio_run())
+    if running:
+        raise RuntimeError(
+            f"{what} was called from a thread that runs an event loop, where it would block the "
+            f"loop; use {instead} instead (or call this from a worker thread)"
+        )
+
+
+class _SyncSession:
+    """The context manager :func:`carbon_session_sync` returns."""
+
+    def __init__(self, manager: _SessionManager) -> None:
+        self._manager = manager
+        self._entered: Future[Session] = Future()
+        self._finished = threading.Event()
+        self._exit_event: anyio.Event | None = None
+        self._exc_info: tuple[Any, Any, Any] = (None, None, None)
+        self._task: Future[None] | None = None
+        self._ctx_token: object | None = None
+
+    async def _run(self) -> None:
+        try:
+            self._exit_event = anyio.Event()
+            try:
+                session = await self._manager.__aenter__()
+            except BaseException as exc:
+                self._entered.set_exception(exc)
+                return
+            self._entered.set_result(session)
+            try:
+                await self._exit_event.wait()
+            finally:
+                await self._manager.__aexit__(*self._exc_info)
+        finally:
+            self._finished.set()
+
+    def __enter__(self) -> Session:
+        _refuse_inside_event_loop(
+            "carbon_session_sync()", "'async with ecoasync.carbon_session(...)'"
+        )
+        portal = _PORTALS.__enter__()
+        try:
+            self._task = portal.start_task_soon(self._run)
+            try:
+                session = self._entered.result()
+            except BaseException:
+                if not self._entered.done():
+                    # interrupted (Ctrl-C) while planning or waiting: cancel the wait and let
+                    # the session record itself as cancelled before we go on
+                    self._task.cancel()
+                    self._finished.wait(COMPLETION_TIMEOUT_S + 1.0)
+                raise
+        except BaseException:
+            _PORTALS.__exit__(None, None, None)
+            raise
+        self._portal = portal
+        self._ctx_token = set_current(session._acct)
+        return session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._ctx_token is not None:
+            reset_current(self._ctx_token)
+            self._ctx_token = None
+        self._exc_info = (exc_type, exc, tb)
+        try:
+            assert self._exit_event is not None and self._task is not None
+            self._portal.call(self._exit_event.set)
+            self._task.result()
+        finally:
+            _PORTALS.__exit__(None, None, None)
+
+
+def carbon_session_sync(
+    policy: Policy | None = None,
+    *,
+    bus: EventBus | None = None,
+    name: str | None = None,
+    tags: Iterable[str] | None = None,
+    clock: Clock | None = None,
+) -> _SyncSession:
+    """The sync twin of :func:`carbon_session`: ``with carbon_session_sync(policy) as session:``.
+
+    Entering blocks this thread for the forecast and the wait (Ctrl-C cancels cleanly and the
+    session is recorded as cancelled). The body runs in this thread with its context
+    variables; the session itself runs in a shared background event loop. Raises
+    ``RuntimeError`` when called from a thread that runs an event loop.
+    """
+    manager = _SessionManager(
+        policy, bus=bus, name=name, tags=tags, clock=clock or current_clock(), parent=current()
+    )
+    return _SyncSession(manager)
+
+
+@overload
+def carbon_aware(func: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def carbon_aware(
+    policy: Policy | None = None,
+    /,
+    *,
+    bus: EventBus | None = None,
+    name: str | None = None,
+    tags: Iterable[str] | None = None,
+    clock: Clock | None = None,
+    **policy_fields: Any,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def carbon_aware(
+    policy: Policy | Callable[..., Any] | None = None,
+    /,
+    *,
+    bus: EventBus | None = None,
+    name: str | None = None,
+    tags: Iterable[str] | None = None,
+    clock: Clock | None = None,
+    **policy_fields: Any,
+) -> Any:
+    """Run each call of the decorated function in its own carbon-aware session.
+
+    ``@carbon_aware(max_delay="4h", budget_g=5)`` (policy fields, validated now) or
+    ``@carbon_aware(policy)`` or bare ``@carbon_aware``. Coroutine functions get an async
+    wrapper (``async with carbon_session``); plain functions a sync one
+    (``carbon_session_sync``), which refuses to run inside an event loop. The signature is
+    kept; the session's name defaults to the function's qualified name.
+    """
+    if callable(policy) and not isinstance(policy, Policy):
+        return carbon_aware()(policy)
+    if policy is not None and policy_fields:
+        raise TypeError(
+            f"pass either a Policy or policy fields to carbon_aware, not both (got a Policy and {sorted(policy_fields)})"
+        )
+    resolved = (
+        policy if policy is not None else (Policy(**policy_fields) if policy_fields else None)
+    )
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        session_name = name or getattr(func, "__qualname__", None) or "carbon_aware"
+        if inspect.iscoroutinefunction(func):
+            async_func: Callable[P, Awaitable[Any]] = func
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                async with carbon_session(
+                    resolved, bus=bus, name=session_name, tags=tags, clock=clock
+                ):
+                    return await async_func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with carbon_session_sync(resolved, bus=bus, name=session_name, tags=tags, clock=clock):
+                return func(*args, **kwargs)
+
+        return sync_wrapper
+
+    return decorate
