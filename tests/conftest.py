@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+import ecoasync
+from ecoasync.testing import VirtualClock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data() -> Path:
+    """Where the third-party traces live (never committed): $ECOASYNC_SHARED_DATA or ../shared/data."""
+    return Path(os.environ.get("ECOASYNC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def trace_path() -> Path:
+    path = shared_data() / "benchmark_trace.csv"
+    if not path.exists():
+        pytest.skip(f"the shared trace {path} is not here (set ECOASYNC_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def asyncio_only() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> Iterator[VirtualClock]:
+    with VirtualClock.installed() as clock:
+        yield clock
+
+
+@pytest.fixture
+def bus() -> ecoasync.EventBus:
+    return ecoasync.EventBus()
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, object]]]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
