@@ -11,8 +11,10 @@ providers. A four-hour wait takes milliseconds::
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -38,20 +40,23 @@ __all__ = [
 
 
 class VirtualClock:
-    """A clock whose time only moves when every task waiting on it would otherwise sleep.
+    """A clock whose time jumps ahead as soon as every task is waiting.
 
-    ``sleep_until`` registers the deadline, lets the other tasks run (so that concurrent
-    sessions all register theirs), then jumps the time to the earliest deadline and wakes
-    whoever waits for it. Time never goes backwards. Use :meth:`advance` to move it by hand.
+    ``sleep_until`` registers the deadline and yields until no other task of the event loop
+    is ready to run (on asyncio and trio), then jumps the time to the earliest pending
+    deadline and wakes whoever waits for it, like trio's ``MockClock(autojump_threshold=0)``.
+    A task waiting on real I/O does not hold the time back. Time never goes backwards; use
+    :meth:`advance` to move it by hand.
     """
 
-    def __init__(self, start: datetime | None = None, *, settle: int = 20) -> None:
+    def __init__(self, start: datetime | None = None, *, patience: int = 100_000) -> None:
         self._now = (
             as_utc(start, what="start") if start is not None else datetime(2026, 3, 18, tzinfo=UTC)
         )
-        self._sleepers: list[tuple[datetime, int, anyio.Event]] = []
+        self._sleepers: list[_Sleeper] = []
         self._seq = itertools.count()
-        self._settle = settle
+        self._driver: _Sleeper | None = None
+        self._patience = patience
         self.slept = timedelta(0)
         """Total virtual time this clock has jumped over."""
 
@@ -68,30 +73,45 @@ class VirtualClock:
         if when > self._now:
             self.slept += when - self._now
             self._now = when
-        while self._sleepers and self._sleepers[0][0] <= self._now:
-            _, _, event = heapq.heappop(self._sleepers)
-            event.set()
+        while self._sleepers and self._sleepers[0].deadline <= self._now:
+            heapq.heappop(self._sleepers).event.set()
 
     async def sleep_until(self, deadline: datetime) -> None:
         deadline = as_utc(deadline, what="deadline")
         if deadline <= self._now:
             await anyio.lowlevel.checkpoint()
             return
-        event = anyio.Event()
-        entry = (deadline, next(self._seq), event)
-        heapq.heappush(self._sleepers, entry)
+        me = _Sleeper(deadline, next(self._seq))
+        heapq.heappush(self._sleepers, me)
         try:
-            while not event.is_set():
-                for _ in range(self._settle):
-                    await anyio.lowlevel.checkpoint()
-                    if event.is_set():
-                        return
-                # nobody woke us while others ran: jump to the earliest pending deadline
-                self._jump_to(self._sleepers[0][0])
+            while self._now < deadline:
+                if self._driver is None:
+                    # one sleeper at a time drives the clock; the others just wait
+                    self._driver = me
+                    try:
+                        await self._drive(me)
+                    finally:
+                        self._driver = None
+                        if self._sleepers:
+                            self._sleepers[0].event.set()  # hand the wheel to the next sleeper
+                    return
+                await me.event.wait()
+                me.event = anyio.Event()  # woken to drive, or because our time has come
         finally:
-            if not event.is_set():
-                self._sleepers.remove(entry)
+            if me in self._sleepers:
+                self._sleepers.remove(me)
                 heapq.heapify(self._sleepers)
+
+    async def _drive(self, me: _Sleeper) -> None:
+        spins = 0
+        while self._now < me.deadline:
+            await anyio.lowlevel.checkpoint()
+            spins += 1
+            if _others_runnable() and spins < self._patience:
+                continue  # someone still has work to do at this instant
+            spins = 0
+            if self._sleepers:
+                self._jump_to(self._sleepers[0].deadline)
 
     @classmethod
     @contextmanager
@@ -103,6 +123,31 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self._now.isoformat()})"
+
+
+class _Sleeper:
+    __slots__ = ("deadline", "event", "seq")
+
+    def __init__(self, deadline: datetime, seq: int) -> None:
+        self.deadline = deadline
+        self.seq = seq
+        self.event = anyio.Event()
+
+    def __lt__(self, other: _Sleeper) -> bool:
+        return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+
+def _others_runnable() -> bool:
+    """Whether another task of the running event loop is ready to run right now."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        trio = sys.modules.get("trio")
+        if trio is None:
+            return False
+        return bool(trio.lowlevel.current_statistics().tasks_runnable)
+    ready = getattr(loop, "_ready", None)  # asyncio's run queue (stable since 3.4)
+    return bool(ready)
 
 
 class CapturedEvents(list[Event]):

@@ -70,8 +70,8 @@ def synthetic_day(
 ) -> Forecast:
     """A made-up but realistic day of British-style grid intensity, for demos and tests.
 
-    Dirty early evening (about 260 gCO2eq/kWh at 17:30), clean small hours and a windy
-    early afternoon dip (about 90 around 03:00 and 13:30). Deterministic; ``actual`` differs
+    Dirty early evening (about 275 gCO2eq/kWh at 18:00), clean small hours (about 100 around
+    03:30) and a windy early-afternoon dip (about 130 at 13:30). Deterministic; ``actual`` differs
     from ``forecast`` by a few percent, as real forecasts do. ``start`` defaults to midnight
     UTC of 2026-03-18.
     """
@@ -83,10 +83,15 @@ def synthetic_day(
     for i in range(count):
         s = begin + i * slot
         hour = s.hour + s.minute / 60 + s.second / 3600
-        evening = 95 * math.exp(-((((hour - 17.5) % 24) - 0) ** 2) / 8) if hour > 6 else 0.0
-        night = -70 * math.exp(-((hour - 3.0) ** 2) / 6)
-        wind = -60 * math.exp(-((hour - 13.5) ** 2) / 3)
-        value = 170 + evening + night + wind + 15 * math.sin(hour / 24 * 2 * math.pi)
+        evening = 100 * math.exp(-(_wrap(hour - 18.0) ** 2) / 6)
+        night = -75 * math.exp(-(_wrap(hour - 3.5) ** 2) / 8)
+        wind = -45 * math.exp(-(_wrap(hour - 13.5) ** 2) / 3)
+        value = 175 + evening + night + wind
         error = 1.0 + 0.06 * math.sin(i * 1.7) * math.cos(i * 0.3)
         slots.append(Slot(s, s + slot, round(value, 1), round(value * error, 1)))
     return Forecast(slots, signal=Signal("average", "direct"), provider="synthetic", zone="GB")
+
+
+def _wrap(hours: float) -> float:
+    """Hours from the nearest occurrence of the same time of day, in [-12, 12)."""
+    return (hours + 12) % 24 - 12
