@@ -25,6 +25,8 @@ def parse_duration(value: object, *, field: str) -> timedelta:
         return value
     if isinstance(value, str):
         text = value.strip()
+        if text.startswith("-"):
+            return -parse_duration(text[1:], field=field)
         iso = _ISO.match(text.upper())
         if iso and any(iso.groups()):
             d, h, m, s = (float(g) if g else 0.0 for g in iso.groups())

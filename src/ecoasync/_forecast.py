@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, overload
 
 __all__ = ["Forecast", "Gap", "Signal", "Slot", "as_utc"]
 
@@ -157,7 +157,11 @@ class Forecast(Sequence[Slot]):
     def __len__(self) -> int:
         return len(self.slots)
 
-    def __getitem__(self, index: int) -> Slot:  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> Slot: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Slot, ...]: ...
+    def __getitem__(self, index: int | slice) -> Slot | tuple[Slot, ...]:
         return self.slots[index]
 
     def __iter__(self) -> Iterator[Slot]:

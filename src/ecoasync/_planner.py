@@ -214,10 +214,10 @@ def plan(
 
     Every start in ``[now, now + max_delay]`` (deadline inclusive) is a candidate; each is
     scored by the time-weighted mean forecast over the work's window (``expected_duration``,
-    or one slot). Only the starts where the score can change are compared: ``now``, every
-    slot boundary, and every time at which the window's end meets a boundary, so the result
-    is the exact optimum for any slot length. Ties go to the earliest start. The plan waits
-    only when the best start beats now by at least ``min_improvement``.
+    or one slot). Only the starts where the score can bend are compared: ``now``, the deadline,
+    every slot boundary and every time at which the window's end meets a boundary, so the
+    result is the exact optimum for any slot length. Ties go to the earliest start. The plan
+    waits only when the best start beats now by at least ``min_improvement``.
 
     With ``rng`` and ``policy.jitter > 0``, a waiting plan's start moves by a random amount of at
     most ``jitter``: later, inside the chosen slot and the budget; or, when the chosen slot begins
@@ -239,7 +239,9 @@ def plan(
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
 
-    points = {t_now}
+    # the window mean is piecewise linear in the start time: its minimum over the budget lies at
+    # now, at the deadline, or where the window's start or end crosses a slot boundary
+    points = {t_now, t_deadline}
     for i in range(len(integ.starts)):
         for boundary in (integ.starts[i], integ.ends[i]):
             for t in (boundary, boundary - span):
