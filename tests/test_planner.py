@@ -15,7 +15,9 @@ T0 = datetime(2026, 3, 18, tzinfo=UTC)
 
 def forecast_of(values: list[float], minutes: int = 30, start: datetime = T0) -> Forecast:
     step = timedelta(minutes=minutes)
-    return Forecast([Slot(start + i * step, start + (i + 1) * step, v) for i, v in enumerate(values)])
+    return Forecast(
+        [Slot(start + i * step, start + (i + 1) * step, v) for i, v in enumerate(values)]
+    )
 
 
 def test_waits_for_the_lowest_slot_within_the_budget() -> None:
@@ -116,7 +118,10 @@ def test_any_slot_length(minutes: int) -> None:
 
 def test_jitter_is_inside_the_slot_and_budget() -> None:
     f = forecast_of([300, 100, 100, 400])
-    starts = {plan(f, T0, Policy(max_delay="2h", jitter="10m"), rng=random.Random(i)).start for i in range(50)}
+    starts = {
+        plan(f, T0, Policy(max_delay="2h", jitter="10m"), rng=random.Random(i)).start
+        for i in range(50)
+    }
     assert len(starts) > 40
     for start in starts:
         assert T0 + timedelta(minutes=30) <= start <= T0 + timedelta(minutes=40)
@@ -125,7 +130,9 @@ def test_jitter_is_inside_the_slot_and_budget() -> None:
 def test_jitter_at_the_deadline_still_spreads() -> None:
     # the best slot starts exactly at the deadline: no room ahead, so the spread goes back
     f = forecast_of([300, 300, 100, 400])
-    plans = [plan(f, T0, Policy(max_delay="1h", jitter="5m"), rng=random.Random(i)) for i in range(50)]
+    plans = [
+        plan(f, T0, Policy(max_delay="1h", jitter="5m"), rng=random.Random(i)) for i in range(50)
+    ]
     starts = {p.start for p in plans}
     assert len(starts) > 40
     for p in plans:
@@ -135,7 +142,7 @@ def test_jitter_at_the_deadline_still_spreads() -> None:
 
 def test_plan_refuses_naive_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        plan(forecast_of([1, 2]), datetime(2026, 3, 18), Policy(max_delay="1h"))  # noqa: DTZ001
+        plan(forecast_of([1, 2]), datetime(2026, 3, 18), Policy(max_delay="1h"))
 
 
 # --- properties ---------------------------------------------------------------------------
@@ -153,14 +160,18 @@ def scenarios(draw: st.DrawFn) -> tuple[Forecast, datetime, Policy, int]:
         max_delay=timedelta(minutes=draw(st.integers(0, 8 * 60))),
         jitter=timedelta(minutes=draw(st.integers(0, 20))),
         min_improvement=draw(st.sampled_from([0.0, 0.05, 0.2, 0.5])),
-        expected_duration=draw(st.one_of(st.none(), st.integers(1, 180).map(lambda m: timedelta(minutes=m)))),
+        expected_duration=draw(
+            st.one_of(st.none(), st.integers(1, 180).map(lambda m: timedelta(minutes=m)))
+        ),
     )
     return forecast, now, policy, draw(st.integers(0, 2**32))
 
 
 @settings(max_examples=300, deadline=None)
 @given(scenarios())
-def test_property_start_within_budget_and_never_dirtier_than_now(case: tuple[Forecast, datetime, Policy, int]) -> None:
+def test_property_start_within_budget_and_never_dirtier_than_now(
+    case: tuple[Forecast, datetime, Policy, int],
+) -> None:
     forecast, now, policy, seed = case
     p = plan(forecast, now, policy, rng=random.Random(seed))
     assert now <= p.start <= now + policy.max_delay
@@ -178,7 +189,9 @@ def test_property_start_within_budget_and_never_dirtier_than_now(case: tuple[For
 
 @settings(max_examples=200, deadline=None)
 @given(scenarios())
-def test_property_jitter_stays_in_the_chosen_slot(case: tuple[Forecast, datetime, Policy, int]) -> None:
+def test_property_jitter_stays_in_the_chosen_slot(
+    case: tuple[Forecast, datetime, Policy, int],
+) -> None:
     forecast, now, policy, seed = case
     p = plan(forecast, now, policy, rng=random.Random(seed))
     if p.jitter > timedelta(0):
@@ -192,7 +205,9 @@ def test_property_jitter_stays_in_the_chosen_slot(case: tuple[Forecast, datetime
 
 @settings(max_examples=200, deadline=None)
 @given(scenarios())
-def test_property_exact_optimum_against_brute_force(case: tuple[Forecast, datetime, Policy, int]) -> None:
+def test_property_exact_optimum_against_brute_force(
+    case: tuple[Forecast, datetime, Policy, int],
+) -> None:
     forecast, now, policy, _ = case
     policy = policy.evolve(min_improvement=0.0)
     p = plan(forecast, now, policy)

@@ -79,7 +79,9 @@ BAD: list[tuple[str, object, str]] = [
 
 
 @pytest.mark.parametrize(("field", "value", "allowed"), BAD, ids=[f"{f}={v!r}" for f, v, _ in BAD])
-def test_every_bad_value_names_field_value_and_what_is_allowed(field: str, value: object, allowed: str) -> None:
+def test_every_bad_value_names_field_value_and_what_is_allowed(
+    field: str, value: object, allowed: str
+) -> None:
     with pytest.raises(PolicyError) as info:
         Policy(**{field: value})  # type: ignore[arg-type]
     message = str(info.value)
@@ -91,8 +93,10 @@ def test_every_bad_value_names_field_value_and_what_is_allowed(field: str, value
 
 
 def test_unknown_key_suggests_the_close_field() -> None:
-    with pytest.raises(PolicyError, match=r"no field 'max_dealy'.*did you mean 'max_delay'") as info:
-        Policy(max_dealy="4h")  # type: ignore[call-arg]
+    with pytest.raises(
+        PolicyError, match=r"no field 'max_dealy'.*did you mean 'max_delay'"
+    ) as info:
+        Policy(max_dealy="4h")  # type: ignore[arg-type]
     assert "Allowed: max_delay" in str(info.value)
     assert info.value.field == "max_dealy"
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import pytest
@@ -32,7 +34,12 @@ def evening(clock: VirtualClock) -> FakeProvider:
 async def test_session_plans_waits_and_completes(clock: VirtualClock, bus: EventBus) -> None:
     provider = evening(clock)
     with capture_events(bus) as events:
-        async with carbon_session(Policy(max_delay="4h", provider=provider, jitter="0m"), bus=bus, name="nightly", tags=["team:a"]) as session:
+        async with carbon_session(
+            Policy(max_delay="4h", provider=provider, jitter="0m"),
+            bus=bus,
+            name="nightly",
+            tags=["team:a"],
+        ) as session:
             assert clock.now() == session.plan.start
             assert current() is not None
         assert current() is None
@@ -84,12 +91,13 @@ async def test_the_issue_example_runs_on_a_csv_trace(clock: VirtualClock, tmp_pa
     assert [e.kind for e in seen] == ["planned", "started", "completed"]
 
 
-async def test_body_exception_propagates_unchanged_and_is_recorded(clock: VirtualClock, bus: EventBus) -> None:
+async def test_body_exception_propagates_unchanged_and_is_recorded(
+    clock: VirtualClock, bus: EventBus
+) -> None:
     error = KeyError("mine")
-    with capture_events(bus) as events:
-        with pytest.raises(KeyError) as info:
-            async with carbon_session(Policy(provider=FakeProvider.day(DAY)), bus=bus):
-                raise error
+    with capture_events(bus) as events, pytest.raises(KeyError) as info:
+        async with carbon_session(Policy(provider=FakeProvider.day(DAY)), bus=bus):
+            raise error
     assert info.value is error
     completed = events[-1]
     assert isinstance(completed, Completed)
@@ -109,7 +117,9 @@ class _Blocker:
 
 
 @pytest.mark.parametrize("point", ["forecast", "planned", "wait", "started", "body"])
-async def test_cancellation_at_every_await_point_emits_cancelled(point: str, clock: VirtualClock) -> None:
+async def test_cancellation_at_every_await_point_emits_cancelled(
+    point: str, clock: VirtualClock
+) -> None:
     bus = EventBus(handler_timeout=60)
     provider = evening(clock)
     events: list[Event] = []
@@ -138,7 +148,9 @@ async def test_cancellation_at_every_await_point_emits_cancelled(point: str, clo
             bus.subscribe(blocker.hold, Planned)
         if point == "started":
             bus.subscribe(blocker.hold, Started)
-        async with carbon_session(Policy(max_delay="4h", provider=Provider()), bus=bus, clock=Clock()):
+        async with carbon_session(
+            Policy(max_delay="4h", provider=Provider()), bus=bus, clock=Clock()
+        ):
             if point == "body":
                 await blocker.hold()
             pytest.fail("the body should not finish")
@@ -150,7 +162,9 @@ async def test_cancellation_at_every_await_point_emits_cancelled(point: str, clo
     assert current() is None
 
 
-async def test_cancelled_completed_is_delivered_to_async_sinks_under_shield(clock: VirtualClock) -> None:
+async def test_cancelled_completed_is_delivered_to_async_sinks_under_shield(
+    clock: VirtualClock,
+) -> None:
     bus = EventBus()
     delivered: list[str] = []
 
@@ -166,7 +180,9 @@ async def test_cancelled_completed_is_delivered_to_async_sinks_under_shield(cloc
     assert delivered == ["completed"]
 
 
-async def test_forecast_failure_runs_now_and_says_so(clock: VirtualClock, bus: EventBus, logs: list[dict[str, object]]) -> None:
+async def test_forecast_failure_runs_now_and_says_so(
+    clock: VirtualClock, bus: EventBus, logs: list[MutableMapping[str, Any]]
+) -> None:
     provider = FailingProvider()
     with capture_events(bus) as events:
         async with carbon_session(Policy(max_delay="4h", provider=provider), bus=bus) as session:
@@ -189,7 +205,9 @@ async def test_forecast_failure_runs_now_and_says_so(clock: VirtualClock, bus: E
 async def test_forecast_failure_can_raise(clock: VirtualClock, bus: EventBus) -> None:
     with capture_events(bus) as events:
         with pytest.raises(ForecastUnavailable, match="the test provider failed"):
-            async with carbon_session(Policy(provider=FailingProvider(), on_forecast_error="raise"), bus=bus):
+            async with carbon_session(
+                Policy(provider=FailingProvider(), on_forecast_error="raise"), bus=bus
+            ):
                 pytest.fail("unreachable")
     assert events.kinds() == ["forecast_failed", "completed"]
     completed = events[-1]
@@ -205,7 +223,9 @@ async def test_a_provider_bug_is_wrapped_when_raising(clock: VirtualClock, bus: 
     assert isinstance(info.value.__cause__, ZeroDivisionError)
 
 
-async def test_a_hanging_provider_is_bounded_by_forecast_timeout(clock: VirtualClock, bus: EventBus) -> None:
+async def test_a_hanging_provider_is_bounded_by_forecast_timeout(
+    clock: VirtualClock, bus: EventBus
+) -> None:
     policy = Policy(max_delay="4h", provider=FailingProvider(hang=True), forecast_timeout="0.05s")
     with capture_events(bus) as events:
         with anyio.fail_after(5):
@@ -219,21 +239,36 @@ async def test_a_hanging_provider_is_bounded_by_forecast_timeout(clock: VirtualC
 
 def _call(model: str, grams: float, at: datetime, tags: tuple[str, ...] = ()) -> CallRecord:
     return CallRecord(
-        provider="openai", requested_model=model, effective_model=model, output_tokens=100,
-        latency_s=1.0, energy_kwh=grams / 100, energy_kwh_min=grams / 200, energy_kwh_max=grams / 50,
-        intensity=100.0, intensity_source="forecast", emitted_g=grams, baseline_g=grams * 2, at=at, tags=tags,
+        provider="openai",
+        requested_model=model,
+        effective_model=model,
+        output_tokens=100,
+        latency_s=1.0,
+        energy_kwh=grams / 100,
+        energy_kwh_min=grams / 200,
+        energy_kwh_max=grams / 50,
+        intensity=100.0,
+        intensity_source="forecast",
+        emitted_g=grams,
+        baseline_g=grams * 2,
+        at=at,
+        tags=tags,
     )
 
 
-async def test_budget_trip_aborts_and_refuses_later_calls(clock: VirtualClock, bus: EventBus) -> None:
+async def test_budget_trip_aborts_and_refuses_later_calls(
+    clock: VirtualClock, bus: EventBus
+) -> None:
     with capture_events(bus) as events:
-        async with carbon_session(Policy(provider=FakeProvider.day(DAY), budget_g=1.0), bus=bus) as session:
+        async with carbon_session(
+            Policy(provider=FakeProvider.day(DAY), budget_g=1.0), bus=bus
+        ) as session:
             acct = current()
             assert acct is not None
             assert acct.refusal("gpt-4o") is None
             for target, event in acct.charge(_call("gpt-4o", 0.6, clock.now())):
                 await target.emit(event)
-            assert not session.budget_tripped
+            assert not acct.tripped
             for target, event in acct.charge(_call("gpt-4o", 0.6, clock.now())):
                 await target.emit(event)
             assert session.budget_tripped
@@ -243,7 +278,14 @@ async def test_budget_trip_aborts_and_refuses_later_calls(clock: VirtualClock, b
             assert error.spent_g == pytest.approx(1.2)
             assert error.budget_g == 1.0
             assert "budget" in str(error)
-    assert [e.kind for e in events] == ["planned", "started", "call_recorded", "call_recorded", "budget_tripped", "completed"]
+    assert [e.kind for e in events] == [
+        "planned",
+        "started",
+        "call_recorded",
+        "call_recorded",
+        "budget_tripped",
+        "completed",
+    ]
     tripped = events.of(BudgetTripped)[0]
     assert isinstance(tripped, BudgetTripped)
     assert tripped.spent_g == pytest.approx(1.2)
@@ -257,12 +299,14 @@ async def test_budget_trip_aborts_and_refuses_later_calls(clock: VirtualClock, b
     assert record.saved_g == pytest.approx(1.2)
     assert record.energy_kwh_min <= record.energy_kwh <= record.energy_kwh_max
     recorded = events.of(CallRecorded)
-    assert [e.session_total_g for e in recorded] == pytest.approx([0.6, 1.2])  # type: ignore[attr-defined]
+    assert [e.session_total_g for e in recorded] == pytest.approx([0.6, 1.2])
 
 
 async def test_nested_sessions_roll_up_into_the_parent(clock: VirtualClock, bus: EventBus) -> None:
     provider = FakeProvider.day(DAY)
-    async with carbon_session(Policy(provider=provider, budget_g=10), bus=bus, name="parent") as parent:
+    async with carbon_session(
+        Policy(provider=provider, budget_g=10), bus=bus, name="parent"
+    ) as parent:
         async with carbon_session(name="child") as child:
             acct = current()
             assert acct is not None and acct.parent is not None
@@ -280,7 +324,9 @@ async def test_nested_sessions_roll_up_into_the_parent(clock: VirtualClock, bus:
 
 
 async def test_a_parent_budget_refuses_calls_in_a_child(clock: VirtualClock, bus: EventBus) -> None:
-    async with carbon_session(Policy(provider=FakeProvider.day(DAY), budget_g=1), bus=bus, name="parent"):
+    async with carbon_session(
+        Policy(provider=FakeProvider.day(DAY), budget_g=1), bus=bus, name="parent"
+    ):
         async with carbon_session(Policy(provider=FakeProvider.day(DAY)), name="child"):
             acct = current()
             assert acct is not None
@@ -295,7 +341,9 @@ async def test_concurrent_sessions_never_share_state(clock: VirtualClock, bus: E
     totals: dict[str, float] = {}
 
     async def worker(i: int) -> None:
-        async with carbon_session(Policy(max_delay=f"{i % 5}h", provider=provider), bus=bus, name=f"w{i}") as session:
+        async with carbon_session(
+            Policy(max_delay=f"{i % 5}h", provider=provider), bus=bus, name=f"w{i}"
+        ) as session:
             for _ in range(i % 4 + 1):
                 acct = current()
                 assert acct is not None and acct.name == f"w{i}"
@@ -350,7 +398,9 @@ async def test_plan_is_not_available_before_entering() -> None:
 
 async def test_no_forecast_for_now_runs_at_once(bus: EventBus) -> None:
     with VirtualClock.installed(DAY + timedelta(days=30)):
-        async with carbon_session(Policy(max_delay="4h", provider=FakeProvider.day(DAY)), bus=bus) as session:
+        async with carbon_session(
+            Policy(max_delay="4h", provider=FakeProvider.day(DAY)), bus=bus
+        ) as session:
             pass
     assert session.plan.decision == "no-forecast"
     assert session.record is not None and session.record.baseline_intensity_source == "none"

@@ -198,7 +198,7 @@ def _jitter(
     if forward > 0:
         return timedelta(microseconds=int(rng.random() * forward * 1e6))
     backward = min(amount, best - t_now)
-    if backward > 0:
+    if best >= t_deadline and backward > 0:
         return -timedelta(microseconds=int(rng.random() * backward * 1e6))
     return timedelta(0)
 

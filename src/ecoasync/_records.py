@@ -151,9 +151,8 @@ class SessionRecord:
         return self.baseline_g - self.emitted_g
 
     def to_dict(self) -> dict[str, Any]:
-        data = to_jsonable(self)
-        assert isinstance(data, dict)
-        data["saved_g"] = self.saved_g
+        """A JSON-ready dict of every field, plus ``saved_g``."""
+        data: dict[str, Any] = to_jsonable(self)
         return data
 
 
@@ -179,6 +178,8 @@ def to_jsonable(value: object) -> Any:
             if f.name.startswith("_") or not f.repr:
                 continue
             out[f.name] = to_jsonable(getattr(value, f.name))
+        if isinstance(value, SessionRecord | CallRecord):
+            out["saved_g"] = to_jsonable(value.saved_g)
         return out
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}

@@ -260,7 +260,11 @@ class _SessionManager:
         policy = acct.policy
         parent = self._parent
         forecast: Forecast | None
-        if parent is not None and parent.forecast is not None and self._provider in (None, parent.policy.provider):
+        if (
+            parent is not None
+            and parent.forecast is not None
+            and self._provider in (None, parent.policy.provider)
+        ):
             forecast = parent.forecast  # a nested session reuses what its parent fetched
         else:
             provider = self._provider or _default_provider()

@@ -28,7 +28,9 @@ __all__ = ["carbon_aware", "carbon_session_sync"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+T = TypeVar("T")
 _PORTALS = BlockingPortalProvider()
+_POLL_S = 0.2
 
 
 def _refuse_inside_event_loop(what: str, instead: str) -> None:
@@ -46,6 +48,16 @@ def _refuse_inside_event_loop(what: str, instead: str) -> None:
             f"{what} was called from a thread that runs an event loop, where it would block the "
             f"loop; use {instead} instead (or call this from a worker thread)"
         )
+
+
+def _wait_interruptibly(future: Future[T]) -> T:
+    """``future.result()``, waking up now and then so that Ctrl-C is seen promptly on every
+    platform (a blocked lock wait is not always interrupted by a signal)."""
+    while True:
+        try:
+            return future.result(timeout=_POLL_S)
+        except TimeoutError:
+            continue
 
 
 class _SyncSession:
@@ -84,7 +96,7 @@ class _SyncSession:
         try:
             self._task = portal.start_task_soon(self._run)
             try:
-                session = self._entered.result()
+                session = _wait_interruptibly(self._entered)
             except BaseException:
                 if not self._entered.done():
                     # interrupted (Ctrl-C) while planning or waiting: cancel the wait and let

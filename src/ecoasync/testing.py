@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -29,6 +30,8 @@ from ._forecast import Forecast, as_utc
 from ._session import default_bus
 from .events import Event
 from .providers import StaticForecastProvider, synthetic_day
+
+E = TypeVar("E", bound=Event)
 
 __all__ = [
     "CapturedEvents",
@@ -156,7 +159,8 @@ class CapturedEvents(list[Event]):
     def kinds(self) -> list[str]:
         return [e.kind for e in self]
 
-    def of(self, event_type: type[Event]) -> list[Event]:
+    def of(self, event_type: type[E]) -> list[E]:
+        """The captured events of one type."""
         return [e for e in self if isinstance(e, event_type)]
 
 

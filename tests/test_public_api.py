@@ -1,0 +1,42 @@
+"""Every public module declares ``__all__``, and every name in it exists (as in trio and anyio)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import ecoasync
+from tests.conftest import ROOT
+
+
+def public_modules() -> list[str]:
+    names = ["ecoasync"]
+    for info in pkgutil.walk_packages(ecoasync.__path__, "ecoasync."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return names
+
+
+@pytest.mark.parametrize("name", public_modules())
+def test_public_module_has_a_complete_all(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    assert len(exported) == len(set(exported)), f"{name}.__all__ has duplicates"
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.__all__ names {attr!r}, which does not exist"
+
+
+def test_package_is_typed() -> None:
+    assert (ROOT / "src" / "ecoasync" / "py.typed").exists()
+
+
+def test_import_is_light() -> None:
+    """``import ecoasync`` must not drag in the SDKs, EcoLogits, plotting or telemetry SDKs."""
+    code = "import sys, ecoasync; print(sorted(m for m in ('openai', 'anthropic', 'ecologits', 'matplotlib', 'opentelemetry', 'httpx2') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import _thread
+import contextvars
+import inspect
+import threading
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+import ecoasync
+from ecoasync import EventBus, Policy, carbon_aware, carbon_session_sync
+from ecoasync._context import current
+from ecoasync.events import Completed, Event, Planned
+from ecoasync.testing import FakeProvider, VirtualClock, capture_events
+
+DAY = datetime(2026, 3, 18, tzinfo=UTC)
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+@pytest.fixture
+def evening() -> FakeProvider:
+    return FakeProvider.day(DAY)
+
+
+@pytest.fixture
+def clock() -> object:
+    with VirtualClock.installed(DAY + timedelta(hours=18)) as clock:
+        yield clock
+
+
+def test_carbon_session_sync_runs_the_body_in_the_callers_thread(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+    var.set("caller")
+    caller = threading.get_ident()
+    with (
+        capture_events(bus) as events,
+        carbon_session_sync(
+            Policy(max_delay="4h", provider=evening), bus=bus, name="sync"
+        ) as session,
+    ):
+        assert threading.get_ident() == caller
+        assert var.get() == "caller"
+        assert current() is not None  # instrumentation in this thread sees the session
+        assert clock.now() >= session.plan.start
+    assert current() is None
+    assert events.kinds() == ["planned", "started", "completed"]
+    assert session.record is not None and session.record.status == "completed"
+    assert session.plan.decision == "wait"
+
+
+def test_sync_body_exception_propagates_and_is_recorded(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+    with capture_events(bus) as events, pytest.raises(ValueError, match="boom"):
+        with carbon_session_sync(Policy(provider=evening), bus=bus):
+            raise ValueError("boom")
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert completed.status == "failed"
+
+
+def test_decorator_on_a_sync_function_keeps_its_signature(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+
+    @carbon_aware(max_delay="2h", provider=evening, bus=bus)
+    def double(x: int, *, twice: bool = True) -> int:
+        """Doubles."""
+        return x * 2 if twice else x
+
+    with capture_events(bus) as events:
+        assert double(21) == 42
+    assert double.__name__ == "double"
+    assert double.__doc__ == "Doubles."
+    assert inspect.signature(double) == inspect.signature(double.__wrapped__)  # type: ignore[attr-defined]
+    assert list(inspect.signature(double).parameters) == ["x", "twice"]
+    assert events[0].session_name.endswith("double")
+
+
+async def test_decorator_on_a_coroutine_function(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+
+    @carbon_aware(Policy(max_delay="2h", provider=evening), bus=bus, name="job")
+    async def work(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        assert current() is not None
+        return x + 1
+
+    assert inspect.iscoroutinefunction(work)
+    with capture_events(bus) as events:
+        assert await work(1) == 2
+    assert events.kinds() == ["planned", "started", "completed"]
+    assert events[0].session_name == "job"
+
+
+def test_bare_decorator_runs_under_a_parent_session(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    @carbon_aware
+    def hello() -> str:
+        acct = current()
+        assert acct is not None
+        assert acct.parent is not None  # nested: rolls up into the caller's session
+        return "hi"
+
+    assert hello.__name__ == "hello"
+    with carbon_session_sync(Policy(provider=evening)) as parent:
+        assert hello() == "hi"
+    assert evening.calls == 1  # the nested session reused its parent's forecast
+    assert parent.record is not None and parent.record.status == "completed"
+
+
+def test_decorator_validates_policy_fields_at_decoration_time() -> None:
+    with pytest.raises(ecoasync.PolicyError, match="max_delay"):
+        carbon_aware(max_delay="-2h")
+    with pytest.raises(TypeError, match="either a Policy or policy fields"):
+        carbon_aware(Policy(), max_delay="2h")
+
+
+async def test_the_sync_api_refuses_to_run_inside_an_event_loop(evening: FakeProvider) -> None:
+    @carbon_aware(provider=evening)
+    def blocking() -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="async with ecoasync.carbon_session"):
+        blocking()
+    with pytest.raises(RuntimeError, match="event loop"):
+        with carbon_session_sync(Policy(provider=evening)):
+            pass
+
+
+async def test_the_sync_api_works_from_a_worker_thread(evening: FakeProvider) -> None:
+    def in_thread() -> str | None:
+        with VirtualClock.installed(DAY), carbon_session_sync(Policy(provider=evening)) as session:
+            pass
+        return session.record.status if session.record else None
+
+    assert await anyio.to_thread.run_sync(in_thread) == "completed"
+
+
+def test_ctrl_c_while_waiting_cancels_cleanly(evening: FakeProvider) -> None:
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    planned = threading.Event()
+    bus.subscribe(lambda e: planned.set(), Planned)
+
+    class NeverClock:
+        """A clock whose wait only ends by cancellation (a real four-hour wait)."""
+
+        def now(self) -> datetime:
+            return DAY + timedelta(hours=18)
+
+        async def sleep_until(self, deadline: datetime) -> None:
+            await anyio.sleep_forever()
+
+    def interrupt() -> None:
+        if planned.wait(10):
+            _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        with carbon_session_sync(
+            Policy(max_delay="4h", provider=evening), bus=bus, clock=NeverClock()
+        ):
+            pytest.fail("the body must not run")
+    kinds = [e.kind for e in events]
+    assert kinds == ["planned", "completed"]
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert completed.status == "cancelled"
