@@ -90,7 +90,7 @@ async def workload(
     ) -> None:
         await clock.sleep_until(at)
         policy = Policy(
-            max_delay=delay, provider=provider, jitter="0m", budget_g=0.5 if i % 9 == 0 else None
+            max_delay=delay, provider=provider, jitter="0m", budget_g=0.05 if i % 9 == 0 else None
         )
         async with carbon_session(
             policy, bus=bus, name=f"job-{i % 4}", tags=[f"team:{'ab'[i % 2]}"]
