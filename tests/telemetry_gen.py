@@ -122,3 +122,34 @@ def run_workload(*sinks: Callable[[Event], object], **kwargs: object) -> list[Se
 
     anyio.run(main)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write synthetic telemetry (and its grid trace) for docs: ``python tests/telemetry_gen.py
+    OUT.jsonl [TRACE.csv]``."""
+    import argparse
+
+    from ecoasync.sinks import JsonlSink
+
+    parser = argparse.ArgumentParser(description="write synthetic ecoasync telemetry")
+    parser.add_argument("out")
+    parser.add_argument("trace", nargs="?")
+    parser.add_argument("--sessions", type=int, default=120)
+    parser.add_argument("--days", type=int, default=7)
+    args = parser.parse_args(argv)
+    sink = JsonlSink(args.out)
+    records = run_workload(sink, sessions=args.sessions, days=args.days, unknown_every=0)
+    sink.close()
+    if args.trace:
+        with open(args.trace, "w", encoding="utf-8") as handle:
+            handle.write("from,to,intensity_forecast,intensity_actual\n")
+            for slot in synthetic_day(DAY, days=args.days + 1):
+                handle.write(
+                    f"{slot.start:%Y-%m-%dT%H:%MZ},{slot.end:%Y-%m-%dT%H:%MZ},"
+                    f"{slot.forecast},{slot.actual}\n"
+                )
+    print(f"wrote {len(records)} sessions to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
