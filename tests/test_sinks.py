@@ -488,3 +488,13 @@ def test_importing_sinks_does_not_import_opentelemetry() -> None:
 
 def test_completed_events_carry_records(tmp_path: Path) -> None:
     assert Completed.kind == "completed"
+
+
+def test_the_sinks_namespace_is_public_and_complete() -> None:
+    import ecoasync.sinks as sinks
+
+    assert sorted(sinks.__all__) == sorted(
+        name for name in vars(sinks) if not name.startswith("_") and name not in {"annotations"}
+    )
+    for name in sinks.__all__:
+        assert getattr(sinks, name) is not None
