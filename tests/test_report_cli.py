@@ -16,7 +16,7 @@ from ecoasync import EventBus, Policy, SessionRecord, carbon_session
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.sinks import JsonlSink
 from ecoasync.testing import VirtualClock
-from telemetry_gen import DAY, charge, run_workload
+from tests.telemetry_gen import DAY, charge, run_workload
 
 
 def ecoasync(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

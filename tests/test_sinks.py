@@ -27,7 +27,7 @@ from ecoasync.sinks import (
     StructlogSink,
 )
 from ecoasync.testing import FakeProvider, VirtualClock
-from telemetry_gen import DAY, charge, workload
+from tests.telemetry_gen import DAY, charge, workload
 
 
 @pytest.fixture
