@@ -27,12 +27,13 @@ class Subscription:
     """What :meth:`EventBus.subscribe` returns: call :meth:`unsubscribe` (or use it as a
     context manager) to stop receiving events. Unsubscribing twice is harmless."""
 
-    __slots__ = ("_bus", "handler", "types")
+    __slots__ = ("_bus", "handler", "is_async", "types")
 
     def __init__(self, bus: EventBus, handler: Handler, types: tuple[type[Event], ...]) -> None:
         self._bus: EventBus | None = bus
         self.handler = handler
         self.types = types
+        self.is_async = _is_async(handler)
 
     def wants(self, event: Event) -> bool:
         return not self.types or isinstance(event, self.types)
@@ -86,6 +87,7 @@ class EventBus:
             )
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()
+        self._listening: dict[type[Event], bool] = {}
         self._pending: deque[tuple[Event, Subscription, Awaitable[object] | None]] = deque()
         self.handler_timeout = float(handler_timeout)
         self.failures = 0
@@ -118,11 +120,13 @@ class EventBus:
         sub = Subscription(self, handler, tuple(event_types))
         with self._lock:
             self._subs = (*self._subs, sub)
+            self._listening = {}
         return sub
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
             self._subs = tuple(s for s in self._subs if s is not sub)
+            self._listening = {}
 
     async def emit(self, event: Event) -> None:
         """Deliver ``event`` to every matching handler, in subscription order.
@@ -147,7 +151,7 @@ class EventBus:
         for sub in self._subs:
             if not sub.wants(event):
                 continue
-            if _is_async(sub.handler):
+            if sub.is_async:
                 self._pending.append((event, sub, None))
                 continue
             try:
@@ -158,6 +162,23 @@ class EventBus:
             if inspect.isawaitable(result):
                 # a callable that returned an awaitable: finish it at the next flush
                 self._pending.append((event, sub, result))
+
+    def listens(self, event_type: type[Event]) -> bool:
+        """Whether any subscriber would receive events of ``event_type`` (cached)."""
+        known = self._listening.get(event_type)
+        if known is None:
+            known = any(not sub.types or issubclass(event_type, sub.types) for sub in self._subs)
+            self._listening[event_type] = known
+        return known
+
+    @property
+    def needs_await(self) -> bool:
+        """Whether emitting may await: an async handler is subscribed or events are pending."""
+        return bool(self._pending) or any(sub.is_async for sub in self._subs)
+
+    def has_pending(self) -> bool:
+        """Whether events from :meth:`emit_nowait` still wait for async handlers."""
+        return bool(self._pending)
 
     async def flush(self) -> None:
         """Deliver events queued by :meth:`emit_nowait` to async handlers."""

@@ -8,6 +8,7 @@ anything but the bus.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,24 @@ def tagged(*tags: str) -> Iterator[tuple[str, ...]]:
         _call_tags.reset(token)
 
 
+_last_token: tuple[object, anyio.lowlevel.EventLoopToken] | None = None
+
+
+def _loop_token() -> anyio.lowlevel.EventLoopToken:
+    """The running loop's token, remembered for the last asyncio loop (a hot path)."""
+    global _last_token
+    try:
+        loop: object = asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.lowlevel.current_token()  # trio
+    last = _last_token
+    if last is not None and last[0] is loop:
+        return last[1]
+    token = anyio.lowlevel.current_token()
+    _last_token = (loop, token)
+    return token
+
+
 def budget_spent(spent_g: float, budget_g: float | None) -> bool:
     """The budget rule: a budget is spent once the emissions reach it."""
     return budget_g is not None and spent_g >= budget_g
@@ -108,6 +127,37 @@ class _TagAcc:
 class Accounting:
     """One session's running totals and the rules that use them. Thread-safe."""
 
+    __slots__ = (
+        "_lock",
+        "_loop_thread",
+        "_token",
+        "baseline_g",
+        "baseline_intensity",
+        "baseline_source",
+        "bus",
+        "by_tag",
+        "calls",
+        "clock",
+        "downgrades",
+        "embodied_g",
+        "emitted_g",
+        "energy_kwh",
+        "energy_kwh_max",
+        "energy_kwh_min",
+        "fallback_intensity",
+        "forecast",
+        "models",
+        "name",
+        "parent",
+        "plan",
+        "policy",
+        "refused",
+        "session_id",
+        "tags",
+        "tripped",
+        "unknown_models",
+    )
+
     def __init__(
         self,
         *,
@@ -151,7 +201,7 @@ class Accounting:
     # --- the loop this session runs on, so that other threads can emit on it ---
 
     def bind_loop(self) -> None:
-        self._token = anyio.lowlevel.current_token()
+        self._token = _loop_token()
         self._loop_thread = threading.get_ident()
 
     def ancestry(self) -> Iterator[Accounting]:

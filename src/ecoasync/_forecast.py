@@ -18,6 +18,8 @@ SignalScope = Literal["lifecycle", "direct"]
 
 def as_utc(value: datetime, *, what: str = "time") -> datetime:
     """Return ``value`` converted to UTC; naive datetimes are refused."""
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value  # the common case, kept cheap for the session's hot path
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}: {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -195,8 +197,28 @@ class Forecast(Sequence[Slot]):
         """The slots that overlap ``[start, end)``, as a new forecast of the same source."""
         lo = max(bisect.bisect_right(self._starts, start) - 1, 0)
         hi = bisect.bisect_left(self._starts, end)
-        picked = [s for s in self.slots[lo:hi] if s.end > start]
-        return Forecast(picked, signal=self.signal, provider=self.provider, zone=self.zone)
+        if lo < hi and self.slots[lo].end <= start:
+            lo += 1
+        return self._slice(lo, hi)
+
+    def _slice(self, lo: int, hi: int) -> Forecast:
+        """Slots ``[lo:hi]`` without re-sorting or re-checking them (they already are)."""
+        if lo == 0 and hi >= len(self.slots):
+            return self
+        piece = object.__new__(Forecast)
+        slots = self.slots[lo:hi]
+        first = slots[0].start if slots else None
+        last = slots[-1].end if slots else None
+        gaps: tuple[Gap, ...] = ()
+        if self.gaps and first is not None and last is not None:
+            gaps = tuple(g for g in self.gaps if first <= g.start and g.end <= last)
+        object.__setattr__(piece, "slots", slots)
+        object.__setattr__(piece, "signal", self.signal)
+        object.__setattr__(piece, "provider", self.provider)
+        object.__setattr__(piece, "zone", self.zone)
+        object.__setattr__(piece, "gaps", gaps)
+        object.__setattr__(piece, "_starts", self._starts[lo:hi])
+        return piece
 
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
         """The same slots, labelled with another provider name or zone."""

@@ -147,8 +147,17 @@ def run_now_plan(
 ) -> Plan:
     """A plan that starts at ``now`` (used when there is nothing to choose from)."""
     now = as_utc(now, what="now")
-    window = policy.expected_duration or _slot_length(forecast) or timedelta(minutes=30)
-    intensity = window_mean(forecast, now, window) if forecast else None
+    intensity = None
+    if forecast:
+        slot = forecast.at(now)
+        window = policy.expected_duration or (slot.duration if slot else _slot_length(forecast))
+        assert window is not None
+        if slot is not None and now + window <= slot.end:
+            intensity = slot.forecast  # the common case: the work fits in the current slot
+        else:
+            intensity = window_mean(forecast, now, window)
+    else:
+        window = policy.expected_duration or timedelta(minutes=30)
     return Plan(
         created_at=now,
         start=now,
@@ -224,12 +233,12 @@ def plan(
     exactly at the deadline, earlier (see :func:`_jitter`). The start never leaves the budget.
     """
     now = as_utc(now, what="now")
-    deadline = now + policy.max_delay
-    window = policy.expected_duration or _slot_length(forecast) or timedelta(minutes=30)
     if not forecast:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
     if policy.max_delay <= timedelta(0):
         return run_now_plan(now, policy, decision="no-delay-budget", forecast=forecast)
+    deadline = now + policy.max_delay
+    window = policy.expected_duration or _slot_length(forecast) or timedelta(minutes=30)
 
     relevant = forecast.between(now, deadline + window + timedelta(microseconds=1))
     if not relevant:

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from ._forecast import Forecast
 
-__all__ = ["ForecastProvider"]
+__all__ = ["CachingForecastProvider", "ForecastProvider"]
 
 
 @runtime_checkable
@@ -28,4 +28,18 @@ class ForecastProvider(Protocol):
 
     async def forecast(self, start: datetime, end: datetime) -> Forecast:
         """The forecast for ``[start, end)`` (timezone-aware datetimes)."""
+        ...
+
+
+@runtime_checkable
+class CachingForecastProvider(ForecastProvider, Protocol):
+    """A provider that can answer from memory without awaiting.
+
+    ``forecast_nowait(start, end)`` returns what ``forecast`` would, if it is already in
+    memory (a static forecast, a loaded file, a fresh cache entry), else ``None``. It never
+    does I/O. Sessions use it to skip the forecast timeout on the hot path.
+    """
+
+    def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The forecast for ``[start, end)`` if it is in memory, else None."""
         ...

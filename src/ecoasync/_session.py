@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterable
+import secrets
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any, Final
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from ._bus import EventBus
@@ -70,11 +72,20 @@ class Session:
     so far, in gCO2eq.
     """
 
-    __slots__ = ("_acct", "record")
+    __slots__ = ("_acct", "_make_record", "_record")
 
     def __init__(self, acct: Accounting) -> None:
         self._acct = acct
-        self.record: SessionRecord | None = None
+        self._record: SessionRecord | None = None
+        self._make_record: Callable[[], SessionRecord] | None = None
+
+    @property
+    def record(self) -> SessionRecord | None:
+        """The telemetry record, once the session has completed (None before)."""
+        if self._record is None and self._make_record is not None:
+            self._record = self._make_record()  # built on first use when nobody listened
+            self._make_record = None
+        return self._record
 
     @property
     def id(self) -> str:
@@ -189,7 +200,7 @@ class _SessionManager:
                 if parent_acct
                 else _DEFAULT_POLICY
             )
-        session_id = uuid.uuid4().hex
+        session_id = secrets.token_hex(16)
         self._parent = parent_acct
         self._clock = clock or current_clock()
         self._provider = policy.provider
@@ -214,19 +225,21 @@ class _SessionManager:
         try:
             plan_ = await self._plan(submitted)
             acct.plan = plan_
-            await acct.bus.emit(Planned(**self._base(submitted), plan=plan_))
+            if acct.bus.listens(Planned):
+                await acct.bus.emit(Planned(**self._base(submitted), plan=plan_))
             if plan_.start > submitted:
                 await self._clock.sleep_until(plan_.start)
             started = self._clock.now()
-            intensity, source = acct.intensity_at(started)
-            await acct.bus.emit(
-                Started(
-                    **self._base(started),
-                    delay=started - submitted,
-                    intensity=intensity,
-                    intensity_source=source,
+            if acct.bus.listens(Started):
+                intensity, source = acct.intensity_at(started)
+                await acct.bus.emit(
+                    Started(
+                        **self._base(started),
+                        delay=started - submitted,
+                        intensity=intensity,
+                        intensity_source=source,
+                    )
                 )
-            )
         except BaseException as exc:
             await self._complete(submitted, None, exc)
             raise
@@ -268,12 +281,16 @@ class _SessionManager:
             forecast = parent.forecast  # a nested session reuses what its parent fetched
         else:
             provider = self._provider or _default_provider()
-            window = policy.expected_duration or timedelta(hours=1)
+            end = submitted + policy.max_delay + (policy.expected_duration or timedelta(hours=1))
+            nowait = getattr(provider, "forecast_nowait", None)
             try:
-                with anyio.fail_after(policy.forecast_timeout.total_seconds()):
-                    forecast = await provider.forecast(
-                        submitted, submitted + policy.max_delay + window
-                    )
+                cached = nowait(submitted, end) if nowait is not None else None
+                if cached is not None:
+                    await anyio.lowlevel.checkpoint()  # a cache hit is still a checkpoint
+                    forecast = cached
+                else:
+                    with anyio.fail_after(policy.forecast_timeout.total_seconds()):
+                        forecast = await provider.forecast(submitted, end)
             except Exception as exc:
                 return await self._forecast_failed(provider, submitted, exc)
         acct.forecast = forecast
@@ -342,11 +359,25 @@ class _SessionManager:
         else:
             status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
         ended = self._clock.now()
+        bus = acct.bus
+        session = self._session
+        if not (bus.listens(Completed) or bus.has_pending()):
+            # nobody listens: build the record only if someone reads session.record
+            session._make_record = partial(self._record, submitted, started, ended, status, error)
+            return
         record = self._record(submitted, started, ended, status, error)
-        self._session.record = record
+        session._record = record
+        completed = Completed(**self._base(ended), status=status, record=record)
+        pending = True
+        if not bus.needs_await:
+            bus.emit_nowait(completed)  # only sync handlers: nothing to await or shield
+            if not bus.has_pending():
+                return
+            pending = False
         with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
-            await acct.bus.flush()
-            await acct.bus.emit(Completed(**self._base(ended), status=status, record=record))
+            await bus.flush()
+            if pending:
+                await bus.emit(completed)
         if scope.cancelled_caught:
             log.error(
                 "ecoasync.completed_not_delivered",

@@ -5,8 +5,10 @@ while the body runs in the caller's thread with the caller's context variables."
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +32,30 @@ R = TypeVar("R")
 
 T = TypeVar("T")
 _PORTALS = BlockingPortalProvider()
+_kept: tuple[int, BlockingPortalProvider] | None = None
+_kept_lock = threading.Lock()
+
+
+def _keep_portal_alive() -> None:
+    """Hold one lease on the shared portal for the life of the process.
+
+    Starting an event loop thread costs about a millisecond, so the sync API keeps one running
+    after its first use (stopped at exit; restarted in a forked child).
+    """
+    global _kept, _PORTALS
+    if _kept is not None and _kept[0] == os.getpid():
+        return
+    with _kept_lock:
+        if _kept is not None and _kept[0] == os.getpid():
+            return
+        if _kept is not None:  # forked: the parent's loop thread does not exist here
+            _PORTALS = BlockingPortalProvider()
+        provider = _PORTALS
+        provider.__enter__()
+        _kept = (os.getpid(), provider)
+        atexit.register(provider.__exit__, None, None, None)
+
+
 _POLL_S = 0.2
 
 
@@ -92,7 +118,9 @@ class _SyncSession:
         _refuse_inside_event_loop(
             "carbon_session_sync()", "'async with ecoasync.carbon_session(...)'"
         )
-        portal = _PORTALS.__enter__()
+        _keep_portal_alive()
+        self._portals = _PORTALS
+        portal = self._portals.__enter__()
         try:
             self._task = portal.start_task_soon(self._run)
             try:
@@ -105,7 +133,7 @@ class _SyncSession:
                     self._finished.wait(COMPLETION_TIMEOUT_S + 1.0)
                 raise
         except BaseException:
-            _PORTALS.__exit__(None, None, None)
+            self._portals.__exit__(None, None, None)
             raise
         self._portal = portal
         self._ctx_token = set_current(session._acct)
@@ -126,7 +154,7 @@ class _SyncSession:
             self._portal.call(self._exit_event.set)
             self._task.result()
         finally:
-            _PORTALS.__exit__(None, None, None)
+            self._portals.__exit__(None, None, None)
 
 
 def carbon_session_sync(

@@ -189,6 +189,10 @@ class FakeProvider(StaticForecastProvider):
         self.calls += 1
         return await super().forecast(start, end)
 
+    def forecast_nowait(self, start: datetime, end: datetime) -> Forecast:
+        self.calls += 1
+        return super().forecast_nowait(start, end)
+
     @classmethod
     def day(
         cls, start: datetime | None = None, *, slot: timedelta = timedelta(minutes=30)

@@ -4,6 +4,7 @@ Every provider implements :class:`ForecastProvider` (``name`` and async
 ``forecast(start, end)``).
 """
 
+from .._provider import CachingForecastProvider as CachingForecastProvider
 from .._provider import ForecastProvider as ForecastProvider
 from ._csv import CsvForecastProvider as CsvForecastProvider
 from ._csv import read_trace as read_trace
@@ -12,6 +13,7 @@ from ._static import StaticForecastProvider as StaticForecastProvider
 from ._static import synthetic_day as synthetic_day
 
 __all__ = [
+    "CachingForecastProvider",
     "CsvForecastProvider",
     "ForecastProvider",
     "StaticForecastProvider",

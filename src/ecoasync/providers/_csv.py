@@ -138,5 +138,11 @@ class CsvForecastProvider:
         full = await self.load()
         return full.between(as_utc(start, what="start"), as_utc(end, what="end"))
 
+    def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The forecast if the file has been read, else None (no I/O)."""
+        if self._forecast is None:
+            return None
+        return self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
+
     def __repr__(self) -> str:
         return f"CsvForecastProvider({str(self.path)!r})"

@@ -56,6 +56,10 @@ class StaticForecastProvider:
         await anyio.lowlevel.checkpoint()
         return self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
 
+    def forecast_nowait(self, start: datetime, end: datetime) -> Forecast:
+        """The same as :meth:`forecast`, without the checkpoint (it is always in memory)."""
+        return self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
+
     def __repr__(self) -> str:
         f = self._forecast
         span = f"{f.start:%Y-%m-%dT%H:%M}Z..{f.end:%Y-%m-%dT%H:%M}Z" if f else "empty"
