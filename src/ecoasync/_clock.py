@@ -44,7 +44,7 @@ class SystemClock:
 
     async def sleep_until(self, deadline: datetime) -> None:
         while True:
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            remaining = (deadline - self.now()).total_seconds()
             if remaining <= 0:
                 await anyio.lowlevel.checkpoint()
                 return
