@@ -116,10 +116,12 @@ def test_from_mapping_and_evolve_validate() -> None:
         Policy.from_mapping({"colour": "green"})
 
 
-def test_provider_is_accepted_and_not_compared() -> None:
+def test_provider_is_compared_by_identity_and_policies_hash() -> None:
     provider = StaticForecastProvider(synthetic_day())
     assert Policy(provider=provider).provider is provider
-    assert Policy(provider=provider, max_delay="1h") == Policy(max_delay="1h")
+    assert Policy(provider=provider, max_delay="1h") == Policy(provider=provider, max_delay="60m")
+    assert Policy(provider=provider) != Policy()
+    assert len({Policy(max_delay="1h"), Policy(max_delay="60m")}) == 1
 
 
 @pytest.mark.parametrize(

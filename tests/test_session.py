@@ -404,3 +404,12 @@ async def test_no_forecast_for_now_runs_at_once(bus: EventBus) -> None:
             pass
     assert session.plan.decision == "no-forecast"
     assert session.record is not None and session.record.baseline_intensity_source == "none"
+
+
+async def test_a_session_manager_is_single_use(clock: VirtualClock) -> None:
+    manager = carbon_session(Policy(provider=FakeProvider.day(DAY)))
+    async with manager:
+        pass
+    with pytest.raises(RuntimeError, match="already entered"):
+        async with manager:
+            pass

@@ -147,7 +147,7 @@ class Policy:
     """
 
     max_delay: timedelta
-    provider: ForecastProvider | None = field(hash=False, compare=False)
+    provider: ForecastProvider | None = field(hash=False)
     jitter: timedelta
     min_improvement: float
     dirty_threshold: float | None

@@ -219,9 +219,13 @@ class _SessionManager:
         self._started: datetime | None = None
 
     async def __aenter__(self) -> Session:
+        if self._submitted is not None:
+            raise RuntimeError(
+                "this carbon_session() was already entered; call carbon_session(...) again for a new session"
+            )
         acct = self._acct
         acct.bind_loop()
-        submitted = self._clock.now()
+        submitted = self._submitted = self._clock.now()
         try:
             plan_ = await self._plan(submitted)
             acct.plan = plan_
