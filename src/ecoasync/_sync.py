@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import inspect
 import os
@@ -17,7 +18,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio
-from anyio.from_thread import BlockingPortalProvider
+from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 
 from ._bus import EventBus
 from ._clock import Clock, current_clock
@@ -97,22 +98,36 @@ class _SyncSession:
         self._exc_info: tuple[Any, Any, Any] = (None, None, None)
         self._task: Future[None] | None = None
         self._ctx_token: object | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested = False
 
     async def _run(self) -> None:
         try:
-            self._exit_event = anyio.Event()
-            try:
-                session = await self._manager.__aenter__()
-            except BaseException as exc:
-                self._entered.set_exception(exc)
-                return
-            self._entered.set_result(session)
-            try:
-                await self._exit_event.wait()
-            finally:
-                await self._manager.__aexit__(*self._exc_info)
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:  # interrupted before we even started
+                    scope.cancel()
+                self._exit_event = anyio.Event()
+                try:
+                    session = await self._manager.__aenter__()
+                except BaseException as exc:
+                    self._entered.set_exception(exc)
+                    return
+                self._entered.set_result(session)
+                try:
+                    await self._exit_event.wait()
+                finally:
+                    await self._manager.__aexit__(*self._exc_info)
         finally:
             self._finished.set()
+
+    def _cancel(self, portal: BlockingPortal) -> None:
+        """Cancel the session's wait from this thread (after Ctrl-C), whatever its stage."""
+        self._cancel_requested = True  # seen by _run if it has not set its scope yet
+        scope = self._scope
+        if scope is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already gone
+                portal.call(scope.cancel)
 
     def __enter__(self) -> Session:
         _refuse_inside_event_loop(
@@ -122,14 +137,14 @@ class _SyncSession:
         self._portals = _PORTALS
         portal = self._portals.__enter__()
         try:
-            self._task = portal.start_task_soon(self._run)
             try:
+                self._task = portal.start_task_soon(self._run)
                 session = _wait_interruptibly(self._entered)
             except BaseException:
                 if not self._entered.done():
                     # interrupted (Ctrl-C) while planning or waiting: cancel the wait and let
                     # the session record itself as cancelled before we go on
-                    self._task.cancel()
+                    self._cancel(portal)
                     self._finished.wait(COMPLETION_TIMEOUT_S + 1.0)
                 raise
         except BaseException:
