@@ -24,6 +24,14 @@ from ._forecast import Forecast as Forecast
 from ._forecast import Gap as Gap
 from ._forecast import Signal as Signal
 from ._forecast import Slot as Slot
+from ._instrument import ElectricityMix as ElectricityMix
+from ._instrument import instrument as instrument
+from ._instrument import is_instrumented as is_instrumented
+from ._instrument import record_call as record_call
+from ._instrument import record_call_sync as record_call_sync
+from ._instrument import register_model as register_model
+from ._instrument import uninstrument as uninstrument
+from ._instrument import unregister_model as unregister_model
 from ._planner import Plan as Plan
 from ._planner import plan as plan
 from ._policy import Policy as Policy
@@ -43,6 +51,7 @@ __all__ = [
     "CarbonBudgetExceeded",
     "Clock",
     "EcoAsyncError",
+    "ElectricityMix",
     "EventBus",
     "EventStream",
     "Forecast",
@@ -67,6 +76,13 @@ __all__ = [
     "carbon_session_sync",
     "default_bus",
     "events",
+    "instrument",
+    "is_instrumented",
     "plan",
+    "record_call",
+    "record_call_sync",
+    "register_model",
+    "uninstrument",
+    "unregister_model",
     "use_clock",
 ]

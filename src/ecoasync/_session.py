@@ -23,7 +23,7 @@ from ._forecast import Forecast
 from ._planner import Plan, plan, run_now_plan
 from ._policy import Policy
 from ._provider import ForecastProvider
-from ._records import SessionRecord, Status
+from ._records import CallRecord, SessionRecord, Status
 from .events import Completed, ForecastFailed, Planned, Started
 
 __all__ = ["COMPLETION_TIMEOUT_S", "Session", "carbon_session", "default_bus"]
@@ -142,6 +142,32 @@ class Session:
         """The grid intensity now (gCO2eq/kWh): the slot's actual if known, else its forecast."""
         return self._acct.intensity_now()[0]
 
+    async def record_call(
+        self,
+        *,
+        provider: str,
+        model: str,
+        output_tokens: int,
+        latency_s: float,
+        input_tokens: int | None = None,
+        requested_model: str | None = None,
+        stream: bool = False,
+    ) -> CallRecord | None:
+        """Charge a call made without an instrumented SDK (self-hosted, another client) to
+        this session, like an instrumented call: see :func:`ecoasync.record_call`."""
+        from ._instrument import record_call
+
+        return await record_call(
+            provider=provider,
+            model=model,
+            output_tokens=output_tokens,
+            latency_s=latency_s,
+            input_tokens=input_tokens,
+            requested_model=requested_model,
+            stream=stream,
+            session=self._acct,
+        )
+
     def tagged(self, *tags: str) -> AbstractContextManager[tuple[str, ...]]:
         """Tag the calls made inside the block, e.g. by agent: ``with session.tagged("critic"):``."""
         return tagged(*tags)
@@ -223,6 +249,7 @@ class _SessionManager:
             raise RuntimeError(
                 "this carbon_session() was already entered; call carbon_session(...) again for a new session"
             )
+        _auto_instrument()
         acct = self._acct
         acct.bind_loop()
         submitted = self._submitted = self._clock.now()
@@ -446,6 +473,13 @@ class _SessionManager:
             models=acct.frozen_models(),
             by_tag=acct.frozen_tags(),
         )
+
+
+def _auto_instrument() -> None:
+    """Wrap the LLM SDKs unless already done or turned off (one flag check once on)."""
+    from ._instrument import ensure_instrumented
+
+    ensure_instrumented()
 
 
 def _provider_name(provider: object) -> str:

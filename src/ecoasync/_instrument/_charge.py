@@ -1,0 +1,321 @@
+"""One LLM call inside a session: admit it, pick its model, then charge what it used.
+
+Shared by every SDK wrapper and by :func:`record_call`. Pure bookkeeping around the
+session's :class:`~ecoasync._context.Accounting`; the only waiting is the bus's.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from .. import _context
+from .._records import CallRecord, IntensitySource
+from ..events import Event, ModelUnknown
+from . import _impacts
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+    from .._context import Accounting
+
+__all__ = ["Call", "Usage", "admit", "admit_sync", "settings"]
+
+log = structlog.get_logger("ecoasync")
+
+
+@dataclass(slots=True)
+class _Settings:
+    attach_impacts: bool = False
+    active: bool = False  # False after uninstrument(): wrappers still cached somewhere pass through
+
+
+settings = _Settings()
+
+_DATED = re.compile(r"[-@](\d{4}(-?\d{2}){0,2}|latest)$")
+_unknown_lock = threading.Lock()
+
+
+@dataclass(slots=True)
+class Usage:
+    """What a response said it used: output tokens (required), input tokens and model."""
+
+    output_tokens: int
+    input_tokens: int | None = None
+    model: str | None = None
+
+
+class Call:
+    """An admitted call: its session, its models, when it started. ``finish`` charges it once."""
+
+    __slots__ = (
+        "_done",
+        "acct",
+        "downgraded",
+        "effective",
+        "provider",
+        "record",
+        "requested",
+        "start_perf",
+        "started_at",
+        "stream",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        acct: Accounting,
+        provider: str,
+        requested: str,
+        effective: str,
+        *,
+        stream: bool,
+        downgraded: bool,
+    ) -> None:
+        self.acct = acct
+        self.provider = provider
+        self.requested = requested
+        self.effective = effective
+        self.stream = stream
+        self.downgraded = downgraded
+        self.tags = _context.call_tags()
+        self.started_at = acct.clock.now()
+        self.start_perf = time.perf_counter()
+        self.record: CallRecord | None = None
+        self._done = False
+
+    def restart_timer(self) -> None:
+        """Start timing now (for stream managers that send the request later)."""
+        self.started_at = self.acct.clock.now()
+        self.start_perf = time.perf_counter()
+
+    def failed(self, exc: BaseException) -> None:
+        """Measuring this call failed: log and count it; the caller's result is untouched."""
+        self._done = True
+        _failed(self, exc)
+
+    def finish(
+        self, usage: Usage, *, latency_s: float | None = None
+    ) -> tuple[list[tuple[EventBus, Event]], _impacts.Impacts | None]:
+        """Charge the call (once; later calls return nothing): the events to emit, and impacts."""
+        if self._done:
+            return [], None
+        self._done = True
+        if not self.requested and usage.model:
+            self.requested = self.effective = usage.model  # no model in the request (a prompt id)
+        latency = time.perf_counter() - self.start_perf if latency_s is None else latency_s
+        try:
+            record, impacts = build_record(self, usage, latency)
+        except Exception as exc:  # telemetry never breaks the workload; it is logged, not silent
+            _failed(self, exc)
+            return [], None
+        self.record = record
+        acct = self.acct
+        events: list[tuple[EventBus, Event]] = []
+        if not record.known_model:
+            with _unknown_lock:
+                first = record.effective_model not in acct.unknown_models
+                if first:
+                    acct.unknown_models[record.effective_model] = None
+            if first:
+                log.warning(
+                    "ecoasync.model_unknown",
+                    provider=record.provider,
+                    model=record.effective_model,
+                    session=acct.name,
+                )
+                events.append(
+                    (
+                        acct.bus,
+                        ModelUnknown(
+                            session_id=acct.session_id,
+                            session_name=acct.name,
+                            tags=acct.tags,
+                            at=record.at,
+                            provider=record.provider,
+                            model=record.effective_model,
+                        ),
+                    )
+                )
+        events.extend(acct.charge(record))
+        return events, impacts
+
+
+_failures = 0
+
+
+def failures() -> int:
+    """How many calls could not be measured (each was logged as ``ecoasync.measure_failed``)."""
+    return _failures
+
+
+def _failed(call: Call, exc: BaseException) -> None:
+    global _failures
+    _failures += 1
+    log.error(
+        "ecoasync.measure_failed",
+        provider=call.provider,
+        model=call.effective,
+        session=call.acct.name,
+        error=repr(exc),
+        failures=_failures,
+    )
+
+
+def _candidates(model: str | None, effective: str) -> tuple[str, ...]:
+    """Model ids to try in EcoLogits, best first: as answered, as sent, undated."""
+    out: list[str] = []
+    for name in (model, effective):
+        if name and name not in out:
+            out.append(name)
+    for name in list(out):
+        match = _DATED.search(name)
+        if match is not None and name[: match.start()] not in out:
+            out.append(name[: match.start()])
+    return tuple(out)
+
+
+def _zone(acct: Accounting) -> str | None:
+    zone = None
+    if acct.forecast is not None:
+        zone = acct.forecast.zone
+    if not zone and acct.plan is not None:
+        zone = acct.plan.zone
+    return zone or None
+
+
+def intensity_for(
+    acct: Accounting, at: datetime, impacts: _impacts.Impacts | None = None
+) -> tuple[float, IntensitySource]:
+    """The grid intensity to charge a call that started at ``at``.
+
+    The session's forecast (actual, else forecast); without one, a custom model's own mix,
+    else EcoLogits' mix of the forecast's zone (or the world average), which is then kept as
+    the session's ``fallback_intensity`` (source ``"mix"``): emissions are never silently 0.
+    """
+    intensity, source = acct.intensity_at(at)
+    if intensity is not None:
+        return intensity, source
+    if impacts is not None and impacts.mix is not None:
+        return impacts.mix.gwp_g_per_kwh, "mix"
+    mix = _impacts.electricity_mix(_zone(acct))
+    acct.fallback_intensity = (mix.gwp_g_per_kwh, "mix")
+    return mix.gwp_g_per_kwh, "mix"
+
+
+def build_record(call: Call, usage: Usage, latency_s: float) -> tuple[CallRecord, _impacts.Impacts]:
+    acct = call.acct
+    tokens = max(int(usage.output_tokens or 0), 0)
+    zone = _impacts.zone_to_mix_zone(_zone(acct))
+    impacts = _impacts.lookup(
+        call.provider, _candidates(usage.model, call.effective), tokens, latency_s, zone
+    )
+    intensity, source = intensity_for(acct, call.started_at, impacts)
+    baseline = acct.baseline_intensity if acct.baseline_intensity is not None else intensity
+    energy = impacts.energy_kwh
+    record = CallRecord(
+        provider=call.provider,
+        requested_model=call.requested,
+        effective_model=call.effective,
+        output_tokens=tokens,
+        input_tokens=usage.input_tokens,
+        latency_s=round(latency_s, 3),
+        stream=call.stream,
+        energy_kwh=energy,
+        energy_kwh_min=impacts.energy_kwh_min,
+        energy_kwh_max=impacts.energy_kwh_max,
+        intensity=intensity,
+        intensity_source=source,
+        emitted_g=energy * intensity,
+        baseline_g=energy * baseline,
+        embodied_g=impacts.embodied_gwp_g,
+        adpe_usage_kgsbeq=impacts.adpe_usage_kgsbeq,
+        adpe_embodied_kgsbeq=impacts.adpe_embodied_kgsbeq,
+        pe_usage_mj=impacts.pe_usage_mj,
+        pe_embodied_mj=impacts.pe_embodied_mj,
+        water_usage_l=impacts.water_usage_l,
+        water_embodied_l=impacts.water_embodied_l,
+        known_model=impacts.known,
+        downgraded=call.downgraded,
+        tags=call.tags,
+        at=acct.clock.now(),
+    )
+    return record, impacts
+
+
+def _prepare(
+    acct: Accounting, provider: str, model: str, *, stream: bool
+) -> tuple[Call, list[tuple[EventBus, Event]]]:
+    """Admit a call: raise (after its event) if refused; the call and the events to emit."""
+    refusal = acct.refusal(model)
+    if refusal is not None:
+        error, refused = refusal
+        raise _Refused(error, [(acct.bus, refused)])
+    effective, downgraded = acct.choose_model(model)
+    events: list[tuple[EventBus, Event]] = []
+    if downgraded is not None:
+        events.append((acct.bus, downgraded))
+    call = Call(acct, provider, model, effective, stream=stream, downgraded=downgraded is not None)
+    return call, events
+
+
+class _Refused(Exception):
+    def __init__(self, error: Exception, events: list[tuple[EventBus, Event]]) -> None:
+        self.error = error
+        self.events = events
+
+
+async def admit(acct: Accounting, provider: str, model: str, *, stream: bool) -> Call:
+    """Admit a call from async code: emit ``CallRefused`` and raise, or emit ``Downgraded``."""
+    try:
+        call, events = _prepare(acct, provider, model, stream=stream)
+    except _Refused as refused:
+        await emit(acct, refused.events)
+        raise refused.error from None
+    await emit(acct, events)
+    return call
+
+
+def admit_sync(acct: Accounting, provider: str, model: str, *, stream: bool) -> Call:
+    """Admit a call from sync code (any thread)."""
+    try:
+        call, events = _prepare(acct, provider, model, stream=stream)
+    except _Refused as refused:
+        emit_sync(acct, refused.events)
+        raise refused.error from None
+    emit_sync(acct, events)
+    return call
+
+
+async def emit(acct: Accounting, events: Iterable[tuple[EventBus, Event]]) -> None:
+    for bus, event in events:
+        await acct.emit(bus, event)
+
+
+def emit_sync(acct: Accounting, events: Iterable[tuple[EventBus, Event]]) -> None:
+    for bus, event in events:
+        acct.emit_sync(bus, event)
+
+
+def attach(response: Any, impacts: _impacts.Impacts | None) -> None:
+    """Set ``response.impacts`` (EcoLogits' object) when asked to; never fails the call."""
+    if not settings.attach_impacts or impacts is None or response is None:
+        return
+    if impacts.ecologits is None:
+        return
+    value = impacts.ecologits.model_copy()
+    try:
+        response.impacts = value
+    except Exception:
+        try:
+            object.__setattr__(response, "impacts", value)
+        except Exception as exc:
+            log.warning(
+                "ecoasync.attach_impacts_failed", type=type(response).__name__, error=repr(exc)
+            )
