@@ -28,6 +28,8 @@ from ._bus import EventBus, Subscription
 from ._clock import use_clock
 from ._exceptions import ForecastUnavailable
 from ._forecast import Forecast, as_utc
+from ._instrument._fakes import FakeLLM as FakeLLM
+from ._instrument._fakes import FakeRequest as FakeRequest
 from ._session import default_bus
 from .events import Event
 from .providers import StaticForecastProvider, synthetic_day
@@ -37,7 +39,9 @@ E = TypeVar("E", bound=Event)
 __all__ = [
     "CapturedEvents",
     "FailingProvider",
+    "FakeLLM",
     "FakeProvider",
+    "FakeRequest",
     "VirtualClock",
     "capture_events",
 ]

@@ -130,7 +130,6 @@ def _patch(sdk: str) -> None:
         setattr(wrapper, _MARK, target)
         setattr(cls, target.method, wrapper)
         _state.patched[key] = (cls, original)
-    log.debug("ecoasync.instrumented", sdk=sdk, methods=len(_state.patched))
 
 
 class _LoaderProxy(importlib.abc.Loader):
