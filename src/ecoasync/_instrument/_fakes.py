@@ -104,7 +104,10 @@ class FakeLLM:
         if self.fail is not None:
             return http.Response(
                 self.fail,
-                json={"type": "error", "error": {"type": "overloaded_error", "message": "try later"}},
+                json={
+                    "type": "error",
+                    "error": {"type": "overloaded_error", "message": "try later"},
+                },
             )
         model = self.dated.get(body.get("model", ""), body.get("model", "gpt-4o-mini"))
         stream = bool(body.get("stream"))
@@ -243,7 +246,10 @@ class FakeLLM:
     def _responses_sse(self, model: str, seq: int, body: dict[str, Any]) -> str:
         item_id = f"msg_{seq}"
         events: list[dict[str, Any]] = [
-            {"type": "response.created", "response": self._response(model, seq, body, status="in_progress")},
+            {
+                "type": "response.created",
+                "response": self._response(model, seq, body, status="in_progress"),
+            },
             {
                 "type": "response.output_item.added",
                 "output_index": 0,
@@ -336,7 +342,11 @@ class FakeLLM:
         start["usage"] = {**start["usage"], "output_tokens": 1}
         events: list[dict[str, Any]] = [
             {"type": "message_start", "message": start},
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ]
         events += [
             {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}
