@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ecologits.utils.range_value import RangeValue
+
 from ecoasync import Forecast, Slot
 from ecoasync.testing import FakeProvider
 
@@ -21,3 +23,10 @@ def grid(intensity: float, *, hours: int = 48, zone: str | None = "GB") -> FakeP
         for i in range(hours * 2)
     ]
     return FakeProvider(Forecast(slots, provider="test-grid", zone=zone))
+
+
+def span(value: float | RangeValue) -> tuple[float, float, float]:
+    """(mean, min, max) of an EcoLogits value (a number or a range)."""
+    if isinstance(value, RangeValue):
+        return (value.min + value.max) / 2, value.min, value.max
+    return float(value), float(value), float(value)

@@ -16,7 +16,6 @@ import anyio.to_thread
 import pytest
 from ecologits.electricity_mix_repository import electricity_mixes
 from ecologits.impacts.llm import compute_llm_impacts
-from llm_helpers import CLAUDE, MSG, grid
 
 import ecoasync
 from ecoasync import CallRecord, CarbonBudgetExceeded, Forecast, Policy, carbon_session
@@ -36,6 +35,7 @@ from ecoasync.testing import (
     VirtualClock,
     capture_events,
 )
+from tests.llm_helpers import CLAUDE, MSG, grid, span
 
 FALLBACKS = {"gpt-4o": "gpt-4o-mini", "claude-opus-4-7": "claude-haiku-4-5"}
 
@@ -235,8 +235,7 @@ async def test_registered_moe_model_with_custom_mix_and_record_call(
         datacenter_pue=1.1,
         datacenter_wue=0.569,
     )
-    energy = theirs.energy.value
-    mean = (energy.min + energy.max) / 2 if hasattr(energy, "min") else energy
+    mean = span(theirs.energy.value)[0]
     assert record.energy_kwh == pytest.approx(mean, rel=1e-12)
     assert record.intensity == 40.0 and record.intensity_source == "mix"
     assert record.emitted_g == pytest.approx(record.energy_kwh * 40.0)

@@ -64,9 +64,9 @@ class FakeLLM:
         """A real ``openai.AsyncOpenAI`` (or ``OpenAI`` with ``sync=True``) talking to this fake."""
         import openai
 
-        default = openai.DefaultHttpxClient if sync else openai.DefaultAsyncHttpxClient
+        default: Any = openai.DefaultHttpxClient if sync else openai.DefaultAsyncHttpxClient
         http = _http_module(default)
-        client_cls = openai.OpenAI if sync else openai.AsyncOpenAI
+        client_cls: Any = openai.OpenAI if sync else openai.AsyncOpenAI
         return client_cls(
             api_key="sk-test",
             base_url="http://fake-llm.local/v1",
@@ -79,9 +79,9 @@ class FakeLLM:
         """A real ``anthropic.AsyncAnthropic`` (or ``Anthropic``) talking to this fake."""
         import anthropic
 
-        default = anthropic.DefaultHttpxClient if sync else anthropic.DefaultAsyncHttpxClient
+        default: Any = anthropic.DefaultHttpxClient if sync else anthropic.DefaultAsyncHttpxClient
         http = _http_module(default)
-        client_cls = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
+        client_cls: Any = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
         return client_cls(
             api_key="sk-ant-test",
             base_url="http://fake-llm.local",
