@@ -192,6 +192,11 @@ def _ecologits() -> Any:
         from ecologits.tracers import utils
     finally:
         logging.setLoggerClass(logger_class)  # ecologits.log sets its class for every logger
+    ecologits_log = logging.getLogger("ecologits")
+    if not ecologits_log.handlers:
+        # its precision warnings would otherwise go to stderr through logging's last resort;
+        # they still reach any handler the application configures (propagation is kept)
+        ecologits_log.addHandler(logging.NullHandler())
     return utils, compute_llm_impacts, electricity_mixes, models
 
 
