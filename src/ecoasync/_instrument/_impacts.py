@@ -213,6 +213,7 @@ _ALPHA3 = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
 def zone_to_mix_zone(zone: str | None) -> str | None:
     """EcoLogits' zone (ISO alpha-3, or ``WOR``) for a grid zone like ``GB`` or ``US-CAL-CISO``."""
     if not zone:
@@ -227,6 +228,7 @@ def zone_to_mix_zone(zone: str | None) -> str | None:
     return _ALPHA3.get(head)
 
 
+@functools.lru_cache(maxsize=256)
 def electricity_mix(zone: str | None) -> ElectricityMix:
     """EcoLogits' electricity mix for ``zone`` (a grid zone or ISO alpha-3), else the world's."""
     _, _, mixes, _ = _ecologits()
