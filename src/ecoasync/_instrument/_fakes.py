@@ -13,7 +13,11 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 __all__ = ["FakeLLM", "FakeRequest"]
 
@@ -60,35 +64,49 @@ class FakeLLM:
 
     # --- clients ---
 
-    def openai(self, *, sync: bool = False, **kwargs: Any) -> Any:
+    @overload
+    def openai(self, *, sync: Literal[False] = False, **kwargs: Any) -> openai.AsyncOpenAI: ...
+    @overload
+    def openai(self, *, sync: Literal[True], **kwargs: Any) -> openai.OpenAI: ...
+    def openai(self, *, sync: bool = False, **kwargs: Any) -> openai.AsyncOpenAI | openai.OpenAI:
         """A real ``openai.AsyncOpenAI`` (or ``OpenAI`` with ``sync=True``) talking to this fake."""
         import openai
 
         default: Any = openai.DefaultHttpxClient if sync else openai.DefaultAsyncHttpxClient
         http = _http_module(default)
         client_cls: Any = openai.OpenAI if sync else openai.AsyncOpenAI
-        return client_cls(
+        client: openai.AsyncOpenAI | openai.OpenAI = client_cls(
             api_key="sk-test",
             base_url="http://fake-llm.local/v1",
             http_client=default(transport=http.MockTransport(self.handle)),
             max_retries=0,
             **kwargs,
         )
+        return client
 
-    def anthropic(self, *, sync: bool = False, **kwargs: Any) -> Any:
+    @overload
+    def anthropic(
+        self, *, sync: Literal[False] = False, **kwargs: Any
+    ) -> anthropic.AsyncAnthropic: ...
+    @overload
+    def anthropic(self, *, sync: Literal[True], **kwargs: Any) -> anthropic.Anthropic: ...
+    def anthropic(
+        self, *, sync: bool = False, **kwargs: Any
+    ) -> anthropic.AsyncAnthropic | anthropic.Anthropic:
         """A real ``anthropic.AsyncAnthropic`` (or ``Anthropic``) talking to this fake."""
         import anthropic
 
         default: Any = anthropic.DefaultHttpxClient if sync else anthropic.DefaultAsyncHttpxClient
         http = _http_module(default)
         client_cls: Any = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
-        return client_cls(
+        client: anthropic.AsyncAnthropic | anthropic.Anthropic = client_cls(
             api_key="sk-ant-test",
             base_url="http://fake-llm.local",
             http_client=default(transport=http.MockTransport(self.handle)),
             max_retries=0,
             **kwargs,
         )
+        return client
 
     # --- the server ---
 
