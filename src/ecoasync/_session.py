@@ -475,11 +475,17 @@ class _SessionManager:
         )
 
 
-def _auto_instrument() -> None:
-    """Wrap the LLM SDKs unless already done or turned off (one flag check once on)."""
-    from ._instrument import ensure_instrumented
+_ensure_instrumented: Callable[[], None] | None = None
 
-    ensure_instrumented()
+
+def _auto_instrument() -> None:
+    """Wrap the LLM SDKs unless already done or turned off (a flag check once on)."""
+    global _ensure_instrumented
+    if _ensure_instrumented is None:
+        from ._instrument import ensure_instrumented
+
+        _ensure_instrumented = ensure_instrumented
+    _ensure_instrumented()
 
 
 def _provider_name(provider: object) -> str:
