@@ -24,6 +24,8 @@ from ._forecast import Forecast as Forecast
 from ._forecast import Gap as Gap
 from ._forecast import Signal as Signal
 from ._forecast import Slot as Slot
+from ._ledger import SlotLedger as SlotLedger
+from ._ledger import default_ledger as default_ledger
 from ._planner import Plan as Plan
 from ._planner import plan as plan
 from ._policy import Policy as Policy
@@ -58,6 +60,7 @@ __all__ = [
     "SessionRecord",
     "Signal",
     "Slot",
+    "SlotLedger",
     "Subscription",
     "SystemClock",
     "TagUsage",
@@ -66,6 +69,7 @@ __all__ = [
     "carbon_session",
     "carbon_session_sync",
     "default_bus",
+    "default_ledger",
     "events",
     "plan",
     "use_clock",
