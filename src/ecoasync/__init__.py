@@ -32,6 +32,8 @@ from ._instrument import record_call_sync as record_call_sync
 from ._instrument import register_model as register_model
 from ._instrument import uninstrument as uninstrument
 from ._instrument import unregister_model as unregister_model
+from ._ledger import SlotLedger as SlotLedger
+from ._ledger import default_ledger as default_ledger
 from ._planner import Plan as Plan
 from ._planner import plan as plan
 from ._policy import Policy as Policy
@@ -67,6 +69,7 @@ __all__ = [
     "SessionRecord",
     "Signal",
     "Slot",
+    "SlotLedger",
     "Subscription",
     "SystemClock",
     "TagUsage",
@@ -75,6 +78,7 @@ __all__ = [
     "carbon_session",
     "carbon_session_sync",
     "default_bus",
+    "default_ledger",
     "events",
     "instrument",
     "is_instrumented",

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate
 from ._forecast import Forecast, Signal, as_utc
+from ._ledger import SlotLedger
 from ._policy import Policy
 
 __all__ = ["Decision", "Plan", "plan", "run_now_plan", "window_mean"]
@@ -100,10 +103,18 @@ def _hm(delta: timedelta) -> str:
 class _Integrator:
     """Time-weighted integrals of a piecewise-constant forecast, by prefix sums."""
 
-    def __init__(self, forecast: Forecast) -> None:
-        self.starts = [s.start.timestamp() for s in forecast]
-        self.ends = [s.end.timestamp() for s in forecast]
-        self.values = [s.forecast for s in forecast]
+    def __init__(
+        self,
+        forecast: Forecast | None = None,
+        *,
+        starts: list[float] | None = None,
+        ends: list[float] | None = None,
+        values: list[float] | None = None,
+    ) -> None:
+        slots = forecast.slots if forecast is not None else ()
+        self.starts = [s.start.timestamp() for s in slots] if starts is None else starts
+        self.ends = [s.end.timestamp() for s in slots] if ends is None else ends
+        self.values = [s.forecast for s in slots] if values is None else values
         area = [0.0]
         covered = [0.0]
         for lo, hi, value in zip(self.starts, self.ends, self.values, strict=True):
@@ -180,9 +191,9 @@ def _slot_length(forecast: Forecast | None) -> timedelta | None:
     if not forecast:
         return None
     # the most common slot length, so that one odd slot at the edge does not decide
-    lengths: dict[timedelta, int] = {}
-    for slot in forecast:
-        lengths[slot.duration] = lengths.get(slot.duration, 0) + 1
+    lengths = Counter([s.end - s.start for s in forecast.slots])
+    if len(lengths) == 1:
+        return next(iter(lengths))
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
 
 
@@ -218,15 +229,30 @@ def plan(
     policy: Policy,
     *,
     rng: random.Random | None = None,
+    history: Forecast | None = None,
+    ledger: SlotLedger | None = None,
 ) -> Plan:
     """Choose when work submitted at ``now`` should start under ``policy``.
 
     Every start in ``[now, now + max_delay]`` (deadline inclusive) is a candidate; each is
-    scored by the time-weighted mean forecast over the work's window (``expected_duration``,
+    scored by the time-weighted mean intensity over the work's window (``expected_duration``,
     or one slot). Only the starts where the score can bend are compared: ``now``, the deadline,
     every slot boundary and every time at which the window's end meets a boundary, so the
     result is the exact optimum for any slot length. Ties go to the earliest start. The plan
     waits only when the best start beats now by at least ``min_improvement``.
+
+    ``policy.strategy`` decides what a slot's intensity is. ``"lowest"``: the forecast as it
+    is (the published EcoTracker rule). ``"calibrated"``: the forecast corrected by what
+    ``history`` (slots closed before ``now``, with actuals) says about its timing, bias and
+    current error, and each later start charged one standard deviation of the error the
+    comparison with now can still make (see :mod:`ecoasync._calibrate`); without enough
+    history it is ``"lowest"``. For ``"calibrated"``, ``now_intensity`` and
+    ``planned_intensity`` are the corrected estimates.
+
+    With a ``ledger``, a waiting plan weighs each start that still beats now (and meets
+    ``min_improvement``) by how loaded its slot is (see :class:`~ecoasync.SlotLedger`), so
+    concurrent plans spread over near-optimal slots instead of all waking in one. ``plan`` only reads the
+    ledger; the caller reserves the plan's slot (``ledger.reserve(plan)``).
 
     With ``rng`` and ``policy.jitter > 0``, a waiting plan's start moves by a random amount of at
     most ``jitter``: later, inside the chosen slot and the budget; or, when the chosen slot begins
@@ -238,9 +264,13 @@ def plan(
     if policy.max_delay <= timedelta(0):
         return run_now_plan(now, policy, decision="no-delay-budget", forecast=forecast)
     deadline = now + policy.max_delay
-    window = policy.expected_duration or _slot_length(forecast) or timedelta(minutes=30)
+    slot = _slot_length(forecast)
+    window = policy.expected_duration or slot or timedelta(minutes=30)
 
-    relevant = forecast.between(now, deadline + window + timedelta(microseconds=1))
+    calibrating = policy.strategy == "calibrated" and bool(history) and slot is not None
+    # the calibration reads the forecast up to MAX_SHIFT past the last window it scores
+    reach = deadline + window + (MAX_SHIFT if calibrating else timedelta(0))
+    relevant = forecast.between(now, reach + timedelta(microseconds=1))
     if not relevant:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
     integ = _Integrator(relevant)
@@ -248,8 +278,21 @@ def plan(
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
 
+    calibration = None
+    if calibrating and slot is not None:
+        calibration = calibrate(history, now, slot, (integ.starts, integ.ends, integ.values))
+    if calibration is not None:
+        expected = _Integrator(
+            starts=integ.starts,
+            ends=integ.ends,
+            values=calibration.expected_all(integ.starts),
+        )
+    else:
+        expected = integ
+
     # the window mean is piecewise linear in the start time: its minimum over the budget lies at
-    # now, at the deadline, or where the window's start or end crosses a slot boundary
+    # now, at the deadline, or where the window's start or end crosses a slot boundary (the
+    # calibrated strategy's uncertainty term is concave in the start, which keeps this true)
     points = {t_now, t_deadline}
     for i in range(len(integ.starts)):
         for boundary in (integ.starts[i], integ.ends[i]):
@@ -258,25 +301,43 @@ def plan(
                     points.add(t)
         if integ.starts[i] > t_deadline + span:
             break
-    scored = [(t, m) for t in sorted(points) if (m := integ.mean(t, t + span)) is not None]
+    ordered = sorted(points)
+    margins = (
+        calibration.spreads(t_now, ordered) if calibration is not None else [0.0] * len(ordered)
+    )
+    scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
+    for t, margin in zip(ordered, margins, strict=True):
+        m = expected.mean(t, t + span)
+        if m is not None:
+            scored.append((t, m, m + PESSIMISM * margin))
     if not scored:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
 
     # now's intensity: the window from now, or (if the forecast starts later) the first score
-    now_score = scored[0][1]
-    best_t, best_score = scored[0]
-    for t, score in scored[1:]:
-        if score < best_score - _EPS * max(1.0, best_score):
-            best_t, best_score = t, score
+    first_t, now_score, _ = scored[0]
+    best_t, best_mean, best_score = scored[0]
+    for t, m, score in scored[1:]:
+        if score < best_score - _EPS * max(1.0, abs(best_score)):
+            best_t, best_mean, best_score = t, m, score
 
-    if best_t == scored[0][0] or best_score >= now_score - _EPS * max(1.0, now_score):
+    threshold = now_score * (1.0 - policy.min_improvement) + _EPS
+    if best_t == first_t or best_score >= now_score - _EPS * max(1.0, now_score):
         decision: Decision = "now-is-best"
-        best_t, best_score = t_now, now_score
-    elif best_score > now_score * (1.0 - policy.min_improvement) + _EPS:
+        best_t, best_mean = t_now, now_score
+    elif best_score > threshold:
         decision = "below-min-improvement"
-        best_t, best_score = t_now, now_score
+        best_t, best_mean = t_now, now_score
     else:
         decision = "wait"
+        if ledger is not None:
+            best_t, best_mean = ledger.choose(
+                [
+                    (t, m, score)
+                    for t, m, score in scored[1:]
+                    if score <= threshold and score < now_score - _EPS * max(1.0, now_score)
+                ],
+                best_score,
+            )
 
     slot_start = datetime.fromtimestamp(best_t, now.tzinfo)
     start = slot_start
@@ -290,7 +351,7 @@ def plan(
         deadline=deadline,
         decision=decision,
         now_intensity=now_score,
-        planned_intensity=best_score,
+        planned_intensity=best_mean,
         candidates=len(scored),
         slot_start=slot_start,
         jitter=jitter,

@@ -15,9 +15,12 @@ from ._durations import format_duration, parse_duration
 from ._exceptions import PolicyError
 from ._provider import ForecastProvider
 
-__all__ = ["OnForecastError", "Policy"]
+__all__ = ["STRATEGIES", "OnForecastError", "Policy", "Strategy"]
 
 OnForecastError = Literal["run_now", "raise"]
+Strategy = Literal["calibrated", "lowest"]
+STRATEGIES: tuple[Strategy, ...] = ("calibrated", "lowest")
+"""The planning strategies ``Policy.strategy`` accepts; the first is the default."""
 
 _DAY = timedelta(days=1)
 _MAX_DELAY_LIMIT = timedelta(days=14)
@@ -140,6 +143,12 @@ class Policy:
             means one forecast slot.
         forecast_timeout: the longest a session waits for its forecast (default 30 s) before
             following ``on_forecast_error``.
+        strategy: how the planner reads the forecast. ``"calibrated"`` (the default) corrects
+            the forecast by the error it has shown against the grid's recent actuals (its timing
+            offset, its bias, and the current error, which persists), and waits only for a
+            start whose gain is larger than the error it can still make; without actuals it
+            behaves like ``"lowest"``. ``"lowest"`` is the published EcoTracker rule: the lowest
+            forecast within the budget. See ``docs/benchmarks.md`` for the evidence.
 
     Raises:
         PolicyError: a value is not allowed; the message names the field, the value and what
@@ -156,6 +165,7 @@ class Policy:
     on_forecast_error: OnForecastError
     expected_duration: timedelta | None
     forecast_timeout: timedelta
+    strategy: Strategy
 
     def __init__(
         self,
@@ -170,6 +180,7 @@ class Policy:
         on_forecast_error: OnForecastError = "run_now",
         expected_duration: timedelta | str | None = None,
         forecast_timeout: timedelta | str = timedelta(seconds=30),
+        strategy: Strategy = "calibrated",
         **unknown: Never,
     ) -> None:
         if unknown:
@@ -182,6 +193,8 @@ class Policy:
             )
         if on_forecast_error not in ("run_now", "raise"):
             raise _error("on_forecast_error", on_forecast_error, "'run_now' or 'raise'")
+        if strategy not in STRATEGIES:
+            raise _error("strategy", strategy, "one of " + ", ".join(map(repr, STRATEGIES)))
         values: dict[str, Any] = {
             "max_delay": _duration("max_delay", max_delay, upper=_MAX_DELAY_LIMIT),
             "provider": provider,
@@ -195,6 +208,7 @@ class Policy:
             "model_fallbacks": _fallbacks({} if model_fallbacks is None else model_fallbacks),
             "budget_g": _number("budget_g", budget_g, low=0.0, low_open=True, allow_none=True),
             "on_forecast_error": on_forecast_error,
+            "strategy": strategy,
             "expected_duration": _duration(
                 "expected_duration", expected_duration, allow_none=True, upper=_DAY
             ),

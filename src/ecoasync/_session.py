@@ -16,10 +16,12 @@ import anyio.lowlevel
 import structlog
 
 from ._bus import EventBus
+from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
 from ._forecast import Forecast
+from ._ledger import Reservation, default_ledger
 from ._planner import Plan, plan, run_now_plan
 from ._policy import Policy
 from ._provider import ForecastProvider
@@ -36,6 +38,7 @@ COMPLETION_TIMEOUT_S: Final = 5.0
 _DEFAULT_BUS = EventBus()
 _DEFAULT_POLICY = Policy()
 _RNG = random.Random()
+_LEDGER = default_ledger()
 _NO_PARENT: Final = object()
 
 
@@ -191,6 +194,7 @@ class _SessionManager:
         "_clock",
         "_parent",
         "_provider",
+        "_reservation",
         "_session",
         "_started",
         "_submitted",
@@ -243,6 +247,7 @@ class _SessionManager:
         self._token: object | None = None
         self._submitted: datetime | None = None
         self._started: datetime | None = None
+        self._reservation: Reservation | None = None
 
     async def __aenter__(self) -> Session:
         if self._submitted is not None:
@@ -312,7 +317,10 @@ class _SessionManager:
             forecast = parent.forecast  # a nested session reuses what its parent fetched
         else:
             provider = self._provider or _default_provider()
-            end = submitted + policy.max_delay + (policy.expected_duration or timedelta(hours=1))
+            window = policy.expected_duration or timedelta(hours=1)
+            if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
+                window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
+            end = submitted + policy.max_delay + window
             nowait = getattr(provider, "forecast_nowait", None)
             try:
                 cached = nowait(submitted, end) if nowait is not None else None
@@ -328,7 +336,14 @@ class _SessionManager:
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
             return run_now_plan(submitted, policy, decision="no-forecast", forecast=forecast)
-        return plan(forecast, submitted, policy, rng=_RNG)
+        # --- begin: calibrated strategy and slot ledger (issue 6) ---
+        history = None
+        if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
+            history = await _history(self._provider or _default_provider(), submitted, policy)
+        plan_ = plan(forecast, submitted, policy, rng=_RNG, history=history, ledger=_LEDGER)
+        self._reservation = _LEDGER.reserve(plan_)
+        # --- end ---
+        return plan_
 
     async def _forecast_failed(
         self, provider: ForecastProvider, submitted: datetime, exc: Exception
@@ -389,6 +404,9 @@ class _SessionManager:
             status, error = "aborted", str(exc)
         else:
             status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
+        if self._reservation is not None:  # issue 6: the job no longer holds its slot
+            _LEDGER.release(self._reservation)
+            self._reservation = None
         ended = self._clock.now()
         bus = acct.bus
         session = self._session
@@ -486,6 +504,29 @@ def _auto_instrument() -> None:
 
         _ensure_instrumented = ensure_instrumented
     _ensure_instrumented()
+
+
+async def _history(provider: object, submitted: datetime, policy: Policy) -> Forecast | None:
+    """The provider's closed slots with actuals over the calibration's look-back, or None.
+
+    Only providers with an async ``history(start, end)`` are asked; a failure or a timeout
+    falls back to the forecast alone (logged, never raised).
+    """
+    fetch = getattr(provider, "history", None)
+    if fetch is None or not callable(fetch):
+        return None
+    try:
+        with anyio.fail_after(policy.forecast_timeout.total_seconds()):
+            history = await fetch(submitted - LOOKBACK, submitted)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.history_failed",
+            provider=_provider_name(provider),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            action="forecast-only",
+        )
+        return None
+    return history if isinstance(history, Forecast) else None
 
 
 def _provider_name(provider: object) -> str:

@@ -1,0 +1,212 @@
+"""``ecoasync simulate``: replay a trace and show what carbon-aware scheduling would have done."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    from .._policy import STRATEGIES
+
+    parser = commands.add_parser(
+        "simulate",
+        help="replay a trace: savings and delays of ecoasync's planner vs running at once and an oracle",
+        description="For every slot of every complete UTC day of the trace (whose look-ahead lies "
+        "inside it) one job is submitted; running it at once, planning it with ecoasync's "
+        "planner on the forecast, and an oracle on the actuals are each charged the actual "
+        "intensity of the slot the job ran in.",
+    )
+    parser.add_argument(
+        "--trace",
+        required=True,
+        metavar="PATH",
+        help="a CSV with from,to,intensity_forecast,intensity_actual (times in UTC)",
+    )
+    parser.add_argument(
+        "--max-delay", default="4h", help="the delay budget, e.g. 4h, 90m (default 4h)"
+    )
+    parser.add_argument(
+        "--energy-kwh",
+        type=float,
+        default=None,
+        help="energy per job in kWh (default 0.0005)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=STRATEGIES,
+        default=STRATEGIES[0],
+        help=f"the planning strategy (default {STRATEGIES[0]}; 'lowest' is the EcoTracker rule)",
+    )
+    parser.add_argument(
+        "--min-improvement",
+        type=float,
+        default=0.0,
+        help="wait only for at least this fractional gain (default 0)",
+    )
+    parser.add_argument(
+        "--jobs-per-slot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also submit N jobs per slot and compare jitter alone with the slot ledger",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--plot", metavar="OUT", help="draw the daily reductions to OUT (.png/.svg; 'plot' extra)"
+    )
+    parser.set_defaults(func=_main)
+
+
+class _Bar:
+    """A one-line progress bar on a terminal's stderr."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self.stream = stream
+        self.label = label
+
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            self.stream.write("\r" + " " * (width + len(self.label) + 30) + "\r")
+        self.stream.flush()
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .._exceptions import ForecastDataError, PolicyError
+    from .._policy import Policy
+    from .._simulate import DEFAULT_ENERGY_KWH, SimulationError, replay, replay_herd
+    from ..providers import read_trace
+
+    energy = DEFAULT_ENERGY_KWH if args.energy_kwh is None else args.energy_kwh
+    if not energy > 0 or energy != energy or energy == float("inf"):
+        print(f"ecoasync simulate: --energy-kwh must be > 0, got {energy}", file=sys.stderr)
+        return 2
+    if args.jobs_per_slot is not None and args.jobs_per_slot < 1:
+        print(
+            f"ecoasync simulate: --jobs-per-slot must be >= 1, got {args.jobs_per_slot}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
+        print(
+            f"ecoasync simulate: --plot must end in .png or .svg, got {args.plot!r}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        policy = Policy(
+            max_delay=args.max_delay,
+            strategy=args.policy,
+            min_improvement=args.min_improvement,
+        )
+    except PolicyError as exc:
+        print(f"ecoasync simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trace = read_trace(args.trace)
+    except ForecastDataError as exc:
+        print(f"ecoasync simulate: {exc}", file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty()
+    try:
+        result = replay(
+            trace,
+            policy,
+            energy_kwh=energy,
+            progress=_Bar(sys.stderr, "replaying") if tty and len(trace) > 2000 else None,
+        )
+        herd = (
+            replay_herd(
+                trace,
+                policy,
+                args.jobs_per_slot,
+                energy_kwh=energy,
+                progress=_Bar(sys.stderr, "herd") if tty else None,
+            )
+            if args.jobs_per_slot
+            else None
+        )
+    except SimulationError as exc:
+        print(f"ecoasync simulate: {args.trace}: {exc}", file=sys.stderr)
+        return 2
+    payload = result.to_json()
+    if args.plot:
+        code = _plot(args.plot, payload)
+        if code:
+            return code
+    if args.json:
+        if herd is not None:
+            payload["herd"] = herd.to_json()
+        print(json.dumps(payload))
+        return 0
+    print(_table(result, policy, energy, args.trace))
+    if herd is not None:
+        print(_herd_table(herd))
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _table(result: Any, policy: Any, energy: float, path: str) -> str:
+    from .._durations import format_duration
+
+    lines = [
+        f"{path}: {result.scenarios:,} jobs over {result.days} days, "
+        f"max_delay {format_duration(policy.max_delay)}, {energy:g} kWh each, "
+        f"strategy {policy.strategy!r}",
+        "",
+        f"  {'run at once':<22}{result.baseline_g:>12.3f} gCO2eq",
+        f"  {'ecoasync planner':<22}{result.scheduled_g:>12.3f} gCO2eq  "
+        f"({-result.reduction_pct:+.2f} %)",
+        f"  {'oracle (hindsight)':<22}{result.oracle_g:>12.3f} gCO2eq  "
+        f"({-100 * (1 - result.oracle_g / result.baseline_g):+.2f} %)",
+        "",
+        f"  share of the oracle's savings  {result.oracle_capture_pct:.1f} %",
+        f"  delay                          mean {result.mean_delay_h:.2f} h, "
+        f"median {result.median_delay_h:.2f} h",
+        f"  worse than running at once     {result.regressions:,} jobs",
+    ]
+    return "\n".join(lines)
+
+
+def _herd_table(herd: Any) -> str:
+    return "\n".join(
+        [
+            "",
+            f"  {herd.jobs_per_slot} jobs per slot ({herd.jobs:,} jobs):",
+            f"    {'':<14}{'peak jobs/slot':>15}{'busy slots':>12}{'gCO2eq':>12}",
+            f"    {'jitter alone':<14}{herd.jitter_peak:>15}{herd.jitter_busy_slots:>12}"
+            f"{herd.jitter_g:>12.3f}",
+            f"    {'slot ledger':<14}{herd.ledger_peak:>15}{herd.ledger_busy_slots:>12}"
+            f"{herd.ledger_g:>12.3f}",
+            f"    the ledger keeps {herd.carbon_kept_pct:.1f} % of jitter's savings",
+        ]
+    )
+
+
+def _plot(out: str, payload: dict[str, Any]) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            "ecoasync simulate: --plot needs matplotlib: pip install 'ecoasync[plot]'",
+            file=sys.stderr,
+        )
+        return 2
+    from .._report._plot import daily_from_simulation, render
+
+    render(
+        out,
+        kinds=["daily"],
+        daily=daily_from_simulation(payload),
+        daily_source="simulation",
+        title="ecoasync simulate: daily reduction",
+    )
+    return 0

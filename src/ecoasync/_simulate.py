@@ -1,0 +1,431 @@
+"""Replay a trace: what would carbon-aware scheduling have saved, and how long would work wait?
+
+Pure code (no I/O, no clock) shared by ``ecoasync simulate`` and the benchmarks. For every slot
+of every complete UTC day whose whole look-ahead lies inside the trace, one job (of
+``energy_kwh``) is submitted at the slot's start, and three strategies are compared, each
+charged the *actual* intensity of the slot it starts in:
+
+- **immediate**: run at once (the baseline);
+- **planned**: :func:`ecoasync.plan` on the forecast, exactly as ``carbon_session`` calls it
+  (no jitter), given the trace's closed slots with their actuals as ``history``;
+- **oracle**: the lowest *actual* start within the budget (deadline inclusive, earliest on
+  ties): the most any strategy could have saved.
+
+The planner is given the forecast with the actuals taken out, so it cannot see the future.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from ._calibrate import LOOKBACK, MAX_SHIFT
+from ._forecast import Forecast, Slot
+from ._ledger import SlotLedger
+from ._planner import _slot_length, plan
+from ._policy import Policy
+
+__all__ = [
+    "DEFAULT_ENERGY_KWH",
+    "DayFigures",
+    "HerdResult",
+    "Replay",
+    "SimulationError",
+    "replay",
+    "replay_herd",
+    "scenario_days",
+    "synthetic_trace",
+]
+
+DEFAULT_ENERGY_KWH = 0.0005
+"""Energy per simulated job: about one LLM answer of a few hundred tokens."""
+
+Progress = Callable[[int, int], None]
+
+
+class SimulationError(ValueError):
+    """The trace cannot be replayed (with the reason and the fix)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    """One UTC day of a replay (gCO2eq)."""
+
+    date: str
+    scenarios: int
+    baseline_g: float
+    scheduled_g: float
+    oracle_g: float
+
+    @property
+    def reduction_pct(self) -> float:
+        return _pct(self.baseline_g - self.scheduled_g, self.baseline_g)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.date,
+            "baseline_g": round(self.baseline_g, 6),
+            "scheduled_g": round(self.scheduled_g, 6),
+            "oracle_g": round(self.oracle_g, 6),
+            "reduction_pct": round(self.reduction_pct, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The figures of one replay (emissions in gCO2eq, delays in hours)."""
+
+    scenarios: int
+    days: int
+    baseline_g: float
+    scheduled_g: float
+    oracle_g: float
+    mean_delay_h: float
+    median_delay_h: float
+    regressions: int
+    daily: tuple[DayFigures, ...]
+    strategy: str = ""
+    delays_h: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def reduction_pct(self) -> float:
+        """How much lower the planned emissions are than running at once."""
+        return _pct(self.baseline_g - self.scheduled_g, self.baseline_g)
+
+    @property
+    def oracle_capture_pct(self) -> float:
+        """The share of the oracle's savings the planner achieved."""
+        possible = self.baseline_g - self.oracle_g
+        if possible <= 1e-12:
+            return 100.0
+        return 100.0 * (self.baseline_g - self.scheduled_g) / possible
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly the keys ``ecoasync simulate --json`` prints."""
+        return {
+            "scenarios": self.scenarios,
+            "days": self.days,
+            "baseline_g": round(self.baseline_g, 6),
+            "scheduled_g": round(self.scheduled_g, 6),
+            "oracle_g": round(self.oracle_g, 6),
+            "reduction_pct": round(self.reduction_pct, 3),
+            "oracle_capture_pct": round(self.oracle_capture_pct, 3),
+            "mean_delay_h": round(self.mean_delay_h, 4),
+            "median_delay_h": round(self.median_delay_h, 4),
+            "regressions": self.regressions,
+            "daily": [d.to_json() for d in self.daily],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HerdResult:
+    """``jobs_per_slot`` jobs submitted at every slot: jitter alone vs the slot ledger."""
+
+    jobs_per_slot: int
+    jobs: int
+    baseline_g: float
+    jitter_g: float
+    ledger_g: float
+    jitter_peak: int
+    ledger_peak: int
+    jitter_busy_slots: int
+    ledger_busy_slots: int
+
+    @property
+    def carbon_kept_pct(self) -> float:
+        """The share of jitter-alone savings the ledger keeps while it spreads the load."""
+        saved = self.baseline_g - self.jitter_g
+        if saved <= 1e-12:
+            return 100.0
+        return 100.0 * (self.baseline_g - self.ledger_g) / saved
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jobs_per_slot": self.jobs_per_slot,
+            "jobs": self.jobs,
+            "baseline_g": round(self.baseline_g, 6),
+            "jitter": {
+                "scheduled_g": round(self.jitter_g, 6),
+                "peak_jobs_per_slot": self.jitter_peak,
+                "busy_slots": self.jitter_busy_slots,
+            },
+            "ledger": {
+                "scheduled_g": round(self.ledger_g, 6),
+                "peak_jobs_per_slot": self.ledger_peak,
+                "busy_slots": self.ledger_busy_slots,
+            },
+            "carbon_kept_pct": round(self.carbon_kept_pct, 2),
+        }
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    trace: Forecast
+    blind: Forecast  # the trace without actuals: what the planner may read ahead
+    slot: timedelta
+    actual: list[float]
+    scenarios: list[int]  # indices of the submission slots
+    days: list[date]
+    ahead: int  # slots in the budget after the submission slot (deadline inclusive)
+
+
+def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
+    if not trace:
+        raise SimulationError(
+            "the trace is empty; it needs rows of from,to,intensity_forecast,intensity_actual"
+        )
+    slot = _slot_length(trace)
+    assert slot is not None
+    if policy.expected_duration is not None and policy.expected_duration != slot:
+        raise SimulationError(
+            f"the simulator runs one-slot jobs; got expected_duration={policy.expected_duration} "
+            f"on a trace of {slot} slots (leave expected_duration unset)"
+        )
+    if timedelta(days=1) % slot:
+        raise SimulationError(f"the trace's slots ({slot}) do not divide a day")
+    slots = trace.slots
+    ahead = int(policy.max_delay / slot)
+    index = {s.start: i for i, s in enumerate(slots)}
+
+    def usable(i: int | None, start: datetime) -> bool:
+        if i is None:
+            return False
+        s = slots[i]
+        return s.start == start and s.end - s.start == slot and s.actual is not None
+
+    per_day = int(timedelta(days=1) / slot)
+    first = slots[0].start
+    day = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    if day < first:
+        day += timedelta(days=1)
+    scenarios: list[int] = []
+    days: list[date] = []
+    while day + timedelta(days=1) <= slots[-1].end:
+        # the day's slots and the look-ahead of its last submission must all be in the trace
+        needed = per_day + ahead
+        starts = [day + k * slot for k in range(needed)]
+        found = [index.get(t) for t in starts]
+        if all(usable(i, t) for i, t in zip(found, starts, strict=True)):
+            scenarios.extend(i for i in found[:per_day] if i is not None)
+            days.append(day.date())
+        day += timedelta(days=1)
+    if not scenarios:
+        raise SimulationError(
+            f"no complete UTC day with actuals and a {policy.max_delay} look-ahead in the trace "
+            f"({first:%Y-%m-%dT%H:%MZ} .. {slots[-1].end:%Y-%m-%dT%H:%MZ}); a trace needs at least "
+            "one whole day of slots with intensity_actual, plus the delay budget after it"
+        )
+    blind = Forecast(
+        [Slot(s.start, s.end, s.forecast) for s in slots],
+        signal=trace.signal,
+        provider=trace.provider,
+        zone=trace.zone,
+    )
+    actual = [s.actual if s.actual is not None else s.forecast for s in slots]
+    return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
+
+
+def scenario_days(trace: Forecast, max_delay: timedelta | str = "4h") -> list[date]:
+    """The UTC days a replay with this delay budget submits jobs on."""
+    return _prepare(trace, Policy(max_delay=max_delay)).days
+
+
+def _oracle(actual: Sequence[float], i: int, ahead: int) -> int:
+    """The earliest slot with the lowest actual in ``[i, i + ahead]``."""
+    best = i
+    for j in range(i + 1, i + ahead + 1):
+        if actual[j] < actual[best]:
+            best = j
+    return best
+
+
+def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast | None, datetime]:
+    """What a live session submitted at slot ``i`` would hold: the forecast from now on, and
+    the slots closed before now with their actuals."""
+    slots = prep.trace.slots
+    now = slots[i].start
+    window = policy.expected_duration or prep.slot
+    reach = now + policy.max_delay + window + MAX_SHIFT
+    forecast = prep.blind.between(now, reach)
+    history = None
+    if policy.strategy == "calibrated":
+        history = prep.trace.between(now - LOOKBACK, now)
+    return forecast, history, now
+
+
+def _ran_in(prep: _Prepared, i: int, start: datetime) -> int:
+    """The index of the slot a job that starts at ``start`` runs in (submitted at slot ``i``)."""
+    return i + int((start - prep.trace.slots[i].start) // prep.slot)
+
+
+def replay(
+    trace: Forecast,
+    policy: Policy,
+    *,
+    energy_kwh: float = DEFAULT_ENERGY_KWH,
+    progress: Progress | None = None,
+) -> Replay:
+    """Replay ``trace`` under ``policy`` (its ``max_delay``, ``strategy``, ``min_improvement``).
+
+    Raises :class:`SimulationError` when the trace holds no complete day to replay.
+    """
+    prep = _prepare(trace, policy)
+    policy = policy.evolve(jitter=timedelta(0))
+    actual = prep.actual
+    slots = trace.slots
+    total = len(prep.scenarios)
+    base = sched = orc = 0.0
+    delays: list[float] = []
+    regressions = 0
+    per_day: dict[date, list[float]] = {}
+    every = max(total // 100, 1)
+    for n, i in enumerate(prep.scenarios):
+        forecast, history, now = _inputs(prep, i, policy)
+        p = plan(forecast, now, policy, history=history)
+        j = _ran_in(prep, i, p.start)
+        o = _oracle(actual, i, prep.ahead)
+        a_now, a_run, a_best = (
+            actual[i] * energy_kwh,
+            actual[j] * energy_kwh,
+            actual[o] * energy_kwh,
+        )
+        base += a_now
+        sched += a_run
+        orc += a_best
+        regressions += a_run > a_now
+        delays.append((p.start - now) / timedelta(hours=1))
+        day = per_day.setdefault(slots[i].start.date(), [0, 0.0, 0.0, 0.0])
+        day[0] += 1
+        day[1] += a_now
+        day[2] += a_run
+        day[3] += a_best
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
+    daily = tuple(
+        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3]) for d, v in sorted(per_day.items())
+    )
+    return Replay(
+        scenarios=total,
+        days=len(prep.days),
+        baseline_g=base,
+        scheduled_g=sched,
+        oracle_g=orc,
+        mean_delay_h=statistics.fmean(delays),
+        median_delay_h=statistics.median(delays),
+        regressions=regressions,
+        daily=daily,
+        strategy=policy.strategy,
+        delays_h=tuple(delays),
+    )
+
+
+def replay_herd(
+    trace: Forecast,
+    policy: Policy,
+    jobs_per_slot: int,
+    *,
+    energy_kwh: float = DEFAULT_ENERGY_KWH,
+    ledger: SlotLedger | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> HerdResult:
+    """Submit ``jobs_per_slot`` jobs at every scenario slot, twice: with the policy's jitter
+    alone, and with jitter and a :class:`SlotLedger` (jobs release their slot once it has
+    passed). Reports the peak number of jobs starting in one slot and the carbon of each.
+    """
+    if isinstance(jobs_per_slot, bool) or not isinstance(jobs_per_slot, int) or jobs_per_slot < 1:
+        raise SimulationError(f"jobs_per_slot must be a whole number >= 1, got {jobs_per_slot!r}")
+    prep = _prepare(trace, policy)
+    actual = prep.actual
+    ledger = ledger if ledger is not None else SlotLedger(bucket=prep.slot)
+    rng = random.Random(seed)
+    jitter_load: dict[int, int] = {}
+    ledger_load: dict[int, int] = {}
+    held: list[tuple[datetime, int, Any]] = []
+    base = jit = led = 0.0
+    total = len(prep.scenarios)
+    every = max(total // 100, 1)
+    for n, i in enumerate(prep.scenarios):
+        forecast, history, now = _inputs(prep, i, policy)
+        while held and held[0][0] <= now:  # jobs whose slot has passed have completed
+            ledger.release(heapq.heappop(held)[2])
+        for k in range(jobs_per_slot):
+            base += actual[i] * energy_kwh
+            p = plan(forecast, now, policy, rng=rng, history=history)
+            j = _ran_in(prep, i, p.start)
+            jitter_load[j] = jitter_load.get(j, 0) + 1
+            jit += actual[j] * energy_kwh
+            q = plan(forecast, now, policy, rng=rng, history=history, ledger=ledger)
+            reservation = ledger.reserve(q)
+            heapq.heappush(held, (reservation.slot + prep.slot, n * jobs_per_slot + k, reservation))
+            j = _ran_in(prep, i, q.start)
+            ledger_load[j] = ledger_load.get(j, 0) + 1
+            led += actual[j] * energy_kwh
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
+    return HerdResult(
+        jobs_per_slot=jobs_per_slot,
+        jobs=total * jobs_per_slot,
+        baseline_g=base,
+        jitter_g=jit,
+        ledger_g=led,
+        jitter_peak=max(jitter_load.values()),
+        ledger_peak=max(ledger_load.values()),
+        jitter_busy_slots=len(jitter_load),
+        ledger_busy_slots=len(ledger_load),
+    )
+
+
+def synthetic_trace(
+    days: int,
+    *,
+    start: datetime | None = None,
+    slot: timedelta = timedelta(minutes=30),
+    seed: int = 0,
+    error: float = 12.0,
+    persistence: float = 0.75,
+    lag_slots: float = 0.0,
+) -> Forecast:
+    """A made-up grid with forecast and actual, for tests, benchmarks and overfitting checks.
+
+    The actual is a daily cycle (cleaner at night and midday) plus slow weather (a random walk
+    pulled back to its mean) and noise; the forecast is the actual read ``lag_slots`` late
+    plus an autocorrelated error of standard deviation ``error`` and lag-one correlation
+    ``persistence``. Deterministic for a ``seed``. Starts at ``start`` (default midnight UTC,
+    2025-01-01) and covers ``days`` days plus half a day, so the last day's look-ahead fits.
+    """
+    import math
+
+    rng = random.Random(seed)
+    begin = start or datetime(2025, 1, 1, tzinfo=UTC)
+    per_day = timedelta(days=1) / slot
+    count = int((days + 0.5) * per_day)
+    weather = 0.0
+    actual: list[float] = []
+    for i in range(count + 8):
+        hour = (i / per_day % 1.0) * 24
+        cycle = 40 * math.cos((hour - 18) / 24 * 2 * math.pi) - 20 * math.cos(
+            (hour - 13) / 12 * math.pi
+        )
+        weather = 0.98 * weather + rng.gauss(0, 6)
+        actual.append(max(20.0, 160 + cycle + weather + rng.gauss(0, 3)))
+    slots = []
+    err = 0.0
+    for i in range(count):
+        err = persistence * err + rng.gauss(0, error * math.sqrt(1 - persistence**2))
+        x = i - lag_slots
+        lo = min(max(math.floor(x), 0), len(actual) - 2)
+        w = min(max(x - lo, 0.0), 1.0)
+        seen = actual[lo] * (1 - w) + actual[lo + 1] * w
+        s = begin + i * slot
+        slots.append(Slot(s, s + slot, round(max(seen + err, 1.0), 1), round(actual[i], 1)))
+    return Forecast(slots, provider="synthetic", zone="synthetic")

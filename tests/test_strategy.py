@@ -1,0 +1,307 @@
+"""The calibrated strategy, the slot ledger, and the planner's properties under both strategies."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import MutableMapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecoasync import Forecast, Policy, PolicyError, Slot, SlotLedger, carbon_session, plan
+from ecoasync._calibrate import calibrate
+from ecoasync._simulate import synthetic_trace
+from ecoasync.testing import FakeProvider, VirtualClock
+
+T0 = datetime(2026, 3, 18, tzinfo=UTC)
+HALF = timedelta(minutes=30)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def slots(
+    values: Sequence[float], start: datetime = T0, actual: Sequence[float] | None = None
+) -> Forecast:
+    return Forecast(
+        [
+            Slot(start + i * HALF, start + (i + 1) * HALF, v, None if actual is None else actual[i])
+            for i, v in enumerate(values)
+        ]
+    )
+
+
+def test_strategy_defaults_to_calibrated_and_is_validated() -> None:
+    assert Policy().strategy == "calibrated"
+    assert Policy(strategy="lowest").strategy == "lowest"
+    assert Policy().evolve(strategy="lowest").strategy == "lowest"
+    with pytest.raises(
+        PolicyError, match=r"Policy.strategy must be one of 'calibrated', 'lowest', got 'smart'"
+    ):
+        Policy(strategy="smart")  # type: ignore[arg-type]
+
+
+def test_without_history_calibrated_plans_like_lowest() -> None:
+    f = slots([300, 250, 100, 200, 50, 400])
+    for history in (None, Forecast([]), slots([100] * 3, start=T0 - 3 * HALF, actual=[90] * 3)):
+        a = plan(f, T0, Policy(max_delay="2h"), history=history)
+        b = plan(f, T0, Policy(max_delay="2h", strategy="lowest"))
+        assert (a.start, a.decision, a.planned_intensity) == (
+            b.start,
+            b.decision,
+            b.planned_intensity,
+        )
+
+
+@pytest.mark.parametrize("lag", [0.0, 1.0, 2.5])
+def test_calibration_finds_the_forecasts_timing_offset(lag: float) -> None:
+    trace = synthetic_trace(3, lag_slots=lag, seed=11, error=3.0)
+    now_index = 96
+    now = trace[now_index].start
+    history = Forecast(trace.slots[now_index - 48 : now_index])
+    ahead = trace.slots[now_index : now_index + 16]
+    cal = calibrate(
+        history,
+        now,
+        HALF,
+        (
+            [s.start.timestamp() for s in ahead],
+            [s.end.timestamp() for s in ahead],
+            [s.forecast for s in ahead],
+        ),
+    )
+    assert cal is not None
+    assert cal.shift == pytest.approx(lag, abs=0.35)
+    assert cal.samples == 48
+
+
+def test_the_current_error_moves_the_decision() -> None:
+    # the forecast is flat at 100 now and dips to 95 in two hours; the last day's actuals ran
+    # 30 above the forecast until now, and errors persist: now is really about 130, so wait.
+    history = slots([100] * 48, start=T0 - 48 * HALF, actual=[100] * 40 + [130] * 8)
+    f = slots([100, 100, 100, 100, 95, 100, 100, 100, 100, 100, 100, 100, 100])
+    assert plan(f, T0, Policy(max_delay="2h", strategy="lowest")).decision == "wait"
+    # whereas with the same dip but actuals exactly on the forecast, a 5 % dip within the
+    # forecast's own noise is not worth waiting for
+    noisy = [100 + (7 if i % 2 else -7) for i in range(48)]
+    calm = slots([100] * 48, start=T0 - 48 * HALF, actual=noisy)
+    p = plan(f, T0, Policy(max_delay="2h"), history=calm)
+    assert p.decision in ("now-is-best", "below-min-improvement")
+    assert p.start == T0
+    q = plan(f, T0, Policy(max_delay="2h"), history=history)
+    assert q.now_intensity is not None and q.now_intensity > 110
+
+
+def test_history_after_now_is_never_read() -> None:
+    trace = synthetic_trace(2, lag_slots=1.0, seed=5)
+    i = 60
+    now = trace[i].start
+    f = Forecast([Slot(s.start, s.end, s.forecast) for s in trace.slots[i : i + 16]])
+    past = Forecast(trace.slots[i - 48 : i])
+    leaky = Forecast(trace.slots[i - 48 : i + 16])  # includes actuals of the future
+    policy = Policy(max_delay="4h")
+    assert plan(f, now, policy, history=past) == plan(f, now, policy, history=leaky)
+
+
+def test_history_off_the_grid_falls_back_to_the_forecast() -> None:
+    f = slots([300, 250, 100, 200, 50, 400, 300, 300, 300, 300, 300, 300])
+    odd = slots([100] * 20, start=T0 - 20 * HALF - timedelta(minutes=10), actual=[120] * 20)
+    a = plan(f, T0, Policy(max_delay="2h"), history=odd)
+    b = plan(f, T0, Policy(max_delay="2h", strategy="lowest"))
+    assert a.start == b.start
+
+
+# -- the ledger -----------------------------------------------------------------------------
+
+
+def test_ledger_spreads_equal_slots_and_releases() -> None:
+    f = slots([300, 100, 100, 100, 300])
+    ledger = SlotLedger()
+    policy = Policy(max_delay="2h", strategy="lowest")
+    picks = []
+    held = []
+    for _ in range(3):
+        p = plan(f, T0, policy, ledger=ledger)
+        picks.append(p.start)
+        held.append(ledger.reserve(p))
+    assert sorted(picks) == [T0 + HALF, T0 + 2 * HALF, T0 + 3 * HALF]
+    assert ledger.load(T0 + HALF) == 1
+    assert len(ledger) == 3
+    for r in held:
+        ledger.release(r)
+        ledger.release(r)  # idempotent
+    assert ledger.loads() == {}
+    # a much dirtier slot is never taken to spread load
+    g = slots([300, 100, 200, 300])
+    for _ in range(5):
+        ledger.reserve(p := plan(g, T0, policy, ledger=ledger))
+        assert p.start == T0 + HALF
+    assert "jobs=5" in repr(ledger)
+
+
+def test_ledger_never_picks_a_start_that_does_not_beat_now() -> None:
+    f = slots([100, 90, 99.5, 100])
+    ledger = SlotLedger(tolerance=0.5)
+    policy = Policy(max_delay="90m", strategy="lowest", min_improvement=0.05)
+    for _ in range(10):
+        p = plan(f, T0, policy, ledger=ledger)
+        ledger.reserve(p)
+        assert p.start in (T0, T0 + HALF)
+        if p.waits:
+            assert p.planned_intensity == 90
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1, float("nan"), "2%", True])
+def test_ledger_tolerance_is_validated(bad: Any) -> None:
+    with pytest.raises(ValueError, match="tolerance"):
+        SlotLedger(tolerance=bad)
+    with pytest.raises(ValueError, match="bucket"):
+        SlotLedger(bucket=timedelta(0))
+
+
+# -- properties of the planner, both strategies ----------------------------------------------
+
+values = st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=14)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    forecast=values,
+    past=st.lists(st.tuples(st.floats(1, 500), st.floats(0, 500)), min_size=0, max_size=60),
+    offset=st.integers(0, 29),
+    delay=st.integers(0, 300),
+    min_improvement=st.sampled_from([0.0, 0.05, 0.3]),
+    strategy=st.sampled_from(["lowest", "calibrated"]),
+    seed=st.integers(0, 3),
+    jitter=st.integers(0, 40),
+    loaded=st.booleans(),
+)
+def test_plan_properties(
+    forecast: list[float],
+    past: list[tuple[float, float]],
+    offset: int,
+    delay: int,
+    min_improvement: float,
+    strategy: str,
+    seed: int,
+    jitter: int,
+    loaded: bool,
+) -> None:
+    now = T0 + timedelta(minutes=offset)
+    history = Forecast(
+        [
+            Slot(T0 - (len(past) - i) * HALF, T0 - (len(past) - i - 1) * HALF, f, a)
+            for i, (f, a) in enumerate(past)
+        ]
+    )
+    policy = Policy(
+        max_delay=timedelta(minutes=delay),
+        min_improvement=min_improvement,
+        strategy=strategy,  # type: ignore[arg-type]
+        jitter=timedelta(minutes=jitter),
+    )
+    ledger = SlotLedger()
+    if loaded:
+        for k in range(len(forecast)):
+            for _ in range(k % 3):
+                ledger.reserve(plan(slots(forecast), T0 + k * HALF, policy.evolve(max_delay="0m")))
+    p = plan(
+        slots(forecast),
+        now,
+        policy,
+        rng=random.Random(seed),
+        history=history,
+        ledger=ledger if loaded else None,
+    )
+    deadline = now + policy.max_delay
+    assert now <= p.start <= deadline  # the start (jitter included) stays in the budget
+    assert now <= p.slot_start <= deadline
+    if p.now_intensity is not None and p.planned_intensity is not None:
+        assert p.planned_intensity <= p.now_intensity + 1e-6
+    if p.decision == "wait":
+        assert p.improvement is not None
+        assert p.improvement >= min_improvement - 1e-9
+        assert abs(p.jitter) <= policy.jitter
+    else:
+        assert p.start == now
+
+
+# -- the live session --------------------------------------------------------------------------
+
+
+class HistoryProvider(FakeProvider):
+    """A fake provider that also serves history (actuals), or fails to."""
+
+    def __init__(self, forecast: Forecast, *, fail: bool = False) -> None:
+        super().__init__(forecast)
+        self.fail = fail
+        self.asked: list[tuple[datetime, datetime]] = []
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        self.asked.append((start, end))
+        if self.fail:
+            raise OSError("history endpoint down")
+        return self.all().between(start, end)
+
+
+def _day_with_actuals() -> Forecast:
+    return synthetic_trace(2, start=T0 - timedelta(days=1), lag_slots=1.0, seed=2)
+
+
+async def test_session_fetches_history_for_the_calibrated_strategy(clock: VirtualClock) -> None:
+    clock.advance(timedelta(hours=17))
+    provider = HistoryProvider(_day_with_actuals())
+    async with carbon_session(Policy(max_delay="4h", provider=provider, jitter="0m")) as session:
+        assert session.plan.decision in ("wait", "now-is-best", "below-min-improvement")
+    assert len(provider.asked) == 1
+    start, end = provider.asked[0]
+    assert end - start == timedelta(hours=24)
+    lowest = HistoryProvider(_day_with_actuals())
+    async with carbon_session(Policy(max_delay="4h", provider=lowest, strategy="lowest")):
+        pass
+    assert lowest.asked == []
+
+
+async def test_session_survives_a_failing_history(
+    clock: VirtualClock, logs: list[MutableMapping[str, Any]]
+) -> None:
+    clock.advance(timedelta(hours=17))
+    provider = HistoryProvider(_day_with_actuals(), fail=True)
+    policy = Policy(max_delay="4h", provider=provider, jitter="0m")
+    async with carbon_session(policy) as session:
+        expected = plan(
+            provider.all().between(
+                session.plan.created_at, session.plan.deadline + timedelta(hours=4)
+            ),
+            session.plan.created_at,
+            policy.evolve(strategy="lowest"),
+        )
+        assert session.plan.start == expected.start
+    assert any(e["event"] == "ecoasync.history_failed" for e in logs)
+
+
+async def test_concurrent_sessions_reserve_and_release_the_ledger(clock: VirtualClock) -> None:
+    import anyio
+
+    from ecoasync import default_ledger
+
+    clock.advance(timedelta(hours=17))
+    provider = FakeProvider(_day_with_actuals())
+    policy = Policy(max_delay="4h", provider=provider, jitter="0m", strategy="lowest")
+    starts: list[datetime] = []
+
+    async def job() -> None:
+        async with carbon_session(policy) as session:
+            starts.append(session.plan.start)
+
+    before = len(default_ledger())
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(job)
+    assert len(starts) == 4
+    assert len(default_ledger()) == before  # every reservation was released
