@@ -341,7 +341,8 @@ class _SessionManager:
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
             history = await _history(self._provider or _default_provider(), submitted, policy)
         plan_ = plan(forecast, submitted, policy, rng=_RNG, history=history, ledger=_LEDGER)
-        self._reservation = _LEDGER.reserve(plan_)
+        if plan_.waits:  # only jobs that wait for a slot can herd into it
+            self._reservation = _LEDGER.reserve(plan_)
         # --- end ---
         return plan_
 
