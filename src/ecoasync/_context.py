@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -204,6 +204,15 @@ class Accounting:
         self._token = _loop_token()
         self._loop_thread = threading.get_ident()
 
+    def event_fields(self, at: datetime) -> dict[str, Any]:
+        """The fields every event of this session carries (id, name, tags) and its time."""
+        return {
+            "session_id": self.session_id,
+            "session_name": self.name,
+            "tags": self.tags,
+            "at": at,
+        }
+
     def ancestry(self) -> Iterator[Accounting]:
         node: Accounting | None = self
         while node is not None:
@@ -248,10 +257,7 @@ class Accounting:
         with self._lock:
             self.downgrades += 1
         return fallback, Downgraded(
-            session_id=self.session_id,
-            session_name=self.name,
-            tags=self.tags,
-            at=self.clock.now(),
+            **self.event_fields(self.clock.now()),
             requested=model,
             effective=fallback,
             intensity=intensity,
@@ -275,10 +281,7 @@ class Accounting:
                     model=model,
                 )
                 event = CallRefused(
-                    session_id=self.session_id,
-                    session_name=self.name,
-                    tags=self.tags,
-                    at=self.clock.now(),
+                    **self.event_fields(self.clock.now()),
                     model=model,
                     spent_g=node.emitted_g,
                     budget_g=budget,
@@ -302,10 +305,7 @@ class Accounting:
                     (
                         node.bus,
                         CallRecorded(
-                            session_id=node.session_id,
-                            session_name=node.name,
-                            tags=node.tags,
-                            at=call.at,
+                            **node.event_fields(call.at),
                             call=call,
                             session_total_g=total,
                         ),
@@ -317,10 +317,7 @@ class Accounting:
                     (
                         node.bus,
                         BudgetTripped(
-                            session_id=node.session_id,
-                            session_name=node.name,
-                            tags=node.tags,
-                            at=call.at,
+                            **node.event_fields(call.at),
                             model=call.effective_model,
                             spent_g=total,
                             budget_g=node.policy.budget_g,

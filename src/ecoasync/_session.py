@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import anyio.lowlevel
@@ -262,7 +262,7 @@ class _SessionManager:
             plan_ = await self._plan(submitted)
             acct.plan = plan_
             if acct.bus.listens(Planned):
-                await acct.bus.emit(Planned(**self._base(submitted), plan=plan_))
+                await acct.bus.emit(Planned(**self._acct.event_fields(submitted), plan=plan_))
             if plan_.start > submitted:
                 await self._clock.sleep_until(plan_.start)
             started = self._clock.now()
@@ -270,7 +270,7 @@ class _SessionManager:
                 intensity, source = acct.intensity_at(started)
                 await acct.bus.emit(
                     Started(
-                        **self._base(started),
+                        **self._acct.event_fields(started),
                         delay=started - submitted,
                         intensity=intensity,
                         intensity_source=source,
@@ -294,15 +294,6 @@ class _SessionManager:
             self._token = None
         assert self._submitted is not None, "__aexit__ without a successful __aenter__"
         await self._complete(self._submitted, self._started, exc)
-
-    def _base(self, at: datetime) -> dict[str, Any]:
-        acct = self._acct
-        return {
-            "session_id": acct.session_id,
-            "session_name": acct.name,
-            "tags": acct.tags,
-            "at": at,
-        }
 
     async def _plan(self, submitted: datetime) -> Plan:
         acct = self._acct
@@ -371,7 +362,7 @@ class _SessionManager:
         )
         await acct.bus.emit(
             ForecastFailed(
-                **self._base(submitted),
+                **self._acct.event_fields(submitted),
                 provider=name,
                 zone=zone if isinstance(zone, str) else None,
                 error=error,
@@ -417,7 +408,7 @@ class _SessionManager:
             return
         record = self._record(submitted, started, ended, status, error)
         session._record = record
-        completed = Completed(**self._base(ended), status=status, record=record)
+        completed = Completed(**self._acct.event_fields(ended), status=status, record=record)
         pending = True
         if not bus.needs_await:
             bus.emit_nowait(completed)  # only sync handlers: nothing to await or shield

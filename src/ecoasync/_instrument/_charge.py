@@ -134,10 +134,7 @@ class Call:
                     (
                         acct.bus,
                         ModelUnknown(
-                            session_id=acct.session_id,
-                            session_name=acct.name,
-                            tags=acct.tags,
-                            at=record.at,
+                            **acct.event_fields(record.at),
                             provider=record.provider,
                             model=record.effective_model,
                         ),
