@@ -55,9 +55,15 @@ class VirtualClock:
     deadline and wakes whoever waits for it, like trio's ``MockClock(autojump_threshold=0)``.
     A task waiting on real I/O does not hold the time back. Time never goes backwards; use
     :meth:`advance` to move it by hand.
+
+    With ``autojump=False`` the time moves only when :meth:`advance` is called: for tests
+    where work must still be waiting at a given moment (a service shutting down with jobs
+    waiting for their slot, say). Call ``advance`` from the event loop's thread.
     """
 
-    def __init__(self, start: datetime | None = None, *, patience: int = 100_000) -> None:
+    def __init__(
+        self, start: datetime | None = None, *, patience: int = 100_000, autojump: bool = True
+    ) -> None:
         self._now = (
             as_utc(start, what="start") if start is not None else datetime(2026, 3, 18, tzinfo=UTC)
         )
@@ -65,6 +71,7 @@ class VirtualClock:
         self._seq = itertools.count()
         self._driver: _Sleeper | None = None
         self._patience = patience
+        self.autojump = autojump
         self.slept = timedelta(0)
         """Total virtual time this clock has jumped over."""
 
@@ -93,7 +100,7 @@ class VirtualClock:
         heapq.heappush(self._sleepers, me)
         try:
             while self._now < deadline:
-                if self._driver is None:
+                if self._driver is None and self.autojump:
                     # one sleeper at a time drives the clock; the others just wait
                     self._driver = me
                     try:
@@ -132,9 +139,11 @@ class VirtualClock:
 
     @classmethod
     @contextmanager
-    def installed(cls, start: datetime | None = None) -> Iterator[VirtualClock]:
+    def installed(
+        cls, start: datetime | None = None, *, autojump: bool = True
+    ) -> Iterator[VirtualClock]:
         """Create a virtual clock and make it the clock of sessions started in the block."""
-        clock = cls(start)
+        clock = cls(start, autojump=autojump)
         with use_clock(clock):
             yield clock
 
