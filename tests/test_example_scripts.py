@@ -1,0 +1,118 @@
+"""Every example runs as written, offline, as a user would run it (a subprocess), with time
+virtualised inside; and the dashboard and the custom sink are also checked in-process."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import ecoasync
+from tests.examples_util import EXAMPLES, load_example, run_example
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the examples run on asyncio (uvicorn, rich's Live thread)
+
+
+def scripts() -> list[str]:
+    """Every runnable example: the top-level scripts and each package's demo."""
+    found = [p.name for p in EXAMPLES.glob("*.py") if "__main__" in p.read_text()]
+    found += [f"{p.parent.name}/demo.py" for p in EXAMPLES.glob("*/demo.py")]
+    return sorted(found)
+
+
+def test_every_example_is_run_by_a_test() -> None:
+    tested = {
+        "quickstart.py",  # in test_examples.py
+        "live_dashboard.py",
+        "custom_sink.py",
+        "service/demo.py",
+        "batch_job.py",
+        "agent.py",
+    }
+    missing = set(scripts()) - tested
+    assert not missing, f"examples without a test: {sorted(missing)}"
+
+
+def test_service_demo(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    telemetry = tmp_path / "service.jsonl"
+    out = run_example("service/demo.py", str(telemetry))
+    assert "shutting down with one job still waiting" in out
+    statuses = [
+        json.loads(line)["status"]
+        for line in telemetry.read_text().splitlines()
+        if json.loads(line)["event"] == "completed"
+    ]
+    assert statuses == ["completed", "completed", "cancelled"]
+    assert re.search(r"cancelled\s+waited 4\.0 h, never ran", out)
+
+
+def test_live_dashboard_runs_and_ends_by_itself() -> None:
+    pytest.importorskip("rich")
+    out = run_example("live_dashboard.py")
+    for name in ("chat-reply", "ticket-summaries", "nightly-eval", "translations"):
+        assert name in out
+    assert "downgraded" in out  # the chat reply on the dirty evening grid
+    assert "tripped" in out and "aborted" in out  # the nightly evaluation's budget
+    assert "21:00Z +4.0h" in out  # the summaries wait for the evening dip
+
+
+async def test_live_dashboard_board_follows_every_session() -> None:
+    pytest.importorskip("rich")
+    dashboard = load_example("live_dashboard.py", "live_dashboard")
+    board = await dashboard.main(pace=0.0)
+    rows = {row.name: row for row in board.rows.values()}
+    assert board.completed == len(dashboard.JOBS) == len(rows)
+    assert rows["chat-reply"].downgrades == 3
+    assert rows["nightly-eval"].status == "aborted"
+    assert rows["nightly-eval"].tripped and rows["nightly-eval"].refused == 1
+    assert rows["nightly-eval"].total_g >= 0.2
+    assert rows["ticket-summaries"].planned < rows["ticket-summaries"].now
+
+
+def test_custom_sink_example() -> None:
+    out = run_example("custom_sink.py")
+    delivered, dropped, lost = map(
+        int,
+        re.search(r"delivered (\d+), dropped (\d+) .*, lost (\d+)", out).groups(),  # type: ignore[union-attr]
+    )
+    assert delivered + dropped + lost == 300
+    assert dropped > 0  # the stalled webhook filled the queue
+    assert f"the webhook received {delivered} events" in out
+    assert "dead webhook: 1 failed posts, 20 events lost" in out
+
+
+async def test_custom_sink_never_blocks_and_accounts_for_every_event() -> None:
+    example = load_example("custom_sink.py", "custom_sink")
+    with example.receiver() as hook:
+        hook.open.clear()  # the webhook hangs for the whole workload
+        bus = ecoasync.EventBus()
+        async with example.WebhookSink(hook.url, max_queue=10, batch=5) as sink:
+            bus.subscribe(sink)
+            await example.workload(bus, 50)
+            assert sink.dropped >= 50 - 10 - 5  # at most a queue and a batch in flight
+            hook.open.set()
+        assert sink.delivered == len(hook.received) == 50 - sink.dropped
+        assert sink.failures == sink.lost == 0
+        assert bus.failures == 0
+
+
+async def test_custom_sink_close_is_bounded_when_the_webhook_hangs() -> None:
+    example = load_example("custom_sink.py", "custom_sink")
+    with example.receiver() as hook:
+        hook.open.clear()
+        bus = ecoasync.EventBus()
+        sink = await example.WebhookSink(hook.url, max_queue=10, batch=5).__aenter__()
+        bus.subscribe(sink)
+        await example.workload(bus, 8)
+        await sink.aclose(deadline=0.05)
+        assert sink.delivered == 0
+        assert sink.lost == 8
+        await example.workload(bus, 1)  # after close: counted as dropped, never raises
+        assert sink.dropped == 1
+        assert bus.failures == 0
