@@ -15,6 +15,7 @@ count what you drop, and have an ``aclose()`` that delivers what is queued (boun
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -219,7 +220,10 @@ async def main(sessions: int = 300) -> None:
 
     # a webhook that is gone: every post fails, is logged and counted; the work goes on
     bus = ecoasync.EventBus()
-    async with WebhookSink("http://127.0.0.1:9/hook", timeout=1) as dead:
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+    async with WebhookSink(gone, timeout=1) as dead:
         bus.subscribe(dead)
         await workload(bus, 20)
     print(f"dead webhook: {dead.failures} failed posts, {dead.lost} events lost, work unaffected")
