@@ -28,6 +28,7 @@ def scripts() -> list[str]:
 def test_every_example_is_run_by_a_test() -> None:
     tested = {
         "quickstart.py",  # in test_examples.py
+        "agent_demo.py",  # in test_instrument_example.py
         "live_dashboard.py",
         "custom_sink.py",
         "service/demo.py",
@@ -116,3 +117,53 @@ async def test_custom_sink_close_is_bounded_when_the_webhook_hangs() -> None:
         await example.workload(bus, 1)  # after close: counted as dropped, never raises
         assert sink.dropped == 1
         assert bus.failures == 0
+
+
+needs_instrumentation = pytest.mark.skipif(
+    not hasattr(ecoasync, "instrument"), reason="needs the SDK instrumentation (issue 4)"
+)
+
+
+def completed_records(path: Path) -> dict[str, dict[str, object]]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return {line["session_name"]: line["record"] for line in lines if line["event"] == "completed"}
+
+
+@needs_instrumentation
+def test_batch_job(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    telemetry = tmp_path / "nightly.jsonl"
+    out = run_example("batch_job.py", str(telemetry))
+    assert "downgraded gpt-4o -> gpt-4o-mini" in out  # the urgent digest at 18:00
+    assert "summarise_tickets: waiting 6h00m" in out  # the plan moves it to the night
+    assert "budget tripped" in out and "refused a gpt-4o call" in out
+    assert "By model" in out and "gpt-4o-mini" in out  # the report at the end
+    records = completed_records(telemetry)
+    assert records["urgent_digest"]["downgrades"] == 1
+    assert records["summarise_tickets"]["delay_s"] == 6 * 3600
+    assert records["summarise_tickets"]["calls"] == 5
+    reembed = records["reembed"]
+    assert reembed["status"] == "aborted" and reembed["budget_tripped"] is True
+    assert reembed["refused_calls"] == 1
+    assert float(reembed["emitted_g"]) >= float(reembed["budget_g"])  # type: ignore[arg-type]
+
+
+@needs_instrumentation
+def test_agent(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    pytest.importorskip("anthropic")
+    telemetry = tmp_path / "agent.jsonl"
+    out = run_example("agent.py", str(telemetry))
+    assert "round 3" in out and "By tag" in out
+    record = completed_records(telemetry)["research-agent"]
+    by_tag = record["by_tag"]
+    assert isinstance(by_tag, dict)
+    assert {tag: usage["calls"] for tag, usage in by_tag.items()} == {
+        "planner": 1,
+        "writer": 3,
+        "critic": 3,
+    }
+    assert record["calls"] == 7
+    total = sum(usage["emitted_g"] for usage in by_tag.values())
+    assert abs(total - float(record["emitted_g"])) < 1e-9  # type: ignore[arg-type]
+    assert record["delay_s"] == 3 * 3600
