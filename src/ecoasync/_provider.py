@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from ._forecast import Forecast
 
-__all__ = ["CachingForecastProvider", "ForecastProvider"]
+__all__ = ["CachingForecastProvider", "ForecastProvider", "HistoryProvider"]
 
 
 @runtime_checkable
@@ -42,4 +42,23 @@ class CachingForecastProvider(ForecastProvider, Protocol):
 
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The forecast for ``[start, end)`` if it is in memory, else None."""
+        ...
+
+
+@runtime_checkable
+class HistoryProvider(Protocol):
+    """A provider that can also tell what the grid did in the past (an optional capability).
+
+    ``history(start, end)`` returns the slots that overlap ``[start, end)`` with their
+    ``actual`` values where the source publishes them (and the forecast it made, where it
+    keeps it; sources that keep no past forecasts set ``forecast == actual``). Planners use it
+    to learn from forecast error. It raises :class:`~ecoasync.ForecastUnavailable` when the
+    source cannot answer. Check with ``isinstance(provider, HistoryProvider)``.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        """The past slots overlapping ``[start, end)`` (timezone-aware datetimes)."""
         ...

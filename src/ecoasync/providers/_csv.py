@@ -13,7 +13,7 @@ import anyio.to_thread
 from .._exceptions import ForecastDataError
 from .._forecast import Forecast, Signal, Slot, as_utc
 
-__all__ = ["CsvForecastProvider", "parse_trace_time", "read_trace"]
+__all__ = ["CsvForecastProvider", "parse_trace_time", "read_trace", "with_actuals"]
 
 REQUIRED = ("from", "to", "intensity_forecast")
 
@@ -25,6 +25,18 @@ def parse_trace_time(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
     return as_utc(parsed, what="time")
+
+
+def with_actuals(forecast: Forecast) -> Forecast:
+    """The slots of ``forecast`` that have an actual value, same labels."""
+    if all(s.actual is not None for s in forecast):
+        return forecast
+    return Forecast(
+        [s for s in forecast if s.actual is not None],
+        signal=forecast.signal,
+        provider=forecast.provider,
+        zone=forecast.zone,
+    )
 
 
 def read_trace(
@@ -143,6 +155,11 @@ class CsvForecastProvider:
         if self._forecast is None:
             return None
         return self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        """The slots overlapping ``[start, end)`` that have an actual value."""
+        full = await self.load()
+        return with_actuals(full.between(as_utc(start, what="start"), as_utc(end, what="end")))
 
     def __repr__(self) -> str:
         return f"CsvForecastProvider({str(self.path)!r})"

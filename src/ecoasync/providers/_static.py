@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import anyio.lowlevel
 
 from .._forecast import Forecast, Signal, Slot, as_utc
+from ._csv import with_actuals
 
 __all__ = ["StaticForecastProvider", "synthetic_day"]
 
@@ -59,6 +60,13 @@ class StaticForecastProvider:
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast:
         """The same as :meth:`forecast`, without the checkpoint (it is always in memory)."""
         return self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        """The slots overlapping ``[start, end)`` that have an actual value."""
+        await anyio.lowlevel.checkpoint()
+        return with_actuals(
+            self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
+        )
 
     def __repr__(self) -> str:
         f = self._forecast

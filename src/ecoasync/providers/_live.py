@@ -1,0 +1,96 @@
+"""What every HTTP provider shares: the core, the cache key discipline, closing, options."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from .._forecast import Forecast, Signal, as_utc
+from ._http import HttpCore, check_seconds
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["LiveProvider", "floor_time", "seconds"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def floor_time(when: datetime, step: timedelta) -> datetime:
+    """``when`` rounded down to a multiple of ``step`` since the epoch (UTC)."""
+    when = as_utc(when)
+    return when - (when - _EPOCH) % step
+
+
+def seconds(name: str, value: float | timedelta) -> float:
+    """An option given as seconds or a ``timedelta``, checked."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    return check_seconds(name, value)
+
+
+class LiveProvider:
+    """Base of the HTTP providers: ``forecast`` / ``forecast_nowait`` over a keyed, cached fetch.
+
+    Subclasses set ``name``, ``zone``, ``signal``, ``ttl`` and ``_core`` and implement
+    :meth:`_key` (which request answers ``[start, end)``) and :meth:`_fetch` (make it).
+    Use as ``async with provider:`` or call ``await provider.aclose()`` to close its client.
+    """
+
+    name: str
+    zone: str | None
+    signal: Signal
+    ttl: float
+    _core: HttpCore
+
+    def _key(self, start: datetime, end: datetime) -> Hashable:
+        raise NotImplementedError
+
+    async def _fetch(self, key: Hashable) -> Forecast:
+        raise NotImplementedError
+
+    async def forecast(self, start: datetime, end: datetime) -> Forecast:
+        """The forecast for ``[start, end)``; one request per cache key and TTL, shared by all."""
+        start, end = as_utc(start, what="start"), as_utc(end, what="end")
+        key = self._key(start, end)
+        full = await self._core.cached(key, self.ttl, lambda: self._fetch(key), zone=self.zone)
+        return full.between(start, end)
+
+    def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The forecast for ``[start, end)`` if a fresh answer is cached, else None (no I/O)."""
+        start, end = as_utc(start, what="start"), as_utc(end, what="end")
+        hit = self._core.cached_nowait(self._key(start, end))
+        if not isinstance(hit, Forecast):
+            return None
+        return hit.between(start, end)
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests this provider has sent (each retry counts)."""
+        return self._core.requests
+
+    @property
+    def base_url(self) -> str:
+        return self._core.base_url
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (it is made again if the provider is used after)."""
+        await self._core.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def hours_needed(start: datetime, end: datetime) -> float:
+    return max(math.ceil((end - start).total_seconds() / 3600), 1)
