@@ -180,9 +180,10 @@ def run_now_plan(
         slot_start=now,
         jitter=timedelta(0),
         window=window,
-        provider=forecast.provider if forecast else provider,
-        zone=forecast.zone if forecast else None,
-        signal=forecast.signal if forecast else None,
+        # an empty forecast still says who answered (with nothing)
+        provider=forecast.provider if forecast is not None else provider,
+        zone=forecast.zone if forecast is not None else None,
+        signal=forecast.signal if forecast is not None else None,
         forecast_error=forecast_error,
     )
 

@@ -264,7 +264,7 @@ class HttpCore:
             verify=context if context is not None else False,
             transport=self._transport,
             headers={"user-agent": f"ecoasync/{__version__}", "accept": "application/json"},
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=0),
             trust_env=self._transport is None,
         )
         self._client_loop = loop
