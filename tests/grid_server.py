@@ -65,6 +65,8 @@ class GridServer:
         self.requests: list[str] = []
         self.headers: list[dict[str, str]] = []
         self.bodies: list[str] = []
+        self.echo = False
+        """Error answers repeat the credentials they were sent (as some APIs do)."""
         self.wt_tokens: set[str] = set()
         self.logins = 0
         self._lock = threading.Lock()
@@ -262,6 +264,10 @@ def _handler(server: GridServer) -> type[BaseHTTPRequestHandler]:
                 return
             if mode == "401":
                 self.send(401, {"message": "unauthorized"})
+                return
+            if server.echo:
+                sent = self.headers.get("auth-token") or self.headers.get("authorization")
+                self.send(400, {"message": f"token {sent} is not allowed here"})
                 return
             if path.startswith("/v3/carbon-intensity/"):
                 if self.headers.get("auth-token") != EM_TOKEN:
