@@ -89,7 +89,9 @@ class VirtualClock:
             self.slept += when - self._now
             self._now = when
         while self._sleepers and self._sleepers[0].deadline <= self._now:
-            heapq.heappop(self._sleepers).event.set()
+            woken = heapq.heappop(self._sleepers)
+            woken.queued = False
+            woken.event.set()
 
     async def sleep_until(self, deadline: datetime) -> None:
         deadline = as_utc(deadline, what="deadline")
@@ -113,7 +115,8 @@ class VirtualClock:
                 await me.event.wait()
                 me.event = anyio.Event()  # woken to drive, or because our time has come
         finally:
-            if me in self._sleepers:
+            if me.queued:  # cancelled while queued (a flag: `me in heap` is O(n) per sleeper)
+                me.queued = False
                 self._sleepers.remove(me)
                 heapq.heapify(self._sleepers)
 
@@ -152,12 +155,13 @@ class VirtualClock:
 
 
 class _Sleeper:
-    __slots__ = ("deadline", "event", "seq")
+    __slots__ = ("deadline", "event", "queued", "seq")
 
     def __init__(self, deadline: datetime, seq: int) -> None:
         self.deadline = deadline
         self.seq = seq
         self.event = anyio.Event()
+        self.queued = True
 
     def __lt__(self, other: _Sleeper) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)

@@ -62,7 +62,7 @@ DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 """Seconds to establish a connection."""
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
-RELEASE_BATCH: Final = 64
+RELEASE_BATCH: Final = 32
 """Waiters of a shared request woken per event-loop turn."""
 
 
@@ -129,9 +129,16 @@ _SSL_CONTEXT: ssl.SSLContext | None = None
 
 
 def _load(tls: bool) -> ssl.SSLContext | None:
-    """Import httpx (about 150 ms) and build the TLS context (about 200 ms): in a worker thread."""
+    """Import httpx and httpcore (about 200 ms: httpcore imports trio when it is installed) and
+    build the TLS context (about 200 ms): in a worker thread, so the event loop never waits."""
     global _SSL_CONTEXT
+    import httpcore
+    import httpcore._backends.anyio
+    import httpcore._backends.auto
     import httpx
+
+    if httpcore._synchronization.trio is not None:  # type: ignore[attr-defined]
+        import httpcore._backends.trio
 
     if not tls:
         return None
@@ -166,15 +173,26 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
 
 
 class _Flight:
-    """One request in flight, shared by everyone who asked for the same thing meanwhile."""
+    """One request in flight, shared by everyone who asked for the same thing meanwhile.
 
-    __slots__ = ("abandoned", "error", "value", "waiters")
+    Waiters queue in groups of ``RELEASE_BATCH`` that share one event (ten thousand waiters
+    cost a few hundred events, not ten thousand), and the groups are woken one per turn.
+    """
+
+    __slots__ = ("abandoned", "error", "groups", "joined", "value")
 
     def __init__(self) -> None:
-        self.waiters: list[anyio.Event] = []
+        self.groups: list[anyio.Event] = []
+        self.joined = 0
         self.value: object = None
         self.error: ForecastUnavailable | None = None
         self.abandoned = False
+
+    def join(self) -> anyio.Event:
+        if self.joined % RELEASE_BATCH == 0:
+            self.groups.append(anyio.Event())
+        self.joined += 1
+        return self.groups[-1]
 
 
 class _Attempt(Exception):
@@ -477,9 +495,7 @@ class HttpCore:
             flight = self._flights.get(key)
             if flight is None:
                 return await self._lead(key, ttl, fetch)
-            event = anyio.Event()
-            flight.waiters.append(event)
-            await event.wait()
+            await flight.join().wait()
             if flight.error is not None:
                 raise _copy(flight.error)
             if not flight.abandoned:
@@ -503,7 +519,7 @@ class HttpCore:
             if self._flights.get(key) is flight:
                 del self._flights[key]
             if flight.error is not None or flight.abandoned:
-                for event in flight.waiters:
+                for event in flight.groups:
                     event.set()
         flight.value = value
         if ttl > 0 and value:
@@ -512,17 +528,16 @@ class HttpCore:
         return value
 
     async def _release(self, flight: _Flight) -> None:
-        """Wake the waiters a batch per event-loop turn, so a herd never stalls the loop."""
-        waiters = flight.waiters
+        """Wake the waiters a group per event-loop turn, so a herd never stalls the loop."""
+        groups = flight.groups
         try:
             with anyio.CancelScope(shield=True):
-                for i in range(0, len(waiters), RELEASE_BATCH):
-                    for event in waiters[i : i + RELEASE_BATCH]:
-                        event.set()
-                    if i + RELEASE_BATCH < len(waiters):
+                for i, event in enumerate(groups):
+                    event.set()
+                    if i + 1 < len(groups):
                         await anyio.lowlevel.checkpoint()
         finally:
-            for event in waiters:
+            for event in groups:
                 event.set()  # idempotent; makes sure nobody is left waiting
 
 
