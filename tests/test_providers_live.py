@@ -140,14 +140,12 @@ async def test_uk_history_in_14_day_chunks_with_actuals(
         assert isinstance(provider, HistoryProvider)
         history = await provider.history(start, end)
         rows = await provider.intensity_rows(start, end)
-    assert (
-        server.requests
-        == [
-            "/intensity/2026-02-26T10:00Z/2026-03-12T10:00Z",
-            "/intensity/2026-03-12T10:00Z/2026-03-18T09:07Z",
-        ]
-        * 2
-    )
+    assert server.requests == [
+        "/intensity/2026-02-26T10:00Z/2026-03-12T10:00Z",
+        "/intensity/2026-03-12T10:00Z/2026-03-18T09:30Z",  # history: whole half-hours, cached
+        "/intensity/2026-02-26T10:00Z/2026-03-12T10:00Z",
+        "/intensity/2026-03-12T10:00Z/2026-03-18T09:07Z",  # intensity_rows: as asked
+    ]
     assert history[0].start <= start < history[0].end
     assert history[-1].start < end <= history[-1].end
     assert history.contiguous
@@ -351,24 +349,30 @@ async def test_ttl_cache_one_request_per_half_hour(server: GridServer, sleep: Fa
         assert provider.forecast_nowait(NOW, NOW + timedelta(hours=1)) is None
 
 
+@pytest.mark.parametrize("strategy", ["lowest", "calibrated"])
 async def test_single_flight_1000_sessions_one_request(
-    server: GridServer, sleep: FakeSleep
+    strategy: str, server: GridServer, sleep: FakeSleep
 ) -> None:
-    records = []
     evening = datetime(2026, 3, 18, 20, 7, tzinfo=UTC)  # the grid cleans up overnight: wait
+    server.now = evening
     with VirtualClock.installed(evening), capture_events(None, Completed) as events:
         async with uk(server, sleep) as provider:
-            policy = Policy(max_delay="4h", provider=provider)
+            policy = Policy(max_delay="4h", provider=provider, strategy=strategy)  # type: ignore[arg-type]
 
             async def job() -> None:
-                async with carbon_session(policy) as session:
+                async with carbon_session(policy):
                     pass
-                records.append(session.record)
 
             async with anyio.create_task_group() as tg:
                 for _ in range(1000):
                     tg.start_soon(job)
-    assert server.count() == 1
+    # one forecast request for all; the calibrated strategy also reads the last 24 h of
+    # actuals, and that too is one request for all
+    assert server.requests[0] == "/intensity/2026-03-18T20:00Z/fw48h"
+    if strategy == "lowest":
+        assert server.count() == 1
+    else:
+        assert server.requests[1:] == ["/intensity/2026-03-17T20:00Z/2026-03-18T20:30Z"]
     assert len(events) == 1000
     assert {e.record.provider for e in events.of(Completed)} == {"uk-carbon-intensity"}
     assert {e.record.decision for e in events.of(Completed)} == {"wait"}
@@ -488,7 +492,7 @@ async def test_em_history_recent_and_past(server: GridServer, sleep: FakeSleep) 
     assert all(r.startswith("/v3/carbon-intensity/past-range?") for r in server.requests[1:])
     assert len(server.requests) == 3  # 15 days in 10-day chunks
     assert recent and all(s.actual == s.forecast for s in recent)
-    assert len(past) == 15 * 24
+    assert len(past) == 15 * 24 + 1  # 10:07 to 10:07 overlaps 361 hours
 
 
 def test_em_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -525,7 +529,7 @@ async def test_watttime_marginal_forecast_and_token_refresh(
         await provider.forecast(NOW + timedelta(minutes=5), NOW + timedelta(hours=2))
         assert provider.logins == 2
         history = await provider.history(NOW - timedelta(hours=1), NOW)
-        assert len(history) == 12 and all(s.actual == s.forecast for s in history)
+        assert len(history) == 13 and all(s.actual == s.forecast for s in history)
     assert [r.split("?")[0] for r in server.requests] == [
         "/login",
         "/v3/forecast",
@@ -565,7 +569,7 @@ async def test_fallback_records_who_answered(server: GridServer, sleep: FakeSlee
     assert plan.provider == record.provider == "uk-carbon-intensity"
     assert record.signal == "average/direct" and record.zone == "GB"
     assert "forecast_failed" not in events.kinds()
-    assert fallback.fallbacks == 1
+    assert fallback.fallbacks == 2  # the forecast, and the history the planner reads
 
 
 async def test_fallback_skips_a_hung_provider(server: GridServer, sleep: FakeSleep) -> None:

@@ -77,7 +77,8 @@ class ElectricityMapsProvider(LiveProvider):
 
     Args:
         zone: a zone key or ``"<cloud>:<region>"``.
-        lat, lon: a location instead of a zone.
+        lat: latitude of a location, instead of a zone (with ``lon``).
+        lon: longitude of a location, instead of a zone (with ``lat``).
         token: the API token; default from ``$ELECTRICITYMAPS_API_TOKEN``. Never logged.
         granularity: minutes per slot, 5, 15 or 60 (default 60).
         horizon_hours: force a horizon (6, 24, 48 or 72) instead of choosing one.
@@ -86,7 +87,9 @@ class ElectricityMapsProvider(LiveProvider):
         timeout: seconds one HTTP attempt may take, whole body included (default 10).
         connect_timeout: seconds to connect (default 5).
         ttl: how long an answer is reused (default 15 minutes).
-        retry, sleep, transport: as for :class:`UKCarbonIntensityProvider`.
+        retry: retry policy (default ``Retry()``).
+        sleep: how retries wait (default ``anyio.sleep``).
+        transport: an ``httpx.AsyncBaseTransport`` to use instead of the network.
         now: where "now" comes from for choosing the history endpoint (default: the session
             clock).
     """
@@ -151,6 +154,7 @@ class ElectricityMapsProvider(LiveProvider):
         self.ttl = seconds("ttl", ttl)
         self._now = now or (lambda: current_clock().now())
         self._bucket = max(self.step, timedelta(minutes=15))
+        self.history_step = timedelta(hours=1)
         self._core = HttpCore(
             provider=self.name,
             base_url=base_url,
@@ -194,7 +198,7 @@ class ElectricityMapsProvider(LiveProvider):
         )
         return Forecast(slots, signal=self.signal, provider=self.name, zone=self.zone)
 
-    async def history(self, start: datetime, end: datetime) -> Forecast:
+    async def _fetch_history(self, start: datetime, end: datetime) -> Forecast:
         """Measured intensity for ``[start, end)`` (``forecast == actual``; see the class doc)."""
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
         slots: dict[datetime, Slot] = {}

@@ -62,7 +62,7 @@ DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 """Seconds to establish a connection."""
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
-RELEASE_BATCH: Final = 32
+RELEASE_BATCH: Final = 8
 """Waiters of a shared request woken per event-loop turn."""
 
 
@@ -259,6 +259,8 @@ class HttpCore:
         self._blocked_until = -math.inf
         self.requests = 0
         """HTTP requests sent (every attempt counts)."""
+        self.fetches: dict[str, int] = {}
+        """Shared fetches led, by kind (``forecast``, ``history``, ``login``)."""
         self.retries = 0
 
     # --- the client ---------------------------------------------------------------------
@@ -505,6 +507,8 @@ class HttpCore:
     async def _lead(self, key: Hashable, ttl: float, fetch: Callable[[], Awaitable[T]]) -> T:
         flight = _Flight()
         self._flights[key] = flight
+        kind = str(key[0]) if isinstance(key, tuple) and key else "other"
+        self.fetches[kind] = self.fetches.get(kind, 0) + 1
         try:
             value = await fetch()
         except ForecastUnavailable as exc:

@@ -52,6 +52,32 @@ class LiveProvider:
     async def _fetch(self, key: Hashable) -> Forecast:
         raise NotImplementedError
 
+    history_step: timedelta = timedelta(minutes=30)
+    """History requests are widened to multiples of this, so nearby requests share one."""
+
+    async def _fetch_history(self, start: datetime, end: datetime) -> Forecast:
+        raise NotImplementedError
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        """The past slots overlapping ``[start, end)``, with actual values where the API has them.
+
+        Cached and single-flight like forecasts: requests are widened to whole steps (half an
+        hour by default), so every session planned in the same half-hour shares one request.
+        """
+        start, end = as_utc(start, what="start"), as_utc(end, what="end")
+        if end <= start:
+            raise ValueError(
+                f"history needs start < end, got {start.isoformat()} .. {end.isoformat()}"
+            )
+        lo = floor_time(start, self.history_step)
+        hi = floor_time(end, self.history_step)
+        if hi < end:
+            hi += self.history_step
+        full = await self._core.cached(
+            ("history", lo, hi), self.ttl, lambda: self._fetch_history(lo, hi), zone=self.zone
+        )
+        return full.between(start, end)
+
     async def forecast(self, start: datetime, end: datetime) -> Forecast:
         """The forecast for ``[start, end)``; one request per cache key and TTL, shared by all."""
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
@@ -71,6 +97,11 @@ class LiveProvider:
     def requests(self) -> int:
         """HTTP requests this provider has sent (each retry counts)."""
         return self._core.requests
+
+    @property
+    def fetches(self) -> dict[str, int]:
+        """Shared fetches made, by kind (``{"forecast": 1, "history": 1}``)."""
+        return dict(self._core.fetches)
 
     @property
     def base_url(self) -> str:

@@ -215,7 +215,7 @@ class UKCarbonIntensityProvider(LiveProvider):
             chunk_start = chunk_end
         return [out[k] for k in sorted(out)]
 
-    async def history(self, start: datetime, end: datetime) -> Forecast:
+    async def _fetch_history(self, start: datetime, end: datetime) -> Forecast:
         """The half-hours overlapping ``[start, end)`` with forecast and (national) actual values."""
         rows = await self.intensity_rows(start, end)
         return self._forecast(rows)

@@ -81,8 +81,8 @@ class WattTimeProvider(LiveProvider):
 
     Args:
         region: a WattTime region (``"CAISO_NORTH"``, ``"PJM_DC"``, ...).
-        username, password: default from ``$WATTTIME_USERNAME`` / ``$WATTTIME_PASSWORD``.
-            Never logged.
+        username: default from ``$WATTTIME_USERNAME``.
+        password: default from ``$WATTTIME_PASSWORD``. Never logged.
         signal_type: default ``"co2_moer"``.
         horizon_hours: force a horizon (6, 24, 48 or 72) instead of choosing one.
         base_url: the API root (default ``https://api.watttime.org``).
@@ -90,7 +90,9 @@ class WattTimeProvider(LiveProvider):
         connect_timeout: seconds to connect (default 5).
         ttl: how long a forecast is reused (default 5 minutes: WattTime updates that often).
         token_lifetime: how long a login token is used (default 25 minutes of its 30).
-        retry, sleep, transport: as for :class:`UKCarbonIntensityProvider`.
+        retry: retry policy (default ``Retry()``).
+        sleep: how retries wait (default ``anyio.sleep``).
+        transport: an ``httpx.AsyncBaseTransport`` to use instead of the network.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class WattTimeProvider(LiveProvider):
         self.ttl = seconds("ttl", ttl)
         self.token_lifetime = seconds("token_lifetime", token_lifetime)
         self.logins = 0
+        self.history_step = timedelta(minutes=5)
         self._core = HttpCore(
             provider=self.name,
             base_url=base_url,
@@ -204,7 +207,7 @@ class WattTimeProvider(LiveProvider):
             return Forecast(slots, signal=self.signal, provider=self.name, zone=self.zone)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def history(self, start: datetime, end: datetime) -> Forecast:
+    async def _fetch_history(self, start: datetime, end: datetime) -> Forecast:
         """Measured MOER for ``[start, end)`` from ``/v3/historical`` (``forecast == actual``)."""
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
         token = await self._token()
