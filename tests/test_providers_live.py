@@ -153,6 +153,21 @@ async def test_uk_history_in_14_day_chunks_with_actuals(
     assert len(rows) == len(history) and rows[0].index is not None
 
 
+async def test_history_nowait_answers_from_the_cache_only(
+    server: GridServer, sleep: FakeSleep
+) -> None:
+    """What sessions use first: no request, no await; None until a fetch has filled the cache."""
+    start, end = NOW - timedelta(hours=24), NOW
+    async with uk(server, sleep) as provider:
+        assert provider.history_nowait(start, end) is None
+        assert provider.history_nowait(end, start) is None  # an empty span never asks
+        fetched = await provider.history(start, end)
+        later = start + timedelta(minutes=10)  # same half-hours: the same cache entry
+        cached = provider.history_nowait(later, end)
+        assert cached is not None and list(cached) == list(fetched.between(later, end))
+        assert len(server.requests) == 1
+
+
 # --- misbehaving servers, through real sessions ---------------------------------------------
 
 FAILURES = {
@@ -602,6 +617,10 @@ async def test_fallback_nowait_and_history() -> None:
     assert found is not None and found.provider == "static-gb"
     history = await fallback.history(start, start + timedelta(hours=2))
     assert len(history) == 4 and history.provider == "static-gb"
+    nowait = fallback.history_nowait(start, start + timedelta(hours=2))
+    assert nowait is not None and list(nowait) == list(history)
+    live = UKCarbonIntensityProvider(base_url="http://127.0.0.1:9")  # nothing cached: None
+    assert FallbackProvider([live, static]).history_nowait(start, start) is None
     with pytest.raises(ValueError, match="at least one"):
         FallbackProvider([])
 
@@ -624,8 +643,12 @@ async def test_static_and_csv_history_keep_slots_with_actuals(tmp_path: Any) -> 
         for s in half
     ]
     path.write_text("\n".join(lines) + "\n")
-    csv_history = await CsvForecastProvider(path).history(start, end)
+    csv = CsvForecastProvider(path)
+    assert csv.history_nowait(start, end) is None  # not read yet
+    csv_history = await csv.history(start, end)
     assert [s.start for s in csv_history] == [s.start for s in history]
+    assert list(csv.history_nowait(start, end) or ()) == list(csv_history)
+    assert list(static.history_nowait(start, end) or ()) == list(history)
 
 
 def test_default_provider_is_shared_uk_national() -> None:

@@ -36,7 +36,35 @@ def test_package_is_typed() -> None:
 
 
 def test_import_is_light() -> None:
-    """``import ecoasync`` must not drag in the SDKs, EcoLogits, plotting or telemetry SDKs."""
-    code = "import sys, ecoasync; print(sorted(m for m in ('openai', 'anthropic', 'ecologits', 'matplotlib', 'opentelemetry', 'httpx2') if m in sys.modules))"
+    """``import ecoasync`` must not drag in the SDKs, EcoLogits, plotting or telemetry SDKs, nor
+    the HTTP client and structlog (with rich behind it), which only live providers and log
+    lines need."""
+    heavy = "openai anthropic ecologits matplotlib opentelemetry httpx httpx2 structlog rich"
+    code = f"import sys, ecoasync; print(sorted(m for m in {heavy.split()!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_log_lines_still_reach_structlog() -> None:
+    """The lazy logger is structlog's own once used: ``capture_logs`` sees its lines."""
+    import structlog
+
+    from ecoasync._log import get_logger
+
+    log = get_logger()
+    with structlog.testing.capture_logs() as captured:
+        log.warning("ecoasync.test_line", value=1)
+        log.error("ecoasync.test_error")
+        log.info("ecoasync.test_info")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            log.exception("ecoasync.test_exception")
+    assert [c["event"] for c in captured] == [
+        "ecoasync.test_line",
+        "ecoasync.test_error",
+        "ecoasync.test_info",
+        "ecoasync.test_exception",
+    ]
+    assert captured[0]["value"] == 1
+    assert "ecoasync" in repr(log)

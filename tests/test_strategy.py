@@ -248,6 +248,9 @@ class HistoryProvider(FakeProvider):
             raise OSError("history endpoint down")
         return self.all().between(start, end)
 
+    def history_nowait(self, start: datetime, end: datetime) -> None:
+        return None  # always ask through history()
+
 
 def _day_with_actuals() -> Forecast:
     return synthetic_trace(2, start=T0 - timedelta(days=1), lag_slots=1.0, seed=2)

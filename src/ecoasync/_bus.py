@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 import anyio
-import structlog
 
+from ._log import get_logger
 from .events import Event
 
 __all__ = ["EventBus", "EventStream", "Handler", "Subscription"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], "Awaitable[object] | object"]

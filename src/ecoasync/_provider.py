@@ -54,6 +54,10 @@ class HistoryProvider(Protocol):
     keeps it; sources that keep no past forecasts set ``forecast == actual``). Planners use it
     to learn from forecast error. It raises :class:`~ecoasync.ForecastUnavailable` when the
     source cannot answer. Check with ``isinstance(provider, HistoryProvider)``.
+
+    A provider that can answer from memory may also define ``history_nowait(start, end) ->
+    Forecast | None`` (like ``forecast_nowait``: what ``history`` would return if it is
+    already in memory, else ``None``, never I/O); sessions then skip the timeout around it.
     """
 
     @property

@@ -13,7 +13,6 @@ from typing import Final
 
 import anyio
 import anyio.lowlevel
-import structlog
 
 from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
@@ -22,6 +21,7 @@ from ._context import Accounting, budget_spent, current, reset_current, set_curr
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
 from ._forecast import Forecast
 from ._ledger import Reservation, default_ledger
+from ._log import get_logger
 from ._planner import Plan, plan, run_now_plan
 from ._policy import Policy
 from ._provider import ForecastProvider
@@ -30,7 +30,7 @@ from .events import Completed, ForecastFailed, Planned, Started
 
 __all__ = ["COMPLETION_TIMEOUT_S", "Session", "carbon_session", "default_bus"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 COMPLETION_TIMEOUT_S: Final = 5.0
 """How long a session waits, shielded from cancellation, to deliver its ``Completed`` event."""
@@ -507,9 +507,12 @@ async def _history(provider: object, submitted: datetime, policy: Policy) -> For
     fetch = getattr(provider, "history", None)
     if fetch is None or not callable(fetch):
         return None
+    nowait = getattr(provider, "history_nowait", None)
     try:
-        with anyio.fail_after(policy.forecast_timeout.total_seconds()):
-            history = await fetch(submitted - LOOKBACK, submitted)
+        history = nowait(submitted - LOOKBACK, submitted) if nowait is not None else None
+        if history is None:
+            with anyio.fail_after(policy.forecast_timeout.total_seconds()):
+                history = await fetch(submitted - LOOKBACK, submitted)
     except Exception as exc:
         log.warning(
             "ecoasync.history_failed",

@@ -67,7 +67,8 @@ class VirtualClock:
         self._now = (
             as_utc(start, what="start") if start is not None else datetime(2026, 3, 18, tzinfo=UTC)
         )
-        self._sleepers: list[_Sleeper] = []
+        self._sleepers: list[_Sleeper] = []  # a heap; cancelled ones stay until they surface
+        self._cancelled = 0
         self._seq = itertools.count()
         self._driver: _Sleeper | None = None
         self._patience = patience
@@ -88,10 +89,18 @@ class VirtualClock:
         if when > self._now:
             self.slept += when - self._now
             self._now = when
-        while self._sleepers and self._sleepers[0].deadline <= self._now:
-            woken = heapq.heappop(self._sleepers)
-            woken.queued = False
-            woken.event.set()
+        while (head := self._head()) is not None and head.deadline <= self._now:
+            heapq.heappop(self._sleepers)
+            head.queued = False
+            head.wake()
+
+    def _head(self) -> _Sleeper | None:
+        """The sleeper with the earliest deadline, dropping the cancelled ones on the way."""
+        sleepers = self._sleepers
+        while sleepers and not sleepers[0].queued:
+            heapq.heappop(sleepers)
+            self._cancelled -= 1
+        return sleepers[0] if sleepers else None
 
     async def sleep_until(self, deadline: datetime) -> None:
         deadline = as_utc(deadline, what="deadline")
@@ -109,16 +118,22 @@ class VirtualClock:
                         await self._drive(me)
                     finally:
                         self._driver = None
-                        if self._sleepers:
-                            self._sleepers[0].event.set()  # hand the wheel to the next sleeper
+                        if (head := self._head()) is not None:
+                            head.wake()  # hand the wheel to the next sleeper
                     return
-                await me.event.wait()
-                me.event = anyio.Event()  # woken to drive, or because our time has come
+                await me.wait()  # woken to drive, or because our time has come
         finally:
-            if me.queued:  # cancelled while queued (a flag: `me in heap` is O(n) per sleeper)
+            if me.queued:  # cancelled while queued: left in the heap, skipped when it surfaces
                 me.queued = False
-                self._sleepers.remove(me)
-                heapq.heapify(self._sleepers)
+                self._cancelled += 1
+                if (
+                    self._cancelled > len(self._sleepers) // 2
+                ):  # mostly dead: rebuild, O(1) amortised
+                    self._sleepers = [s for s in self._sleepers if s.queued]
+                    heapq.heapify(self._sleepers)
+                    self._cancelled = 0
+                if self._driver is None and self.autojump and (head := self._head()) is not None:
+                    head.wake()  # we may have been handed the wheel: pass it on
 
     async def _drive(self, me: _Sleeper) -> None:
         spins = 0
@@ -129,16 +144,16 @@ class VirtualClock:
                 # trio runs tasks in shuffled batches, so a peek at its run queue can miss a task
                 # of the current batch; it has the exact primitive instead
                 await importlib.import_module("trio.testing").wait_all_tasks_blocked()
-                if self._sleepers:
-                    self._jump_to(self._sleepers[0].deadline)
+                if (head := self._head()) is not None:
+                    self._jump_to(head.deadline)
                 continue
             await anyio.lowlevel.checkpoint()
             spins += 1
             if _others_runnable() and spins < self._patience:
                 continue  # someone still has work to do at this instant
             spins = 0
-            if self._sleepers:
-                self._jump_to(self._sleepers[0].deadline)
+            if (head := self._head()) is not None:
+                self._jump_to(head.deadline)
 
     @classmethod
     @contextmanager
@@ -155,13 +170,53 @@ class VirtualClock:
 
 
 class _Sleeper:
-    __slots__ = ("deadline", "event", "queued", "seq")
+    """One task's deadline in the heap, and the way to wake it.
+
+    Ten thousand waiting sessions mean ten thousand sleepers, so a sleeper is small: on
+    asyncio it waits on a bare future (about a tenth of an ``anyio.Event``, which carries an
+    ``asyncio.Event`` and its deque), made only while it waits; elsewhere on an
+    ``anyio.Event``.
+    """
+
+    __slots__ = ("_waiter", "_woken", "deadline", "queued", "seq")
 
     def __init__(self, deadline: datetime, seq: int) -> None:
         self.deadline = deadline
         self.seq = seq
-        self.event = anyio.Event()
         self.queued = True
+        self._woken = False
+        self._waiter: asyncio.Future[None] | anyio.Event | None = None
+
+    def wake(self) -> None:
+        """Let the next (or current) :meth:`wait` return."""
+        self._woken = True
+        waiter = self._waiter
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():
+                waiter.set_result(None)
+        elif waiter is not None:
+            waiter.set()
+
+    async def wait(self) -> None:
+        """Until :meth:`wake` (at once if it was called since the last wait). Cancellable."""
+        if not self._woken:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not asyncio (trio)
+                event = self._waiter = anyio.Event()
+                try:
+                    await event.wait()
+                finally:
+                    self._waiter = None
+            else:
+                future = self._waiter = loop.create_future()
+                try:
+                    await future
+                finally:
+                    self._waiter = None
+        else:
+            await anyio.lowlevel.checkpoint()
+        self._woken = False
 
     def __lt__(self, other: _Sleeper) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)

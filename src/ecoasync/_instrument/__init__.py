@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-import structlog
-
 from .._context import Accounting, current
+from .._log import get_logger
 from .._records import CallRecord
 from . import _charge, _sdk
 from ._impacts import ElectricityMix, register_model, unregister_model
@@ -40,7 +39,7 @@ __all__ = [
     "unregister_model",
 ]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 _SDKS = ("openai", "anthropic")
 _MARK = "__ecoasync_target__"

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from .. import _context
+from .._log import get_logger
 from .._records import CallRecord, IntensitySource
 from ..events import Event, ModelUnknown
 from . import _impacts
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "Usage", "admit", "admit_sync", "settings"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 
 @dataclass(slots=True)

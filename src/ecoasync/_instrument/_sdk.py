@@ -16,15 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
-
 from .._context import current
+from .._log import get_logger
 from ._charge import Call, admit, admit_sync, attach, emit, emit_sync, settings
 from ._streams import Kind, instrument_stream, is_stream, usage_of
 
 __all__ = ["TARGETS", "Target", "make_wrapper"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 _RAW_HEADER = "x-stainless-raw-response"
 _warned: set[str] = set()

@@ -11,13 +11,12 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
-import structlog
-
+from .._log import get_logger
 from ._charge import Call, Usage, emit_sync
 
 __all__ = ["Kind", "Observer", "instrument_stream", "is_stream", "usage_of"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 Kind = Literal["chat", "responses", "anthropic"]
 

@@ -161,5 +161,13 @@ class CsvForecastProvider:
         full = await self.load()
         return with_actuals(full.between(as_utc(start, what="start"), as_utc(end, what="end")))
 
+    def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The history if the file has been read, else None (no I/O)."""
+        if self._forecast is None:
+            return None
+        return with_actuals(
+            self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
+        )
+
     def __repr__(self) -> str:
         return f"CsvForecastProvider({str(self.path)!r})"

@@ -8,16 +8,16 @@ from types import TracebackType
 from typing import Self
 
 import anyio
-import structlog
 
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast, Signal
+from .._log import get_logger
 from .._provider import ForecastProvider, HistoryProvider
 from ._live import seconds
 
 __all__ = ["FallbackProvider"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 
 def _name(provider: object) -> str:
@@ -84,6 +84,21 @@ class FallbackProvider:
         """The first provider's in-memory answer; None as soon as one would need I/O."""
         for provider in self.providers:
             nowait = getattr(provider, "forecast_nowait", None)
+            if nowait is None:
+                return None
+            found = nowait(start, end)
+            if found is None:
+                return None
+            if found:
+                return _labelled(found, provider)
+        return None
+
+    def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The first history provider's in-memory answer; None as soon as one would need I/O."""
+        for provider in self.providers:
+            if not isinstance(provider, HistoryProvider):
+                continue
+            nowait = getattr(provider, "history_nowait", None)
             if nowait is None:
                 return None
             found = nowait(start, end)

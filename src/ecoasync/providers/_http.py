@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import structlog
 
 from .._exceptions import ForecastUnavailable
+from .._log import get_logger
 from .._version import __version__
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ __all__ = [
     "secret_from",
 ]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]

@@ -69,14 +69,29 @@ class LiveProvider:
             raise ValueError(
                 f"history needs start < end, got {start.isoformat()} .. {end.isoformat()}"
             )
-        lo = floor_time(start, self.history_step)
-        hi = floor_time(end, self.history_step)
-        if hi < end:
-            hi += self.history_step
+        lo, hi = self._history_span(start, end)
         full = await self._core.cached(
             ("history", lo, hi), self.ttl, lambda: self._fetch_history(lo, hi), zone=self.zone
         )
         return full.between(start, end)
+
+    def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The history for ``[start, end)`` if a fresh answer is cached, else None (no I/O)."""
+        start, end = as_utc(start, what="start"), as_utc(end, what="end")
+        if end <= start:
+            return None
+        hit = self._core.cached_nowait(("history", *self._history_span(start, end)))
+        if not isinstance(hit, Forecast):
+            return None
+        return hit.between(start, end)
+
+    def _history_span(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """``[start, end)`` widened to whole history steps: the cache key of a history fetch."""
+        lo = floor_time(start, self.history_step)
+        hi = floor_time(end, self.history_step)
+        if hi < end:
+            hi += self.history_step
+        return lo, hi
 
     async def forecast(self, start: datetime, end: datetime) -> Forecast:
         """The forecast for ``[start, end)``; one request per cache key and TTL, shared by all."""

@@ -18,7 +18,9 @@ class StaticForecastProvider:
     """Answers every request from a fixed set of slots (no I/O; a checkpoint per call).
 
     ``StaticForecastProvider(forecast)`` or ``StaticForecastProvider([Slot(...), ...],
-    name="static", zone="GB")``.
+    name="static", zone="GB")``. Sessions read it through ``forecast_nowait`` and
+    ``history_nowait``: a subclass that overrides ``forecast`` or ``history`` overrides those
+    too (returning None sends sessions through the async method).
     """
 
     def __init__(
@@ -64,6 +66,13 @@ class StaticForecastProvider:
     async def history(self, start: datetime, end: datetime) -> Forecast:
         """The slots overlapping ``[start, end)`` that have an actual value."""
         await anyio.lowlevel.checkpoint()
+        return self._history(start, end)
+
+    def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The same as :meth:`history`, without the checkpoint (it is always in memory)."""
+        return self._history(start, end)
+
+    def _history(self, start: datetime, end: datetime) -> Forecast:
         return with_actuals(
             self._forecast.between(as_utc(start, what="start"), as_utc(end, what="end"))
         )

@@ -7,13 +7,12 @@ import threading
 from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
-import structlog
-
+from .._log import get_logger
 from ..events import Event
 
 __all__ = ["FailureCounter", "NullSink", "Sink"]
 
-log = structlog.get_logger("ecoasync")
+log = get_logger()
 
 
 @runtime_checkable
