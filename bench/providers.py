@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-async def run(url: str | None, sessions: int, zones: int) -> dict[str, Any]:
-    """``url`` None: the peer, static in-memory forecasts (what sessions cost without network)."""
+async def run(url: str | None, sessions: int, zones: int, *, floor: bool = False) -> dict[str, Any]:
+    """``url`` None: the peer, static in-memory forecasts (what sessions cost without network).
+
+    ``floor``: the same tasks, spawned the same way, without ecoasync (each waits until all
+    have arrived): what 10,000 waiting anyio tasks cost this interpreter on their own.
+    """
     providers: list[Any]
     if url is None:
         day = synthetic_day(SUBMITTED.replace(hour=0, minute=0), days=2)
@@ -99,6 +104,15 @@ async def run(url: str | None, sessions: int, zones: int) -> dict[str, Any]:
         async with ecoasync.carbon_session(policies[i % zones], bus=bus, name="bench"):
             await anyio.lowlevel.checkpoint()
 
+    arrived = anyio.Event()
+
+    async def bare(i: int) -> None:
+        await arrived.wait()
+        await anyio.sleep(i * 5e-5)  # then finish one after another, as sessions do
+        completed["bare"] = completed.get("bare", 0) + 1
+
+    task = bare if floor else session
+
     gc.collect()
     gc.callbacks.append(on_gc)
     rss_before = rss_mb()
@@ -108,9 +122,12 @@ async def run(url: str | None, sessions: int, zones: int) -> dict[str, Any]:
             outer.start_soon(heartbeat)
             async with anyio.create_task_group() as tg:
                 for i in range(sessions):
-                    tg.start_soon(session, i)
+                    tg.start_soon(task, i)
                     if i % 20 == 19:
                         await anyio.lowlevel.checkpoint()  # arrivals, not one 10,000-task burst
+                for _ in range(20):
+                    await anyio.lowlevel.checkpoint()
+                arrived.set()
             running = False
     elapsed = time.perf_counter() - began
     gc.callbacks.remove(on_gc)
@@ -149,6 +166,8 @@ def measure(mode: str, sessions: int, zones: int, backend: str) -> dict[str, Any
     """One configuration, in this process (called in a fresh subprocess per configuration)."""
     if mode == "static":
         return anyio.run(run, None, sessions, zones, backend=backend)
+    if mode == "floor":
+        return anyio.run(partial(run, None, sessions, zones, floor=True), backend=backend)
     if mode == "live-nogc":
         gc.disable()  # isolates the stalls of the code from the collector's pauses
     server = subprocess.Popen(
@@ -174,17 +193,16 @@ def main() -> None:
     parser.add_argument("--zones", type=int, default=3)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--only", choices=("live", "static", "live-nogc"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=("live", "static", "live-nogc", "floor"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.sessions, args.zones, args.backend)))
         return
     runs: dict[str, dict[str, Any]] = {}
-    for mode in (
-        "static",
-        "live",
-        "live-nogc",
-    ):  # each in a fresh process: peak RSS is a high-water mark
+    # each in a fresh process: peak RSS is a high-water mark
+    for mode in ("floor", "static", "live", "live-nogc"):
         child = subprocess.run(
             [
                 sys.executable,
@@ -204,11 +222,16 @@ def main() -> None:
             check=True,
         )
         runs[mode] = json.loads(child.stdout.strip().splitlines()[-1])
-    live, static, nogc = runs["live"], runs["static"], runs["live-nogc"]
+    live, static, nogc, floor = runs["live"], runs["static"], runs["live-nogc"], runs["floor"]
     figures: dict[str, Any] = {
         **live,
         "backend": args.backend,
         "peer_static": static,
+        "floor_no_ecoasync": floor,
+        "ecoasync_rss_mb": round(live["peak_rss_mb"] - floor["peak_rss_mb"], 1),
+        "ecoasync_bytes_per_session": round(
+            (live["peak_rss_mb"] - floor["peak_rss_mb"]) * 2**20 / live["sessions"]
+        ),
         "live_gc_disabled": nogc,
         "longest_stall_gc_disabled_ms": nogc["longest_stall_ms"],
     }
@@ -229,7 +252,7 @@ def main() -> None:
     }
     figures["targets_met"] = {k: ok for k, (_, _, ok) in targets.items()}
     print(f"bench/providers.py: {args.sessions} sessions over {args.zones} zones, {args.backend}")
-    print(f"  {'figure':<31} {'live (HTTP)':>12} {'static peer':>12}  target")
+    print(f"  {'figure':<31} {'live (HTTP)':>12} {'static peer':>12} {'no ecoasync':>12}  target")
     rows = (
         "requests",
         "completed",
@@ -244,7 +267,7 @@ def main() -> None:
     for key in rows:
         target = targets.get(key)
         mark = f"  {target[1]} {'ok' if target[2] else 'MISSED'}" if target else ""
-        print(f"  {key:<31} {live[key]!s:>12} {static[key]!s:>12}{mark}")
+        print(f"  {key:<31} {live[key]!s:>12} {static[key]!s:>12} {floor[key]!s:>12}{mark}")
     print(
         f"  {'longest_stall_gc_disabled_ms':<31} {nogc['longest_stall_ms']!s:>12} {'':>12}"
         f"  <= 10 {'ok' if nogc['longest_stall_ms'] <= 10 else 'MISSED'}"
@@ -254,6 +277,10 @@ def main() -> None:
         "(the default calibrated strategy also reads 24 h of actuals: one history request)"
     )
     print(f"  peak RSS live / static: {figures['rss_ratio_live_to_static']}")
+    print(
+        f"  ecoasync's own share of the peak (live - no ecoasync): {figures['ecoasync_rss_mb']} MB, "
+        f"{figures['ecoasync_bytes_per_session']} bytes per waiting session"
+    )
     path = write_json("providers", figures, args.out)
     print(f"  written to {path}")
 

@@ -16,7 +16,7 @@ import heapq
 import importlib
 import itertools
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -121,14 +121,12 @@ class VirtualClock:
                         if (head := self._head()) is not None:
                             head.wake()  # hand the wheel to the next sleeper
                     return
-                await me.wait()  # woken to drive, or because our time has come
+                await me.waiting()  # woken to drive, or because our time has come
         finally:
             if me.queued:  # cancelled while queued: left in the heap, skipped when it surfaces
                 me.queued = False
                 self._cancelled += 1
-                if (
-                    self._cancelled > len(self._sleepers) // 2
-                ):  # mostly dead: rebuild, O(1) amortised
+                if self._cancelled > len(self._sleepers) // 2:  # mostly dead: rebuild
                     self._sleepers = [s for s in self._sleepers if s.queued]
                     heapq.heapify(self._sleepers)
                     self._cancelled = 0
@@ -188,35 +186,31 @@ class _Sleeper:
         self._waiter: asyncio.Future[None] | anyio.Event | None = None
 
     def wake(self) -> None:
-        """Let the next (or current) :meth:`wait` return."""
-        self._woken = True
+        """Complete the pending :meth:`waiting` (or, if none, make the next one return at once)."""
         waiter = self._waiter
+        if waiter is None:
+            self._woken = True
+            return
+        self._waiter = None
         if isinstance(waiter, asyncio.Future):
-            if not waiter.done():
+            if not waiter.done():  # not cancelled
                 waiter.set_result(None)
-        elif waiter is not None:
+        else:
             waiter.set()
 
-    async def wait(self) -> None:
-        """Until :meth:`wake` (at once if it was called since the last wait). Cancellable."""
-        if not self._woken:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not asyncio (trio)
-                event = self._waiter = anyio.Event()
-                try:
-                    await event.wait()
-                finally:
-                    self._waiter = None
-            else:
-                future = self._waiter = loop.create_future()
-                try:
-                    await future
-                finally:
-                    self._waiter = None
-        else:
-            await anyio.lowlevel.checkpoint()
-        self._woken = False
+    def waiting(self) -> Awaitable[None]:
+        """What to await until :meth:`wake`: on asyncio the bare future itself (no coroutine
+        frame to keep per sleeper). Cancellable."""
+        if self._woken:
+            self._woken = False
+            return anyio.lowlevel.checkpoint()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio)
+            event = self._waiter = anyio.Event()
+            return event.wait()
+        future = self._waiter = loop.create_future()
+        return future
 
     def __lt__(self, other: _Sleeper) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)
