@@ -154,3 +154,19 @@ async def test_static_provider_and_synthetic_day() -> None:
     assert len(synthetic_day(T0, slot=timedelta(minutes=5))) == 288
     with pytest.raises(TypeError, match="Slot objects"):
         StaticForecastProvider([1, 2])  # type: ignore[list-item]
+
+
+def test_between_shares_the_same_slice_with_its_next_caller() -> None:
+    """Sessions planned in one slot ask for the same slots: they get one shared forecast."""
+    day = synthetic_day()
+    t = day[4].start
+    first = day.between(t, t + timedelta(hours=4))
+    again = day.between(t + timedelta(minutes=7), t + timedelta(hours=3, minutes=59))
+    assert again is first  # same slots [4, 13): the same immutable object
+    other = day.between(t + timedelta(hours=1), t + timedelta(hours=5))
+    assert other is not first and other[0] == day[6]
+    assert list(day.between(t, t + timedelta(hours=4))) == list(first)
+    assert day.between(day.start, day.end) is day  # the whole is itself (no self-reference kept)
+    assert (
+        first.between(t, t + timedelta(hours=1)).between(t, t + timedelta(minutes=1))[0] == day[4]
+    )

@@ -130,6 +130,7 @@ class Forecast(Sequence[Slot]):
     zone: str | None
     gaps: tuple[Gap, ...]
     _starts: tuple[datetime, ...] = field(repr=False, compare=False)
+    _last_slice: tuple[int, int, Forecast] | None = field(repr=False, compare=False)
 
     def __init__(
         self,
@@ -155,6 +156,7 @@ class Forecast(Sequence[Slot]):
         object.__setattr__(self, "zone", zone)
         object.__setattr__(self, "gaps", tuple(gaps))
         object.__setattr__(self, "_starts", tuple(s.start for s in ordered))
+        object.__setattr__(self, "_last_slice", None)
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -194,12 +196,22 @@ class Forecast(Sequence[Slot]):
         return None if i is None else self.slots[i]
 
     def between(self, start: datetime, end: datetime) -> Forecast:
-        """The slots that overlap ``[start, end)``, as a new forecast of the same source."""
+        """The slots that overlap ``[start, end)``, as a forecast of the same source.
+
+        Asked for the same slots as the previous call, it returns the same (immutable) object:
+        the sessions planned in one slot share one forecast instead of holding a copy each.
+        """
         lo = max(bisect.bisect_right(self._starts, start) - 1, 0)
         hi = bisect.bisect_left(self._starts, end)
         if lo < hi and self.slots[lo].end <= start:
             lo += 1
-        return self._slice(lo, hi)
+        last = self._last_slice
+        if last is not None and last[0] == lo and last[1] == hi:
+            return last[2]
+        piece = self._slice(lo, hi)
+        if piece is not self:  # (the whole is returned as itself: no cycle to keep)
+            object.__setattr__(self, "_last_slice", (lo, hi, piece))
+        return piece
 
     def _slice(self, lo: int, hi: int) -> Forecast:
         """Slots ``[lo:hi]`` without re-sorting or re-checking them (they already are)."""
@@ -218,6 +230,7 @@ class Forecast(Sequence[Slot]):
         object.__setattr__(piece, "zone", self.zone)
         object.__setattr__(piece, "gaps", gaps)
         object.__setattr__(piece, "_starts", self._starts[lo:hi])
+        object.__setattr__(piece, "_last_slice", None)
         return piece
 
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
