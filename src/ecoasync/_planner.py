@@ -6,8 +6,11 @@ The live session, the simulator and the benchmarks all call :func:`plan`.
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 import random
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -105,46 +108,60 @@ class _Integrator:
 
     def __init__(
         self,
-        forecast: Forecast | None = None,
+        starts: Sequence[float],
+        ends: Sequence[float],
+        values: Sequence[float],
         *,
-        starts: list[float] | None = None,
-        ends: list[float] | None = None,
-        values: list[float] | None = None,
+        covered: list[float] | None = None,
     ) -> None:
-        slots = forecast.slots if forecast is not None else ()
-        self.starts = [s.start.timestamp() for s in slots] if starts is None else starts
-        self.ends = [s.end.timestamp() for s in slots] if ends is None else ends
-        self.values = [s.forecast for s in slots] if values is None else values
-        area = [0.0]
-        covered = [0.0]
-        for lo, hi, value in zip(self.starts, self.ends, self.values, strict=True):
-            area.append(area[-1] + (hi - lo) * value)
-            covered.append(covered[-1] + (hi - lo))
-        self._area = area
-        self._covered = covered
+        """``covered``: the prefix sums of covered time, when another integrator has them."""
+        self.starts = starts
+        self.ends = ends
+        self.values = values
+        widths = list(map(operator.sub, ends, starts))
+        self._area = list(itertools.accumulate(map(operator.mul, widths, values), initial=0.0))
+        self._covered = (
+            list(itertools.accumulate(widths, initial=0.0)) if covered is None else covered
+        )
 
-    def _cumulative(self, t: float) -> tuple[float, float]:
-        """Area and covered time from the first slot's start up to ``t``."""
-        i = bisect.bisect_right(self.starts, t) - 1
-        if i < 0:
-            return 0.0, 0.0
-        inside = min(t, self.ends[i]) - self.starts[i]
-        return self._area[i] + inside * self.values[i], self._covered[i] + inside
+    @classmethod
+    def of(cls, forecast: Forecast) -> _Integrator:
+        columns = forecast._columns()
+        return cls(columns.starts, columns.ends, columns.forecasts)
 
-    def mean(self, a: float, b: float) -> float | None:
-        """The time-weighted mean over the covered part of ``[a, b]``; None if none is covered."""
-        area_b, cov_b = self._cumulative(b)
-        area_a, cov_a = self._cumulative(a)
-        covered = cov_b - cov_a
-        if covered <= _EPS:
-            return None
-        return (area_b - area_a) / covered
+    def with_values(self, values: Sequence[float]) -> _Integrator:
+        """The same slots with other values (one per slot)."""
+        return _Integrator(self.starts, self.ends, values, covered=self._covered)
+
+    def means(self, starts: Iterable[float], span: float) -> list[float | None]:
+        """The time-weighted mean over the covered part of ``[t, t + span]``, for every ``t`` in
+        ``starts``; None where none of it is covered."""
+        bounds, ends, values = self.starts, self.ends, self.values
+        area, covered = self._area, self._covered
+        out: list[float | None] = []
+        for a in starts:
+            b = a + span
+            # the area and the covered time from the first slot's start up to b, then up to a
+            i = bisect.bisect_right(bounds, b) - 1
+            if i < 0:
+                area_b = cov_b = 0.0
+            else:
+                inside = min(b, ends[i]) - bounds[i]
+                area_b, cov_b = area[i] + inside * values[i], covered[i] + inside
+            i = bisect.bisect_right(bounds, a) - 1
+            if i < 0:
+                area_a = cov_a = 0.0
+            else:
+                inside = min(a, ends[i]) - bounds[i]
+                area_a, cov_a = area[i] + inside * values[i], covered[i] + inside
+            out.append(None if cov_b - cov_a <= _EPS else (area_b - area_a) / (cov_b - cov_a))
+        return out
 
 
 def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> float | None:
     """The time-weighted mean forecast over ``[start, start + duration]`` (its covered part)."""
     a = as_utc(start).timestamp()
-    return _Integrator(forecast).mean(a, a + max(duration.total_seconds(), _EPS))
+    return _Integrator.of(forecast).means((a,), max(duration.total_seconds(), _EPS))[0]
 
 
 def run_now_plan(
@@ -191,11 +208,32 @@ def run_now_plan(
 def _slot_length(forecast: Forecast | None) -> timedelta | None:
     if not forecast:
         return None
+    length = forecast._columns().length
+    if length is not None:
+        return length  # the usual case: all slots are as long
     # the most common slot length, so that one odd slot at the edge does not decide
     lengths = Counter([s.end - s.start for s in forecast.slots])
     if len(lengths) == 1:
         return next(iter(lengths))
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
+
+
+def _candidates(integ: _Integrator, t_now: float, t_deadline: float, span: float) -> list[float]:
+    """The starts in ``[t_now, t_deadline]`` where a window mean can bend, sorted.
+
+    The window mean is piecewise linear in the start time: its minimum over the budget lies at
+    now, at the deadline, or where the window's start or end crosses a slot boundary (the
+    calibrated strategy's uncertainty term is concave in the start, which keeps this true).
+    """
+    # the boundaries up to the first slot that starts after the last window has ended
+    reach = bisect.bisect_right(integ.starts, t_deadline + span) + 1
+    points = {t_now, t_deadline}
+    for boundary in (*integ.starts[:reach], *integ.ends[:reach]):
+        if t_now < boundary <= t_deadline:
+            points.add(boundary)  # the window starts at the boundary
+        if t_now < (t := boundary - span) <= t_deadline:
+            points.add(t)  # the window ends at it
+    return sorted(points)
 
 
 def _jitter(
@@ -274,7 +312,7 @@ def plan(
     relevant = forecast.between(now, reach + timedelta(microseconds=1))
     if not relevant:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
-    integ = _Integrator(relevant)
+    integ = _Integrator.of(relevant)
     t_now = now.timestamp()
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
@@ -282,33 +320,16 @@ def plan(
     calibration = None
     if calibrating and slot is not None:
         calibration = calibrate(history, now, slot, (integ.starts, integ.ends, integ.values))
+    expected = integ
     if calibration is not None:
-        expected = _Integrator(
-            starts=integ.starts,
-            ends=integ.ends,
-            values=calibration.expected_all(integ.starts),
-        )
-    else:
-        expected = integ
+        expected = integ.with_values(calibration.expected_all(integ.starts))
 
-    # the window mean is piecewise linear in the start time: its minimum over the budget lies at
-    # now, at the deadline, or where the window's start or end crosses a slot boundary (the
-    # calibrated strategy's uncertainty term is concave in the start, which keeps this true)
-    points = {t_now, t_deadline}
-    for i in range(len(integ.starts)):
-        for boundary in (integ.starts[i], integ.ends[i]):
-            for t in (boundary, boundary - span):
-                if t_now < t <= t_deadline:
-                    points.add(t)
-        if integ.starts[i] > t_deadline + span:
-            break
-    ordered = sorted(points)
+    ordered = _candidates(integ, t_now, t_deadline, span)
     margins = (
         calibration.spreads(t_now, ordered) if calibration is not None else [0.0] * len(ordered)
     )
     scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
-    for t, margin in zip(ordered, margins, strict=True):
-        m = expected.mean(t, t + span)
+    for t, m, margin in zip(ordered, expected.means(ordered, span), margins, strict=True):
         if m is not None:
             scored.append((t, m, m + PESSIMISM * margin))
     if not scored:

@@ -230,6 +230,9 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
         provider=trace.provider,
         zone=trace.zone,
     )
+    # every scenario reads slices of these two: convert their slots' times once, here
+    trace._columns()
+    blind._columns()
     actual = [s.actual if s.actual is not None else s.forecast for s in slots]
     return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
 
