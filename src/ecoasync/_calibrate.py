@@ -137,13 +137,15 @@ class Calibration:
         innovation = self.sigma * self.sigma * (1.0 - rho2)
         gap = max((now - self.origin) / step - (self.samples - 1), 1.0)
         common = _geometric(rho2, gap)
+        flat = rho2 >= 1.0 - _EPS  # _geometric(rho2, h) is h
         out = []
         for start in starts:
             if start <= now:
                 out.append(0.0)
                 continue
             h = (start - now) / step
-            variance = innovation * ((rho**h - 1.0) ** 2 * common + _geometric(rho2, h))
+            geometric = h if flat else (1.0 - rho2**h) / (1.0 - rho2)
+            variance = innovation * ((rho**h - 1.0) ** 2 * common + geometric)
             out.append(math.sqrt(0.0 if variance < 0.0 else variance))
         return out
 
@@ -184,7 +186,8 @@ def calibrate(
     actual = cast("list[float]", list(columns.actuals[lo:hi]))  # _tail's slots have actuals
     # the forecast on the same grid: history first, then the forecast slots after it
     values = list(columns.forecasts[lo:hi])
-    max_gap = int(MAX_SHIFT / slot) + 1
+    reach = int(MAX_SHIFT / slot)  # the largest shift searched, in slots
+    max_gap = reach + 1
     starts, ends, upcoming = ahead
     first = (starts[0] - origin) / step if starts else 0.0
     if (
@@ -192,7 +195,7 @@ def calibrate(
         and abs(first - round(first)) <= 1e-6
         and n - 1 <= round(first) <= n
         and list(ends[:-1]) == list(starts[1:])
-        and all(abs(e - s - step) <= 1e-6 for s, e in zip(starts, ends, strict=True))
+        and _all_last(starts, ends, step)
     ):
         # the usual case: the forecast continues the history's grid without a gap
         values.extend(upcoming[n - round(first) :])
@@ -211,7 +214,7 @@ def calibrate(
             before = values[-1]
             values.extend(before + (value - before) * j / gap for j in range(1, gap))
         values.append(value)
-    span = max(int(MAX_SHIFT / slot), 0)
+    span = max(reach, 0)
     # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
     padded = [values[0]] * span + values + [values[-1]] * (span + 1)
     k, w = _fit_shift(actual, padded, span)
@@ -238,6 +241,14 @@ def calibrate(
         slot=step,
         values=tuple(values),
     )
+
+
+def _all_last(starts: Sequence[float], ends: Sequence[float], step: float) -> bool:
+    """Whether every slot ``[start, end)`` lasts ``step`` seconds (to a microsecond)."""
+    deviations = map(
+        abs, map(operator.sub, map(operator.sub, ends, starts), itertools.repeat(step))
+    )
+    return max(deviations, default=0.0) <= 1e-6
 
 
 def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tuple[int, int]:
@@ -284,7 +295,9 @@ def _fit_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> t
     nxt = [0.0, *itertools.accumulate(map(operator.mul, padded, padded[1:]))]
     sum_a = sum(actual)
     sq_a = _dot(actual, actual)
-    cross = [_dot(actual, padded[j : j + n]) for j in range(2 * span + 1)]
+    cross: list[float] = [
+        sum(map(operator.mul, actual, padded[j : j + n])) for j in range(2 * span + 1)
+    ]
     # the best whole shift first (ties to the smaller |k|), then the fraction on either side
     whole = min(
         range(2 * span + 1),

@@ -5,10 +5,10 @@ The live session, the simulator and the benchmarks all call :func:`plan`.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import operator
 import random
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +32,8 @@ Decision = Literal[
 ]
 
 _EPS = 1e-9
+_ZERO = timedelta(0)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,27 +113,18 @@ class _Integrator:
         starts: Sequence[float],
         ends: Sequence[float],
         values: Sequence[float],
-        *,
-        covered: list[float] | None = None,
     ) -> None:
-        """``covered``: the prefix sums of covered time, when another integrator has them."""
         self.starts = starts
         self.ends = ends
         self.values = values
         widths = list(map(operator.sub, ends, starts))
         self._area = list(itertools.accumulate(map(operator.mul, widths, values), initial=0.0))
-        self._covered = (
-            list(itertools.accumulate(widths, initial=0.0)) if covered is None else covered
-        )
+        self._covered = list(itertools.accumulate(widths, initial=0.0))
 
     @classmethod
     def of(cls, forecast: Forecast) -> _Integrator:
         columns = forecast._columns()
         return cls(columns.starts, columns.ends, columns.forecasts)
-
-    def with_values(self, values: Sequence[float]) -> _Integrator:
-        """The same slots with other values (one per slot)."""
-        return _Integrator(self.starts, self.ends, values, covered=self._covered)
 
     def means(self, starts: Iterable[float], span: float) -> list[float | None]:
         """The time-weighted mean over the covered part of ``[t, t + span]``, for every ``t`` in
@@ -142,17 +135,17 @@ class _Integrator:
         for a in starts:
             b = a + span
             # the area and the covered time from the first slot's start up to b, then up to a
-            i = bisect.bisect_right(bounds, b) - 1
+            i = bisect_right(bounds, b) - 1
             if i < 0:
                 area_b = cov_b = 0.0
             else:
-                inside = min(b, ends[i]) - bounds[i]
+                inside = (ends[i] if ends[i] < b else b) - bounds[i]
                 area_b, cov_b = area[i] + inside * values[i], covered[i] + inside
-            i = bisect.bisect_right(bounds, a) - 1
+            i = bisect_right(bounds, a) - 1
             if i < 0:
                 area_a = cov_a = 0.0
             else:
-                inside = min(a, ends[i]) - bounds[i]
+                inside = (ends[i] if ends[i] < a else a) - bounds[i]
                 area_a, cov_a = area[i] + inside * values[i], covered[i] + inside
             out.append(None if cov_b - cov_a <= _EPS else (area_b - area_a) / (cov_b - cov_a))
         return out
@@ -195,7 +188,7 @@ def run_now_plan(
         planned_intensity=intensity,
         candidates=1 if intensity is not None else 0,
         slot_start=now,
-        jitter=timedelta(0),
+        jitter=_ZERO,
         window=window,
         # an empty forecast still says who answered (with nothing)
         provider=forecast.provider if forecast is not None else provider,
@@ -225,15 +218,10 @@ def _candidates(integ: _Integrator, t_now: float, t_deadline: float, span: float
     now, at the deadline, or where the window's start or end crosses a slot boundary (the
     calibrated strategy's uncertainty term is concave in the start, which keeps this true).
     """
-    # the boundaries up to the first slot that starts after the last window has ended
-    reach = bisect.bisect_right(integ.starts, t_deadline + span) + 1
-    points = {t_now, t_deadline}
-    for boundary in (*integ.starts[:reach], *integ.ends[:reach]):
-        if t_now < boundary <= t_deadline:
-            points.add(boundary)  # the window starts at the boundary
-        if t_now < (t := boundary - span) <= t_deadline:
-            points.add(t)  # the window ends at it
-    return sorted(points)
+    boundaries = {*integ.starts, *integ.ends}
+    # starts where the window starts or ends at a boundary, now and the deadline: those in the budget
+    points = sorted({t_now, t_deadline, *boundaries, *[b - span for b in boundaries]})
+    return points[bisect_left(points, t_now) : bisect_right(points, t_deadline)]
 
 
 def _jitter(
@@ -251,7 +239,7 @@ def _jitter(
     at the same instant): the spread then goes backwards, by at most ``amount``, so the work
     still starts in the budget and its window still lies almost wholly in the chosen slot.
     """
-    i = bisect.bisect_right(integ.starts, best) - 1
+    i = bisect_right(integ.starts, best) - 1
     slot_end = integ.ends[i] if i >= 0 and best < integ.ends[i] else best
     forward = min(amount, slot_end - best, t_deadline - best)
     if forward > 0:
@@ -259,7 +247,7 @@ def _jitter(
     backward = min(amount, best - t_now)
     if best >= t_deadline and backward > 0:
         return -timedelta(microseconds=int(rng.random() * backward * 1e6))
-    return timedelta(0)
+    return _ZERO
 
 
 def plan(
@@ -300,7 +288,7 @@ def plan(
     now = as_utc(now, what="now")
     if not forecast:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
-    if policy.max_delay <= timedelta(0):
+    if policy.max_delay <= _ZERO:
         return run_now_plan(now, policy, decision="no-delay-budget", forecast=forecast)
     deadline = now + policy.max_delay
     slot = _slot_length(forecast)
@@ -308,28 +296,35 @@ def plan(
 
     calibrating = policy.strategy == "calibrated" and bool(history) and slot is not None
     # the calibration reads the forecast up to MAX_SHIFT past the last window it scores
-    reach = deadline + window + (MAX_SHIFT if calibrating else timedelta(0))
-    relevant = forecast.between(now, reach + timedelta(microseconds=1))
+    reach = deadline + window + (MAX_SHIFT if calibrating else _ZERO)
+    relevant = forecast.between(now, reach + _MICROSECOND)
     if not relevant:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
-    integ = _Integrator.of(relevant)
+    columns = relevant._columns()
     t_now = now.timestamp()
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
 
     calibration = None
     if calibrating and slot is not None:
-        calibration = calibrate(history, now, slot, (integ.starts, integ.ends, integ.values))
-    expected = integ
-    if calibration is not None:
-        expected = integ.with_values(calibration.expected_all(integ.starts))
+        calibration = calibrate(
+            history, now, slot, (columns.starts, columns.ends, columns.forecasts)
+        )
+    # the slots that can matter: through the first one that starts after the last window ends
+    used = bisect_right(columns.starts, t_deadline + span) + 1
+    starts, ends = columns.starts[:used], columns.ends[:used]
+    integ = _Integrator(
+        starts,
+        ends,
+        columns.forecasts[:used] if calibration is None else calibration.expected_all(starts),
+    )
 
     ordered = _candidates(integ, t_now, t_deadline, span)
     margins = (
         calibration.spreads(t_now, ordered) if calibration is not None else [0.0] * len(ordered)
     )
     scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
-    for t, m, margin in zip(ordered, expected.means(ordered, span), margins, strict=True):
+    for t, m, margin in zip(ordered, integ.means(ordered, span), margins, strict=True):
         if m is not None:
             scored.append((t, m, m + PESSIMISM * margin))
     if not scored:
@@ -338,9 +333,11 @@ def plan(
     # now's intensity: the window from now, or (if the forecast starts later) the first score
     first_t, now_score, _ = scored[0]
     best_t, best_mean, best_score = scored[0]
+    beats = best_score - _EPS * max(1.0, abs(best_score))  # what a later start must be under
     for t, m, score in scored[1:]:
-        if score < best_score - _EPS * max(1.0, abs(best_score)):
+        if score < beats:
             best_t, best_mean, best_score = t, m, score
+            beats = best_score - _EPS * max(1.0, abs(best_score))
 
     threshold = now_score * (1.0 - policy.min_improvement) + _EPS
     if best_t == first_t or best_score >= now_score - _EPS * max(1.0, now_score):
@@ -363,8 +360,8 @@ def plan(
 
     slot_start = datetime.fromtimestamp(best_t, now.tzinfo)
     start = slot_start
-    jitter = timedelta(0)
-    if decision == "wait" and rng is not None and policy.jitter > timedelta(0):
+    jitter = _ZERO
+    if decision == "wait" and rng is not None and policy.jitter > _ZERO:
         jitter = _jitter(integ, best_t, t_now, t_deadline, policy.jitter.total_seconds(), rng)
         start = slot_start + jitter
     return Plan(
