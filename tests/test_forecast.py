@@ -123,6 +123,7 @@ def test_slices_carry_the_columns_of_their_slots(
     assert fresh.actuals == tuple(s.actual for s in piece)
     lengths = {s.end - s.start for s in piece}
     assert fresh.length == (lengths.pop() if len(lengths) == 1 else None)
+    assert fresh.complete == all(s.actual is not None for s in piece)
 
 
 def test_columns_are_computed_once_and_do_not_change_equality() -> None:
@@ -139,6 +140,7 @@ def test_columns_are_computed_once_and_do_not_change_equality() -> None:
         forecasts=(101.0, 102.0),
         actuals=(91.0, 92.0),
         length=HALF,
+        complete=True,
     )
 
 

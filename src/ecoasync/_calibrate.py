@@ -23,6 +23,7 @@ year of half-hours in well under two seconds.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
@@ -177,7 +178,7 @@ def calibrate(
     step = slot.total_seconds()
     if step <= 0:
         return None
-    lo, hi = _tail(history, now, slot, max(int(LOOKBACK / slot), MIN_ACTUALS))
+    lo, hi = _tail(history, now, slot, max(_slots_in(LOOKBACK, slot), MIN_ACTUALS))
     n = hi - lo
     if n < MIN_ACTUALS:
         return None
@@ -186,7 +187,7 @@ def calibrate(
     actual = cast("list[float]", list(columns.actuals[lo:hi]))  # _tail's slots have actuals
     # the forecast on the same grid: history first, then the forecast slots after it
     values = list(columns.forecasts[lo:hi])
-    reach = int(MAX_SHIFT / slot)  # the largest shift searched, in slots
+    reach = _slots_in(MAX_SHIFT, slot)  # the largest shift searched, in slots
     max_gap = reach + 1
     starts, ends, upcoming = ahead
     first = (starts[0] - origin) / step if starts else 0.0
@@ -243,6 +244,12 @@ def calibrate(
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _slots_in(duration: timedelta, slot: timedelta) -> int:
+    """How many whole ``slot``-long slots ``duration`` holds."""
+    return int(duration / slot)
+
+
 def _all_last(starts: Sequence[float], ends: Sequence[float], step: float) -> bool:
     """Whether every slot ``[start, end)`` lasts ``step`` seconds (to a microsecond)."""
     deviations = map(
@@ -260,7 +267,11 @@ def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tupl
         hi -= 1
     lo = max(hi - limit, 0)
     columns = history._columns()
-    if not history.gaps and columns.length == slot and None not in columns.actuals[lo:hi]:
+    if (
+        not history.gaps
+        and columns.length == slot
+        and (columns.complete or None not in columns.actuals[lo:hi])
+    ):
         return lo, hi  # the usual case, known from the forecast as a whole
     start = hi  # else walk back to the first break
     while start > lo:

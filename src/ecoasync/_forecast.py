@@ -120,7 +120,8 @@ class _Columns(NamedTuple):
     """A forecast's slots as parallel columns, for the code that reads every slot (the planner,
     the calibration): times in POSIX seconds, intensities in gCO2eq/kWh.
 
-    ``length`` is the length every slot has, or None when the lengths differ.
+    ``length`` is the length every slot has, or None when the lengths differ; ``complete``
+    whether every slot has an actual.
     """
 
     starts: tuple[float, ...]
@@ -128,27 +129,32 @@ class _Columns(NamedTuple):
     forecasts: tuple[float, ...]
     actuals: tuple[float | None, ...]
     length: timedelta | None
+    complete: bool
 
     @classmethod
     def of(cls, slots: Sequence[Slot]) -> _Columns:
+        actuals = tuple([s.actual for s in slots])
         return cls(
             tuple([s.start.timestamp() for s in slots]),
             tuple([s.end.timestamp() for s in slots]),
             tuple([s.forecast for s in slots]),
-            tuple([s.actual for s in slots]),
+            actuals,
             _common_length(slots),
+            None not in actuals,
         )
 
     def part(self, lo: int, hi: int, slots: Sequence[Slot]) -> _Columns:
         """The columns of ``slots``, which are this forecast's slots ``[lo:hi]``."""
-        # the slots of a slice have the length that all the whole's slots have, if they do
+        # what holds for every slot of the whole holds for those of a slice
         length = self.length if self.length is not None and slots else _common_length(slots)
+        actuals = self.actuals[lo:hi]
         return _Columns(
             self.starts[lo:hi],
             self.ends[lo:hi],
             self.forecasts[lo:hi],
-            self.actuals[lo:hi],
+            actuals,
             length,
+            self.complete or None not in actuals,
         )
 
 
