@@ -5,8 +5,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecoasync import Forecast, ForecastDataError, Signal, Slot
+from ecoasync._forecast import _Columns
+from ecoasync._planner import _slot_length
 from ecoasync.providers import (
     CsvForecastProvider,
     StaticForecastProvider,
@@ -60,6 +64,84 @@ def test_signal_round_trip() -> None:
     assert Signal.parse("average/lifecycle") == Signal("average", "lifecycle")
     with pytest.raises(ValueError, match="Signal.kind"):
         Signal("median")  # type: ignore[arg-type]
+
+
+# -- columns: the planner's and the calibration's view of a forecast -------------------------
+
+US = timedelta(microseconds=1)
+
+
+@st.composite
+def odd_forecasts(draw: st.DrawFn) -> Forecast:
+    """Slots of mixed lengths (down to a microsecond), gaps, actuals on some."""
+    lengths = st.sampled_from([US, HALF, HALF, HALF, HALF + US, timedelta(minutes=7)])
+    gaps = st.sampled_from([timedelta(0), timedelta(0), timedelta(0), US, timedelta(minutes=40)])
+    slots = []
+    t = T0
+    for _ in range(draw(st.integers(0, 24))):
+        t += draw(gaps)
+        end = t + draw(lengths)
+        value = draw(st.floats(0, 1000))
+        slots.append(Slot(t, end, value, draw(st.one_of(st.none(), st.floats(0, 1000)))))
+        t = end
+    return Forecast(slots)
+
+
+def most_common_length(forecast: Forecast) -> timedelta | None:
+    """The planner's slot length, as it was computed before forecasts cached their columns."""
+    lengths = [s.end - s.start for s in forecast]
+    if not lengths:
+        return None
+    return max(set(lengths), key=lambda d: (lengths.count(d), -d.total_seconds()))
+
+
+def bounds(forecast: Forecast) -> st.SearchStrategy[datetime]:
+    first = forecast.start or T0
+    last = forecast.end or T0
+    return st.integers(-60, int((last - first).total_seconds()) + 60).map(
+        lambda s: first + timedelta(seconds=s)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(odd_forecasts(), st.booleans(), st.data())
+def test_slices_carry_the_columns_of_their_slots(
+    forecast: Forecast, warm: bool, data: st.DataObject
+) -> None:
+    if warm:
+        forecast._columns()  # slices of it then slice its columns instead of converting again
+    piece = forecast
+    for _ in range(3):  # slices of slices
+        a, b = sorted((data.draw(bounds(forecast)), data.draw(bounds(forecast))))
+        piece = piece.between(a, b + US)
+        assert piece._columns() == _Columns.of(piece.slots)
+        assert _slot_length(piece) == most_common_length(piece)
+    fresh = piece._columns()
+    assert fresh.starts == tuple(s.start.timestamp() for s in piece)
+    assert fresh.ends == tuple(s.end.timestamp() for s in piece)
+    assert fresh.forecasts == tuple(s.forecast for s in piece)
+    assert fresh.actuals == tuple(s.actual for s in piece)
+    lengths = {s.end - s.start for s in piece}
+    assert fresh.length == (lengths.pop() if len(lengths) == 1 else None)
+    assert fresh.complete == all(s.actual is not None for s in piece)
+
+
+def test_columns_are_computed_once_and_do_not_change_equality() -> None:
+    slots = [Slot(T0 + i * HALF, T0 + (i + 1) * HALF, 100 + i, 90 + i) for i in range(6)]
+    warm, cold = Forecast(slots), Forecast(slots)
+    assert warm._columns() is warm._columns()
+    assert warm._columns().length == HALF
+    assert warm == cold and hash(warm) == hash(cold)
+    assert repr(warm) == repr(cold)
+    piece = warm.between(T0 + HALF, T0 + 3 * HALF)
+    assert piece._columns() == _Columns(
+        starts=((T0 + HALF).timestamp(), (T0 + 2 * HALF).timestamp()),
+        ends=((T0 + 2 * HALF).timestamp(), (T0 + 3 * HALF).timestamp()),
+        forecasts=(101.0, 102.0),
+        actuals=(91.0, 92.0),
+        length=HALF,
+        complete=True,
+    )
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -166,6 +248,7 @@ def test_between_shares_the_same_slice_with_its_next_caller() -> None:
     other = day.between(t + timedelta(hours=1), t + timedelta(hours=5))
     assert other is not first and other[0] == day[6]
     assert list(day.between(t, t + timedelta(hours=4))) == list(first)
+    assert day.start is not None and day.end is not None
     assert day.between(day.start, day.end) is day  # the whole is itself (no self-reference kept)
     assert (
         first.between(t, t + timedelta(hours=1)).between(t, t + timedelta(minutes=1))[0] == day[4]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecoasync import Forecast, Policy, PolicyError, Slot, SlotLedger, carbon_session, plan
-from ecoasync._calibrate import calibrate
+from ecoasync._calibrate import _tail, calibrate
 from ecoasync._simulate import synthetic_trace
 from ecoasync.testing import FakeProvider, VirtualClock
 
@@ -114,6 +114,79 @@ def test_history_off_the_grid_falls_back_to_the_forecast() -> None:
     a = plan(f, T0, Policy(max_delay="2h"), history=odd)
     b = plan(f, T0, Policy(max_delay="2h", strategy="lowest"))
     assert a.start == b.start
+
+
+def reference_tail(slots: Sequence[Slot], now: datetime, slot: timedelta, limit: int) -> list[Slot]:
+    """The calibration's history, as it read it before forecasts cached their columns."""
+    j = len(slots)
+    while j and (slots[j - 1].end > now or slots[j - 1].actual is None):
+        j -= 1
+    run: list[Slot] = []
+    for s in reversed(slots[max(j - limit, 0) : j]):
+        if s.actual is None or s.duration != slot or (run and s.end != run[-1].start):
+            break
+        run.append(s)
+    return run[::-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["ok", "ok", "ok", "ok", "gap", "no-actual", "short"]), max_size=40),
+    st.integers(-2, 42),
+    st.integers(1, 30),
+    st.booleans(),
+)
+def test_calibration_reads_the_last_unbroken_run_of_history(
+    kinds: list[str], closed: int, limit: int, warm: bool
+) -> None:
+    history = []
+    t = T0
+    for kind in kinds:
+        t += timedelta(minutes=10) if kind == "gap" else timedelta(0)
+        end = t + (timedelta(minutes=20) if kind == "short" else HALF)
+        history.append(Slot(t, end, 100, None if kind == "no-actual" else 90))
+        t = end
+    forecast = Forecast(history)
+    if warm:
+        forecast._columns()
+    now = T0 + closed * HALF
+    lo, hi = _tail(forecast, now, HALF, limit)
+    assert list(forecast.slots[lo:hi]) == reference_tail(history, now, HALF, limit)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 1000),
+    st.sets(st.integers(0, 130), max_size=6),
+    st.integers(48, 110),
+    st.sampled_from([None, timedelta(minutes=10), timedelta(minutes=29)]),
+)
+def test_slices_of_a_long_forecast_plan_like_fresh_forecasts(
+    seed: int, missing: set[int], i: int, shorter: timedelta | None
+) -> None:
+    """The simulator plans on slices of one long forecast, which read its cached columns; they
+    plan exactly as forecasts built afresh from the same slots, also when slots are missing
+    (gaps) or one is shorter than the others."""
+    trace = synthetic_trace(3, seed=seed, lag_slots=1.0)
+    kept = [s for k, s in enumerate(trace.slots) if k not in missing]
+    if shorter is not None:
+        s = kept[i - 3]
+        kept[i - 3] = Slot(s.start, s.start + shorter, s.forecast, s.actual)
+    whole = Forecast(kept, provider="trace")
+    blind = Forecast([Slot(s.start, s.end, s.forecast) for s in kept], provider="trace")
+    whole._columns()
+    blind._columns()
+    now = trace[i].start
+    forecast = blind.between(now, now + timedelta(hours=8))
+    history = whole.between(now - timedelta(hours=24), now)
+    for policy in (
+        Policy(max_delay="4h"),
+        Policy(max_delay="3h", expected_duration="45m", min_improvement=0.0),
+        Policy(max_delay="4h", strategy="lowest"),
+    ):
+        cached = plan(forecast, now, policy, history=history)
+        fresh = plan(forecast.with_source(), now, policy, history=history.with_source())
+        assert repr(cached) == repr(fresh)
 
 
 # -- the ledger -----------------------------------------------------------------------------

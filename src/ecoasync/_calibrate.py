@@ -23,15 +23,16 @@ year of half-hours in well under two seconds.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, cast
 
-from ._forecast import Forecast, Slot
+from ._forecast import Forecast
 
 __all__ = [
     "LOOKBACK",
@@ -119,7 +120,8 @@ class Calibration:
                 i = int(x)
                 w = x - i
                 read = values[i] * (1.0 - w) + values[i + 1] * w
-            out.append(read + bias + excess * rho ** max(p - newest, 0.0))
+            ahead = p - newest
+            out.append(read + bias + excess * rho ** (0.0 if ahead < 0.0 else ahead))
         return out
 
     def spread(self, now: float, start: float) -> float:
@@ -131,19 +133,21 @@ class Calibration:
 
     def spreads(self, now: float, starts: Sequence[float]) -> list[float]:
         """:meth:`spread` for many starts."""
-        rho = self.rho
+        rho, step = self.rho, self.slot
         rho2 = rho * rho
         innovation = self.sigma * self.sigma * (1.0 - rho2)
-        gap = max((now - self.origin) / self.slot - (self.samples - 1), 1.0)
+        gap = max((now - self.origin) / step - (self.samples - 1), 1.0)
         common = _geometric(rho2, gap)
+        flat = rho2 >= 1.0 - _EPS  # _geometric(rho2, h) is h
         out = []
         for start in starts:
             if start <= now:
                 out.append(0.0)
                 continue
-            h = (start - now) / self.slot
-            variance = innovation * ((rho**h - 1.0) ** 2 * common + _geometric(rho2, h))
-            out.append(math.sqrt(max(variance, 0.0)))
+            h = (start - now) / step
+            geometric = h if flat else (1.0 - rho2**h) / (1.0 - rho2)
+            variance = innovation * ((rho**h - 1.0) ** 2 * common + geometric)
+            out.append(math.sqrt(0.0 if variance < 0.0 else variance))
         return out
 
 
@@ -174,15 +178,17 @@ def calibrate(
     step = slot.total_seconds()
     if step <= 0:
         return None
-    tail = _tail(history.slots, now, slot, max(int(LOOKBACK / slot), MIN_ACTUALS))
-    n = len(tail)
+    lo, hi = _tail(history, now, slot, max(_slots_in(LOOKBACK, slot), MIN_ACTUALS))
+    n = hi - lo
     if n < MIN_ACTUALS:
         return None
-    origin = tail[0].start.timestamp()
-    actual = [s.actual for s in tail if s.actual is not None]
+    columns = history._columns()
+    origin = columns.starts[lo]
+    actual = cast("list[float]", list(columns.actuals[lo:hi]))  # _tail's slots have actuals
     # the forecast on the same grid: history first, then the forecast slots after it
-    values = [s.forecast for s in tail]
-    max_gap = int(MAX_SHIFT / slot) + 1
+    values = list(columns.forecasts[lo:hi])
+    reach = _slots_in(MAX_SHIFT, slot)  # the largest shift searched, in slots
+    max_gap = reach + 1
     starts, ends, upcoming = ahead
     first = (starts[0] - origin) / step if starts else 0.0
     if (
@@ -190,7 +196,7 @@ def calibrate(
         and abs(first - round(first)) <= 1e-6
         and n - 1 <= round(first) <= n
         and list(ends[:-1]) == list(starts[1:])
-        and all(abs(e - s - step) <= 1e-6 for s, e in zip(starts, ends, strict=True))
+        and _all_last(starts, ends, step)
     ):
         # the usual case: the forecast continues the history's grid without a gap
         values.extend(upcoming[n - round(first) :])
@@ -206,18 +212,20 @@ def calibrate(
         if gap > max_gap:
             return None
         if gap > 1:  # fill a gap linearly
-            lo = values[-1]
-            values.extend(lo + (value - lo) * j / gap for j in range(1, gap))
+            before = values[-1]
+            values.extend(before + (value - before) * j / gap for j in range(1, gap))
         values.append(value)
-    span = max(int(MAX_SHIFT / slot), 0)
-    k, w = _fit_shift(actual, values, span)
+    span = max(reach, 0)
+    # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
     padded = [values[0]] * span + values + [values[-1]] * (span + 1)
+    k, w = _fit_shift(actual, padded, span)
     here = padded[span + k : span + k + n]
     if w:
         after = padded[span + k + 1 : span + k + 1 + n]
-        errors = [a - (x * (1.0 - w) + y * w) for a, x, y in zip(actual, here, after, strict=True)]
+        keep = 1.0 - w
+        errors = [a - (x * keep + y * w) for a, x, y in zip(actual, here, after, strict=True)]
     else:
-        errors = [a - x for a, x in zip(actual, here, strict=True)]
+        errors = list(map(operator.sub, actual, here))
     bias = sum(errors) / n
     centred = [e - bias for e in errors]
     sq = _dot(centred, centred)
@@ -236,32 +244,53 @@ def calibrate(
     )
 
 
-def _tail(slots: Sequence[Slot], now: datetime, slot: timedelta, limit: int) -> list[Slot]:
-    """The last run of contiguous, ``slot``-long slots with actuals that closed by ``now``."""
-    j = len(slots)
-    while j and (slots[j - 1].end > now or slots[j - 1].actual is None):
-        j -= 1
-    tail = list(slots[max(j - limit, 0) : j])
-    starts = [s.start for s in tail]
-    ends = [s.end for s in tail]
+@functools.lru_cache(maxsize=64)
+def _slots_in(duration: timedelta, slot: timedelta) -> int:
+    """How many whole ``slot``-long slots ``duration`` holds."""
+    return int(duration / slot)
+
+
+def _all_last(starts: Sequence[float], ends: Sequence[float], step: float) -> bool:
+    """Whether every slot ``[start, end)`` lasts ``step`` seconds (to a microsecond)."""
+    deviations = map(
+        abs, map(operator.sub, map(operator.sub, ends, starts), itertools.repeat(step))
+    )
+    return max(deviations, default=0.0) <= 1e-6
+
+
+def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tuple[int, int]:
+    """The last run of contiguous, ``slot``-long slots with actuals that closed by ``now``, at
+    most ``limit`` long: its bounds ``lo, hi`` in ``history``."""
+    slots = history.slots
+    hi = len(slots)
+    while hi and (slots[hi - 1].end > now or slots[hi - 1].actual is None):
+        hi -= 1
+    lo = max(hi - limit, 0)
+    columns = history._columns()
     if (
-        None not in [s.actual for s in tail]
-        and ends[:-1] == starts[1:]
-        and ends == [t + slot for t in starts]
+        not history.gaps
+        and columns.length == slot
+        and (columns.complete or None not in columns.actuals[lo:hi])
     ):
-        return tail  # the usual case, checked in bulk
-    run: list[Slot] = []  # else walk back to the first break
-    for s in reversed(tail):
-        if s.actual is None or s.end - s.start != slot or (run and s.end != run[-1].start):
+        return lo, hi  # the usual case, known from the forecast as a whole
+    start = hi  # else walk back to the first break
+    while start > lo:
+        s = slots[start - 1]
+        if (
+            s.actual is None
+            or s.end - s.start != slot
+            or (start < hi and s.end != slots[start].start)
+        ):
             break
-        run.append(s)
-    run.reverse()
-    return run
+        start -= 1
+    return start, hi
 
 
-def _fit_shift(actual: Sequence[float], values: Sequence[float], span: int) -> tuple[int, float]:
+def _fit_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> tuple[int, float]:
     """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
-    the variance of ``actual[t] - values[t + k + w]`` (linear between slots).
+    the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
+    ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
+    after it.
 
     The variance is a parabola in ``w`` on each interval ``[k, k + 1]``, so each has a closed
     form; the sums come from prefix sums, and only the cross-products with the actuals need
@@ -271,13 +300,15 @@ def _fit_shift(actual: Sequence[float], values: Sequence[float], span: int) -> t
     if span <= 0:
         return 0, 0.0
     n = len(actual)
-    padded = [values[0]] * span + list(values) + [values[-1]] * (span + 1)
+    padded = padded[: n + 2 * span + 1]  # the values any shift reads
     lin = [0.0, *itertools.accumulate(padded)]
     sqr = [0.0, *itertools.accumulate(map(operator.mul, padded, padded))]
     nxt = [0.0, *itertools.accumulate(map(operator.mul, padded, padded[1:]))]
     sum_a = sum(actual)
     sq_a = _dot(actual, actual)
-    cross = [_dot(actual, padded[j : j + n]) for j in range(2 * span + 1)]
+    cross: list[float] = [
+        sum(map(operator.mul, actual, padded[j : j + n])) for j in range(2 * span + 1)
+    ]
     # the best whole shift first (ties to the smaller |k|), then the fraction on either side
     whole = min(
         range(2 * span + 1),

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, overload
+from typing import Literal, NamedTuple, overload
 
 __all__ = ["Forecast", "Gap", "Signal", "Slot", "as_utc"]
 
@@ -116,6 +116,53 @@ class Gap:
     end: datetime
 
 
+class _Columns(NamedTuple):
+    """A forecast's slots as parallel columns, for the code that reads every slot (the planner,
+    the calibration): times in POSIX seconds, intensities in gCO2eq/kWh.
+
+    ``length`` is the length every slot has, or None when the lengths differ; ``complete``
+    whether every slot has an actual.
+    """
+
+    starts: tuple[float, ...]
+    ends: tuple[float, ...]
+    forecasts: tuple[float, ...]
+    actuals: tuple[float | None, ...]
+    length: timedelta | None
+    complete: bool
+
+    @classmethod
+    def of(cls, slots: Sequence[Slot]) -> _Columns:
+        actuals = tuple([s.actual for s in slots])
+        return cls(
+            tuple([s.start.timestamp() for s in slots]),
+            tuple([s.end.timestamp() for s in slots]),
+            tuple([s.forecast for s in slots]),
+            actuals,
+            _common_length(slots),
+            None not in actuals,
+        )
+
+    def part(self, lo: int, hi: int, slots: Sequence[Slot]) -> _Columns:
+        """The columns of ``slots``, which are this forecast's slots ``[lo:hi]``."""
+        # what holds for every slot of the whole holds for those of a slice
+        length = self.length if self.length is not None and slots else _common_length(slots)
+        actuals = self.actuals[lo:hi]
+        return _Columns(
+            self.starts[lo:hi],
+            self.ends[lo:hi],
+            self.forecasts[lo:hi],
+            actuals,
+            length,
+            self.complete or None not in actuals,
+        )
+
+
+def _common_length(slots: Sequence[Slot]) -> timedelta | None:
+    lengths = {s.end - s.start for s in slots}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Forecast(Sequence[Slot]):
     """Sorted, non-overlapping slots from one source, with the gaps between them reported.
@@ -131,6 +178,7 @@ class Forecast(Sequence[Slot]):
     gaps: tuple[Gap, ...]
     _starts: tuple[datetime, ...] = field(repr=False, compare=False)
     _last_slice: tuple[int, int, Forecast] | None = field(repr=False, compare=False)
+    _cached_columns: _Columns | None = field(repr=False, compare=False)
 
     def __init__(
         self,
@@ -157,6 +205,7 @@ class Forecast(Sequence[Slot]):
         object.__setattr__(self, "gaps", tuple(gaps))
         object.__setattr__(self, "_starts", tuple(s.start for s in ordered))
         object.__setattr__(self, "_last_slice", None)
+        object.__setattr__(self, "_cached_columns", None)
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -182,6 +231,19 @@ class Forecast(Sequence[Slot]):
     @property
     def contiguous(self) -> bool:
         return not self.gaps
+
+    def _columns(self) -> _Columns:
+        """The slots as columns (package-internal), computed once per forecast.
+
+        Slices (:meth:`between`) of a forecast whose columns exist get theirs by slicing, so
+        code that reads one long forecast piece by piece (the simulator) converts each slot's
+        times once.
+        """
+        columns = self._cached_columns
+        if columns is None:
+            columns = _Columns.of(self.slots)
+            object.__setattr__(self, "_cached_columns", columns)
+        return columns
 
     def index_at(self, when: datetime) -> int | None:
         """The index of the slot covering ``when``, or None."""
@@ -231,6 +293,10 @@ class Forecast(Sequence[Slot]):
         object.__setattr__(piece, "gaps", gaps)
         object.__setattr__(piece, "_starts", self._starts[lo:hi])
         object.__setattr__(piece, "_last_slice", None)
+        columns = self._cached_columns
+        object.__setattr__(
+            piece, "_cached_columns", None if columns is None else columns.part(lo, hi, slots)
+        )
         return piece
 
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:

@@ -5,9 +5,12 @@ The live session, the simulator and the benchmarks all call :func:`plan`.
 
 from __future__ import annotations
 
-import bisect
+import itertools
+import operator
 import random
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -29,6 +32,8 @@ Decision = Literal[
 ]
 
 _EPS = 1e-9
+_ZERO = timedelta(0)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,46 +110,51 @@ class _Integrator:
 
     def __init__(
         self,
-        forecast: Forecast | None = None,
-        *,
-        starts: list[float] | None = None,
-        ends: list[float] | None = None,
-        values: list[float] | None = None,
+        starts: Sequence[float],
+        ends: Sequence[float],
+        values: Sequence[float],
     ) -> None:
-        slots = forecast.slots if forecast is not None else ()
-        self.starts = [s.start.timestamp() for s in slots] if starts is None else starts
-        self.ends = [s.end.timestamp() for s in slots] if ends is None else ends
-        self.values = [s.forecast for s in slots] if values is None else values
-        area = [0.0]
-        covered = [0.0]
-        for lo, hi, value in zip(self.starts, self.ends, self.values, strict=True):
-            area.append(area[-1] + (hi - lo) * value)
-            covered.append(covered[-1] + (hi - lo))
-        self._area = area
-        self._covered = covered
+        self.starts = starts
+        self.ends = ends
+        self.values = values
+        widths = list(map(operator.sub, ends, starts))
+        self._area = list(itertools.accumulate(map(operator.mul, widths, values), initial=0.0))
+        self._covered = list(itertools.accumulate(widths, initial=0.0))
 
-    def _cumulative(self, t: float) -> tuple[float, float]:
-        """Area and covered time from the first slot's start up to ``t``."""
-        i = bisect.bisect_right(self.starts, t) - 1
-        if i < 0:
-            return 0.0, 0.0
-        inside = min(t, self.ends[i]) - self.starts[i]
-        return self._area[i] + inside * self.values[i], self._covered[i] + inside
+    @classmethod
+    def of(cls, forecast: Forecast) -> _Integrator:
+        columns = forecast._columns()
+        return cls(columns.starts, columns.ends, columns.forecasts)
 
-    def mean(self, a: float, b: float) -> float | None:
-        """The time-weighted mean over the covered part of ``[a, b]``; None if none is covered."""
-        area_b, cov_b = self._cumulative(b)
-        area_a, cov_a = self._cumulative(a)
-        covered = cov_b - cov_a
-        if covered <= _EPS:
-            return None
-        return (area_b - area_a) / covered
+    def means(self, starts: Iterable[float], span: float) -> list[float | None]:
+        """The time-weighted mean over the covered part of ``[t, t + span]``, for every ``t`` in
+        ``starts``; None where none of it is covered."""
+        bounds, ends, values = self.starts, self.ends, self.values
+        area, covered = self._area, self._covered
+        out: list[float | None] = []
+        for a in starts:
+            b = a + span
+            # the area and the covered time from the first slot's start up to b, then up to a
+            i = bisect_right(bounds, b) - 1
+            if i < 0:
+                area_b = cov_b = 0.0
+            else:
+                inside = (ends[i] if ends[i] < b else b) - bounds[i]
+                area_b, cov_b = area[i] + inside * values[i], covered[i] + inside
+            i = bisect_right(bounds, a) - 1
+            if i < 0:
+                area_a = cov_a = 0.0
+            else:
+                inside = (ends[i] if ends[i] < a else a) - bounds[i]
+                area_a, cov_a = area[i] + inside * values[i], covered[i] + inside
+            out.append(None if cov_b - cov_a <= _EPS else (area_b - area_a) / (cov_b - cov_a))
+        return out
 
 
 def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> float | None:
     """The time-weighted mean forecast over ``[start, start + duration]`` (its covered part)."""
     a = as_utc(start).timestamp()
-    return _Integrator(forecast).mean(a, a + max(duration.total_seconds(), _EPS))
+    return _Integrator.of(forecast).means((a,), max(duration.total_seconds(), _EPS))[0]
 
 
 def run_now_plan(
@@ -178,7 +188,7 @@ def run_now_plan(
         planned_intensity=intensity,
         candidates=1 if intensity is not None else 0,
         slot_start=now,
-        jitter=timedelta(0),
+        jitter=_ZERO,
         window=window,
         # an empty forecast still says who answered (with nothing)
         provider=forecast.provider if forecast is not None else provider,
@@ -191,11 +201,27 @@ def run_now_plan(
 def _slot_length(forecast: Forecast | None) -> timedelta | None:
     if not forecast:
         return None
+    length = forecast._columns().length
+    if length is not None:
+        return length  # the usual case: all slots are as long
     # the most common slot length, so that one odd slot at the edge does not decide
     lengths = Counter([s.end - s.start for s in forecast.slots])
     if len(lengths) == 1:
         return next(iter(lengths))
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
+
+
+def _candidates(integ: _Integrator, t_now: float, t_deadline: float, span: float) -> list[float]:
+    """The starts in ``[t_now, t_deadline]`` where a window mean can bend, sorted.
+
+    The window mean is piecewise linear in the start time: its minimum over the budget lies at
+    now, at the deadline, or where the window's start or end crosses a slot boundary (the
+    calibrated strategy's uncertainty term is concave in the start, which keeps this true).
+    """
+    boundaries = {*integ.starts, *integ.ends}
+    # starts where the window starts or ends at a boundary, now and the deadline: those in the budget
+    points = sorted({t_now, t_deadline, *boundaries, *[b - span for b in boundaries]})
+    return points[bisect_left(points, t_now) : bisect_right(points, t_deadline)]
 
 
 def _jitter(
@@ -213,7 +239,7 @@ def _jitter(
     at the same instant): the spread then goes backwards, by at most ``amount``, so the work
     still starts in the budget and its window still lies almost wholly in the chosen slot.
     """
-    i = bisect.bisect_right(integ.starts, best) - 1
+    i = bisect_right(integ.starts, best) - 1
     slot_end = integ.ends[i] if i >= 0 and best < integ.ends[i] else best
     forward = min(amount, slot_end - best, t_deadline - best)
     if forward > 0:
@@ -221,7 +247,7 @@ def _jitter(
     backward = min(amount, best - t_now)
     if best >= t_deadline and backward > 0:
         return -timedelta(microseconds=int(rng.random() * backward * 1e6))
-    return timedelta(0)
+    return _ZERO
 
 
 def plan(
@@ -262,7 +288,7 @@ def plan(
     now = as_utc(now, what="now")
     if not forecast:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
-    if policy.max_delay <= timedelta(0):
+    if policy.max_delay <= _ZERO:
         return run_now_plan(now, policy, decision="no-delay-budget", forecast=forecast)
     deadline = now + policy.max_delay
     slot = _slot_length(forecast)
@@ -270,45 +296,35 @@ def plan(
 
     calibrating = policy.strategy == "calibrated" and bool(history) and slot is not None
     # the calibration reads the forecast up to MAX_SHIFT past the last window it scores
-    reach = deadline + window + (MAX_SHIFT if calibrating else timedelta(0))
-    relevant = forecast.between(now, reach + timedelta(microseconds=1))
+    reach = deadline + window + (MAX_SHIFT if calibrating else _ZERO)
+    relevant = forecast.between(now, reach + _MICROSECOND)
     if not relevant:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
-    integ = _Integrator(relevant)
+    columns = relevant._columns()
     t_now = now.timestamp()
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
 
     calibration = None
     if calibrating and slot is not None:
-        calibration = calibrate(history, now, slot, (integ.starts, integ.ends, integ.values))
-    if calibration is not None:
-        expected = _Integrator(
-            starts=integ.starts,
-            ends=integ.ends,
-            values=calibration.expected_all(integ.starts),
+        calibration = calibrate(
+            history, now, slot, (columns.starts, columns.ends, columns.forecasts)
         )
-    else:
-        expected = integ
+    # the slots that can matter: through the first one that starts after the last window ends
+    used = bisect_right(columns.starts, t_deadline + span) + 1
+    starts, ends = columns.starts[:used], columns.ends[:used]
+    integ = _Integrator(
+        starts,
+        ends,
+        columns.forecasts[:used] if calibration is None else calibration.expected_all(starts),
+    )
 
-    # the window mean is piecewise linear in the start time: its minimum over the budget lies at
-    # now, at the deadline, or where the window's start or end crosses a slot boundary (the
-    # calibrated strategy's uncertainty term is concave in the start, which keeps this true)
-    points = {t_now, t_deadline}
-    for i in range(len(integ.starts)):
-        for boundary in (integ.starts[i], integ.ends[i]):
-            for t in (boundary, boundary - span):
-                if t_now < t <= t_deadline:
-                    points.add(t)
-        if integ.starts[i] > t_deadline + span:
-            break
-    ordered = sorted(points)
+    ordered = _candidates(integ, t_now, t_deadline, span)
     margins = (
         calibration.spreads(t_now, ordered) if calibration is not None else [0.0] * len(ordered)
     )
     scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
-    for t, margin in zip(ordered, margins, strict=True):
-        m = expected.mean(t, t + span)
+    for t, m, margin in zip(ordered, integ.means(ordered, span), margins, strict=True):
         if m is not None:
             scored.append((t, m, m + PESSIMISM * margin))
     if not scored:
@@ -317,9 +333,11 @@ def plan(
     # now's intensity: the window from now, or (if the forecast starts later) the first score
     first_t, now_score, _ = scored[0]
     best_t, best_mean, best_score = scored[0]
+    beats = best_score - _EPS * max(1.0, abs(best_score))  # what a later start must be under
     for t, m, score in scored[1:]:
-        if score < best_score - _EPS * max(1.0, abs(best_score)):
+        if score < beats:
             best_t, best_mean, best_score = t, m, score
+            beats = best_score - _EPS * max(1.0, abs(best_score))
 
     threshold = now_score * (1.0 - policy.min_improvement) + _EPS
     if best_t == first_t or best_score >= now_score - _EPS * max(1.0, now_score):
@@ -342,8 +360,8 @@ def plan(
 
     slot_start = datetime.fromtimestamp(best_t, now.tzinfo)
     start = slot_start
-    jitter = timedelta(0)
-    if decision == "wait" and rng is not None and policy.jitter > timedelta(0):
+    jitter = _ZERO
+    if decision == "wait" and rng is not None and policy.jitter > _ZERO:
         jitter = _jitter(integ, best_t, t_now, t_deadline, policy.jitter.total_seconds(), rng)
         start = slot_start + jitter
     return Plan(

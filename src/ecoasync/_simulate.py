@@ -230,6 +230,9 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
         provider=trace.provider,
         zone=trace.zone,
     )
+    # every scenario reads slices of these two: convert their slots' times once, here
+    trace._columns()
+    blind._columns()
     actual = [s.actual if s.actual is not None else s.forecast for s in slots]
     return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
 
@@ -288,6 +291,7 @@ def replay(
     regressions = 0
     per_day: dict[date, list[float]] = {}
     every = max(total // 100, 1)
+    hour = timedelta(hours=1)
     for n, i in enumerate(prep.scenarios):
         forecast, history, now = _inputs(prep, i, policy)
         p = plan(forecast, now, policy, history=history)
@@ -302,7 +306,7 @@ def replay(
         sched += a_run
         orc += a_best
         regressions += a_run > a_now
-        delays.append((p.start - now) / timedelta(hours=1))
+        delays.append((p.start - now) / hour)
         day = per_day.setdefault(slots[i].start.date(), [0, 0.0, 0.0, 0.0])
         day[0] += 1
         day[1] += a_now
