@@ -381,3 +381,39 @@ async def test_concurrent_sessions_reserve_and_release_the_ledger(clock: Virtual
             tg.start_soon(job)
     assert len(starts) == 4
     assert len(default_ledger()) == before  # every reservation was released
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=4 * 3600), min_size=1, max_size=12),
+    seed=st.integers(min_value=0, max_value=50),
+)
+def test_remembered_calibrations_give_the_plans_a_fresh_fit_gives(
+    offsets: list[int], seed: int
+) -> None:
+    """Sessions share fits (same history and forecast objects, same closed slots); every plan
+    is exactly the one a fresh calibration gives, whatever order the sessions come in."""
+    from ecoasync import _calibrate
+
+    trace = synthetic_trace(3, start=T0 - timedelta(days=1), lag_slots=1.0, seed=seed)
+    blind = Forecast([Slot(s.start, s.end, s.forecast) for s in trace], provider="t")
+    policy = Policy(max_delay="4h", jitter="0m")
+    base = T0 + timedelta(hours=17)
+    shared = []
+    for offset in offsets:  # what live sessions see: the provider's shared slices
+        now = base + timedelta(seconds=offset)
+        history = trace.between(now - _calibrate.LOOKBACK, now)
+        shared.append(
+            plan(blind.between(now, now + timedelta(hours=7)), now, policy, history=history)
+        )
+    assert len(_calibrate._RECENT) <= _calibrate._RECENT_SIZE
+    for offset, remembered in zip(offsets, shared, strict=True):
+        _calibrate._RECENT.clear()
+        now = base + timedelta(seconds=offset)
+        fresh_trace = Forecast(list(trace), provider="t")  # new objects: nothing to reuse
+        fresh_blind = Forecast(list(blind), provider="t")
+        history = fresh_trace.between(now - _calibrate.LOOKBACK, now)
+        fresh = plan(
+            fresh_blind.between(now, now + timedelta(hours=7)), now, policy, history=history
+        )
+        assert fresh == remembered

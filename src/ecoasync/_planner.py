@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate
+from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead
 from ._forecast import Forecast, Signal, as_utc
 from ._ledger import SlotLedger
 from ._policy import Policy
@@ -305,18 +305,14 @@ def plan(
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
 
-    calibration = None
+    calibration = expected = None
     if calibrating and slot is not None:
-        calibration = calibrate(
-            history, now, slot, (columns.starts, columns.ends, columns.forecasts)
-        )
+        calibration, expected = calibrate_ahead(history, now, slot, relevant)
     # the slots that can matter: through the first one that starts after the last window ends
     used = bisect_right(columns.starts, t_deadline + span) + 1
     starts, ends = columns.starts[:used], columns.ends[:used]
     integ = _Integrator(
-        starts,
-        ends,
-        columns.forecasts[:used] if calibration is None else calibration.expected_all(starts),
+        starts, ends, columns.forecasts[:used] if expected is None else expected[:used]
     )
 
     ordered = _candidates(integ, t_now, t_deadline, span)
