@@ -175,12 +175,25 @@ def calibrate(
     than :data:`MIN_ACTUALS`), or the history and the forecast do not share a slot grid: the
     planner then reads the forecast as it is.
     """
-    if not history:
+    if not history or slot.total_seconds() <= 0:
         return None
+    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead)
+
+
+def _limit(slot: timedelta) -> int:
+    """How many closed slots the calibration reads."""
+    return max(_slots_in(LOOKBACK, slot), MIN_ACTUALS)
+
+
+def _fit(
+    history: Forecast,
+    tail: tuple[int, int],
+    slot: timedelta,
+    ahead: tuple[Sequence[float], Sequence[float], Sequence[float]],
+) -> Calibration | None:
+    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them."""
     step = slot.total_seconds()
-    if step <= 0:
-        return None
-    lo, hi = _tail(history, now, slot, max(_slots_in(LOOKBACK, slot), MIN_ACTUALS))
+    lo, hi = tail
     n = hi - lo
     if n < MIN_ACTUALS:
         return None
@@ -285,13 +298,13 @@ def calibrate_ahead(
     """
     if not history or slot.total_seconds() <= 0:
         return None, None
-    lo, hi = _tail(history, now, slot, max(_slots_in(LOOKBACK, slot), MIN_ACTUALS))
+    lo, hi = tail = _tail(history, now, slot, _limit(slot))
     key = (id(history), id(ahead), slot, lo, hi)
     fit = _RECENT.get(key)
     if fit is not None and fit.history is history and fit.ahead is ahead:
         return fit.calibration, fit.expected
     columns = ahead._columns()
-    calibration = calibrate(history, now, slot, (columns.starts, columns.ends, columns.forecasts))
+    calibration = _fit(history, tail, slot, (columns.starts, columns.ends, columns.forecasts))
     expected = None if calibration is None else calibration.expected_all(columns.starts)
     if len(_RECENT) >= _RECENT_SIZE:
         # the oldest goes (if another thread has not just removed it)
