@@ -100,9 +100,16 @@ async def run(url: str | None, sessions: int, zones: int, *, floor: bool = False
             # the part of the lateness not spent in the garbage collector: ecoasync's own
             own_stalls.append(max(0.0, late - gc_time(before, after)))
 
+    alive = [0, 0]  # sessions between submission and completion now, and at most
+
     async def session(i: int) -> None:
-        async with ecoasync.carbon_session(policies[i % zones], bus=bus, name="bench"):
-            await anyio.lowlevel.checkpoint()
+        alive[0] += 1
+        alive[1] = max(alive)
+        try:
+            async with ecoasync.carbon_session(policies[i % zones], bus=bus, name="bench"):
+                await anyio.lowlevel.checkpoint()
+        finally:
+            alive[0] -= 1
 
     arrived = anyio.Event()
 
@@ -147,6 +154,7 @@ async def run(url: str | None, sessions: int, zones: int, *, floor: bool = False
         "requests_by_kind": kinds,
         "max_requests_per_zone_and_kind": max(kinds.values(), default=0) / zones,
         "completed": sum(completed.values()),
+        "max_concurrent": alive[1] if not floor else sessions,
         "decisions": completed,
         "virtual_hours": clock.slept.total_seconds() / 3600,
         "wall_s": round(elapsed, 3),
@@ -256,6 +264,7 @@ def main() -> None:
     rows = (
         "requests",
         "completed",
+        "max_concurrent",
         "wall_s",
         "sessions_per_s",
         "rss_before_mb",
