@@ -82,31 +82,12 @@ class FallbackProvider:
 
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first provider's in-memory answer; None as soon as one would need I/O."""
-        for provider in self.providers:
-            nowait = getattr(provider, "forecast_nowait", None)
-            if nowait is None:
-                return None
-            found = nowait(start, end)
-            if found is None:
-                return None
-            if found:
-                return _labelled(found, provider)
-        return None
+        return _first_in_memory(self.providers, "forecast_nowait", start, end)
 
     def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first history provider's in-memory answer; None as soon as one would need I/O."""
-        for provider in self.providers:
-            if not isinstance(provider, HistoryProvider):
-                continue
-            nowait = getattr(provider, "history_nowait", None)
-            if nowait is None:
-                return None
-            found = nowait(start, end)
-            if found is None:
-                return None
-            if found:
-                return _labelled(found, provider)
-        return None
+        with_history = [p for p in self.providers if isinstance(p, HistoryProvider)]
+        return _first_in_memory(with_history, "history_nowait", start, end)
 
     async def _ask(
         self, providers: Sequence[object], method: str, start: datetime, end: datetime
@@ -176,3 +157,20 @@ class FallbackProvider:
 def _labelled(forecast: Forecast, provider: object) -> Forecast:
     name = _name(provider)
     return forecast if forecast.provider == name else forecast.with_source(provider=name)
+
+
+def _first_in_memory(
+    providers: Sequence[object], method: str, start: datetime, end: datetime
+) -> Forecast | None:
+    """What the first provider with a non-empty answer gives through its ``*_nowait`` method,
+    labelled with it; None as soon as one has nothing in memory (it would need I/O)."""
+    for provider in providers:
+        nowait = getattr(provider, method, None)
+        if nowait is None:
+            return None
+        found = nowait(start, end)
+        if found is None:
+            return None
+        if found:
+            return _labelled(found, provider)
+    return None
