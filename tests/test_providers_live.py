@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from ecoasync import ForecastUnavailable, Policy, carbon_session
+from ecoasync import ForecastTimeout, ForecastUnavailable, Policy, carbon_session
 from ecoasync.events import Completed, ForecastFailed, Planned
 from ecoasync.providers import (
     CsvForecastProvider,
@@ -243,6 +244,78 @@ async def test_session_ends_within_forecast_timeout_on_a_hung_server(
             pass
     assert time.monotonic() - began < 2.0
     assert "no answer within forecast_timeout=0.3s" in events.of(ForecastFailed)[0].error
+
+
+async def test_sessions_waiting_on_a_hung_request_share_its_deadline(
+    server: GridServer, sleep: FakeSleep
+) -> None:
+    server.mode = "hang"
+    provider = uk(server, sleep, timeout=30)
+    policy = Policy(provider=provider, forecast_timeout="0.3s")
+    began = time.monotonic()
+    with capture_events(None, ForecastFailed) as events:
+        async with provider:
+
+            async def job() -> None:
+                async with carbon_session(policy):
+                    pass
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(200):
+                    tg.start_soon(job)
+            # one request, and its failure is shared: a session right after fails fast
+            async with carbon_session(policy):
+                pass
+    assert time.monotonic() - began < 2.0
+    assert server.count() == 1
+    errors = [e.error for e in events.of(ForecastFailed)]
+    assert errors[:200] == ["no answer within forecast_timeout=0.3s"] * 200
+    assert errors[200] == (
+        "uk-carbon-intensity: forecast failed: no answer within 0.3s"
+        " (a recent failure, remembered for a few seconds)"
+    )
+
+
+async def test_a_caller_with_an_earlier_deadline_stops_waiting_alone(
+    server: GridServer, sleep: FakeSleep
+) -> None:
+    server.mode = "hang"
+    outcomes: dict[str, tuple[str, float]] = {}
+    async with uk(server, sleep, timeout=30) as provider:
+        start = anyio.current_time()
+
+        async def ask(name: str, within: float) -> None:
+            with pytest.raises(ForecastTimeout) as caught:
+                await provider.forecast_by(NOW, NOW + timedelta(hours=1), start + within)
+            exc = caught.value
+            assert isinstance(exc, TimeoutError) and isinstance(exc, ForecastUnavailable)
+            assert (exc.provider, exc.zone) == ("uk-carbon-intensity", "GB")
+            outcomes[name] = (exc.cause, anyio.current_time() - start)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, "leader", 0.6)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ask, "impatient", 0.2)  # gives up first, on its own
+            tg.start_soon(ask, "patient", 5.0)  # trusts the leader's bound: fails with it
+    assert server.count() == 1
+    assert outcomes["impatient"][0] == "no answer by the deadline"
+    assert outcomes["leader"][0] == outcomes["patient"][0]
+    assert re.fullmatch(r"no answer within 0\.[56]\d*s", outcomes["leader"][0])
+    assert 0.15 < outcomes["impatient"][1] < 0.5
+    assert 0.55 < outcomes["leader"][1] < 1.5 and 0.55 < outcomes["patient"][1] < 1.5
+
+
+async def test_raise_policy_on_a_hung_server_raises_forecast_timeout(
+    server: GridServer, sleep: FakeSleep
+) -> None:
+    server.mode = "hang"
+    async with uk(server, sleep, timeout=30) as provider:
+        with pytest.raises(ForecastTimeout) as caught:
+            async with carbon_session(
+                Policy(provider=provider, forecast_timeout="0.2s", on_forecast_error="raise")
+            ):
+                pass
+    assert caught.value.zone == "GB" and "no answer within" in str(caught.value)
 
 
 async def test_empty_horizon_runs_now_and_says_so(server: GridServer, sleep: FakeSleep) -> None:

@@ -18,6 +18,7 @@ from ._exceptions import CarbonBudgetExceeded as CarbonBudgetExceeded
 from ._exceptions import EcoAsyncError as EcoAsyncError
 from ._exceptions import ForecastDataError as ForecastDataError
 from ._exceptions import ForecastError as ForecastError
+from ._exceptions import ForecastTimeout as ForecastTimeout
 from ._exceptions import ForecastUnavailable as ForecastUnavailable
 from ._exceptions import PolicyError as PolicyError
 from ._forecast import Forecast as Forecast
@@ -59,6 +60,7 @@ __all__ = [
     "Forecast",
     "ForecastDataError",
     "ForecastError",
+    "ForecastTimeout",
     "ForecastUnavailable",
     "Gap",
     "ModelUsage",

@@ -194,9 +194,10 @@ class Accounting:
         self.downgrades = 0
         self.refused = 0
         self.tripped = False
-        self.unknown_models: dict[str, None] = {}
-        self.models: dict[str, _ModelAcc] = {}
-        self.by_tag: dict[str, _TagAcc] = {}
+        # made on the first call (a waiting session holds none of them)
+        self.unknown_models: dict[str, None] | None = None
+        self.models: dict[str, _ModelAcc] | None = None
+        self.by_tag: dict[str, _TagAcc] | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
 
@@ -337,7 +338,9 @@ class Accounting:
         self.baseline_g += call.baseline_g
         self.embodied_g += call.embodied_g
         if not call.known_model:
-            self.unknown_models[call.effective_model] = None
+            self.note_unknown(call.effective_model)
+        if self.models is None:
+            self.models = {}
         usage = self.models.setdefault(call.effective_model, _ModelAcc())
         usage.calls += 1
         usage.requested[call.requested_model] = usage.requested.get(call.requested_model, 0) + 1
@@ -346,12 +349,22 @@ class Accounting:
         usage.energy_kwh += call.energy_kwh
         usage.emitted_g += call.emitted_g
         usage.known = usage.known and call.known_model
+        if self.by_tag is None:
+            self.by_tag = {}
         for tag in call.tags or ("untagged",):
             acc = self.by_tag.setdefault(tag, _TagAcc())
             acc.calls += 1
             acc.output_tokens += call.output_tokens
             acc.energy_kwh += call.energy_kwh
             acc.emitted_g += call.emitted_g
+
+    def note_unknown(self, model: str) -> bool:
+        """Remember that ``model`` has no energy figures; whether it is the first time."""
+        if self.unknown_models is None:
+            self.unknown_models = {}
+        first = model not in self.unknown_models
+        self.unknown_models[model] = None
+        return first
 
     # --- emitting from wherever the call ran ---
 
@@ -372,11 +385,11 @@ class Accounting:
 
     def frozen_models(self) -> MappingProxyType[str, ModelUsage]:
         with self._lock:
-            return MappingProxyType({k: v.freeze() for k, v in self.models.items()})
+            return MappingProxyType({k: v.freeze() for k, v in (self.models or {}).items()})
 
     def frozen_tags(self) -> MappingProxyType[str, TagUsage]:
         with self._lock:
-            return MappingProxyType({k: v.freeze() for k, v in self.by_tag.items()})
+            return MappingProxyType({k: v.freeze() for k, v in (self.by_tag or {}).items()})
 
     @contextmanager
     def activate(self) -> Iterator[Accounting]:

@@ -6,6 +6,7 @@
     ├── PolicyError (+ ValueError)     a Policy field or another option has a bad value
     ├── ForecastError                  a forecast could not be had or used
     │   ├── ForecastUnavailable        a provider failed (network, HTTP status, payload)
+    │   │   └── ForecastTimeout (+ TimeoutError)  no answer by the caller's deadline
     │   └── ForecastDataError (+ ValueError)  a trace file or payload is malformed
     └── CarbonBudgetExceeded           a call was refused: the session's budget is spent
 
@@ -21,6 +22,7 @@ __all__ = [
     "EcoAsyncError",
     "ForecastDataError",
     "ForecastError",
+    "ForecastTimeout",
     "ForecastUnavailable",
     "PolicyError",
 ]
@@ -61,6 +63,15 @@ class ForecastUnavailable(ForecastError):
         self.provider = provider
         self.zone = zone
         self.cause = cause
+
+
+class ForecastTimeout(ForecastUnavailable, TimeoutError):
+    """A provider had no answer by the deadline it was given (``forecast_by``, ``history_by``).
+
+    Both a :class:`ForecastUnavailable` and a :class:`TimeoutError`: sessions report it
+    exactly like their own ``forecast_timeout`` expiring. Every caller waiting on the same
+    shared request gets it at once.
+    """
 
 
 class ForecastDataError(ForecastError, ValueError):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import Final
+from typing import Final, cast
 
 import anyio
 import anyio.lowlevel
@@ -259,7 +259,19 @@ class _SessionManager:
         acct.bind_loop()
         submitted = self._submitted = self._clock.now()
         try:
-            plan_ = await self._plan(submitted)
+            # the wait for the provider's answer happens in this frame, not one more down: ten
+            # thousand sessions waiting on one request keep as little as possible each
+            try:
+                answer = self._forecast_source(submitted)
+                if isinstance(answer, Forecast):
+                    await anyio.lowlevel.checkpoint()  # an answer at hand is still a checkpoint
+                    forecast = answer
+                else:
+                    forecast = await answer
+            except Exception as exc:
+                plan_ = await self._forecast_failed(submitted, exc)
+            else:
+                plan_ = await self._plan(submitted, forecast)
             acct.plan = plan_
             if acct.bus.listens(Planned):
                 await acct.bus.emit(Planned(**self._acct.event_fields(submitted), plan=plan_))
@@ -295,34 +307,31 @@ class _SessionManager:
         assert self._submitted is not None, "__aexit__ without a successful __aenter__"
         await self._complete(self._submitted, self._started, exc)
 
-    async def _plan(self, submitted: datetime) -> Plan:
-        acct = self._acct
-        policy = acct.policy
+    def _forecast_source(self, submitted: datetime) -> Forecast | Awaitable[Forecast]:
+        """The forecast the plan reads: the parent's, or the provider's if it is in memory;
+        else the provider's answer to await (bounded by the policy's ``forecast_timeout``)."""
+        policy = self._acct.policy
         parent = self._parent
-        forecast: Forecast | None
         if (
             parent is not None
             and parent.forecast is not None
             and self._provider in (None, parent.policy.provider)
         ):
-            forecast = parent.forecast  # a nested session reuses what its parent fetched
-        else:
-            provider = self._provider or _default_provider()
-            window = policy.expected_duration or timedelta(hours=1)
-            if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
-                window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
-            end = submitted + policy.max_delay + window
-            nowait = getattr(provider, "forecast_nowait", None)
-            try:
-                cached = nowait(submitted, end) if nowait is not None else None
-                if cached is not None:
-                    await anyio.lowlevel.checkpoint()  # a cache hit is still a checkpoint
-                    forecast = cached
-                else:
-                    with anyio.fail_after(policy.forecast_timeout.total_seconds()):
-                        forecast = await provider.forecast(submitted, end)
-            except Exception as exc:
-                return await self._forecast_failed(provider, submitted, exc)
+            return parent.forecast  # a nested session reuses what its parent fetched
+        provider = self._provider or _default_provider()
+        window = policy.expected_duration or timedelta(hours=1)
+        if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
+            window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
+        end = submitted + policy.max_delay + window
+        nowait = getattr(provider, "forecast_nowait", None)
+        cached = nowait(submitted, end) if nowait is not None else None
+        if cached is not None:
+            return cast("Forecast", cached)
+        return _bounded(provider, "forecast", submitted, end, policy)
+
+    async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
+        acct = self._acct
+        policy = acct.policy
         acct.forecast = forecast
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
@@ -337,11 +346,10 @@ class _SessionManager:
         # --- end ---
         return plan_
 
-    async def _forecast_failed(
-        self, provider: ForecastProvider, submitted: datetime, exc: Exception
-    ) -> Plan:
+    async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
         acct = self._acct
         policy = acct.policy
+        provider = self._provider or _default_provider()
         name = _provider_name(provider)
         if isinstance(exc, TimeoutError):
             error = (
@@ -479,7 +487,7 @@ class _SessionManager:
             refused_calls=acct.refused,
             budget_g=policy.budget_g,
             budget_tripped=acct.tripped or budget_spent(acct.emitted_g, policy.budget_g),
-            unknown_models=tuple(acct.unknown_models),
+            unknown_models=tuple(acct.unknown_models or ()),
             models=acct.frozen_models(),
             by_tag=acct.frozen_tags(),
         )
@@ -511,8 +519,7 @@ async def _history(provider: object, submitted: datetime, policy: Policy) -> For
     try:
         history = nowait(submitted - LOOKBACK, submitted) if nowait is not None else None
         if history is None:
-            with anyio.fail_after(policy.forecast_timeout.total_seconds()):
-                history = await fetch(submitted - LOOKBACK, submitted)
+            history = await _bounded(provider, "history", submitted - LOOKBACK, submitted, policy)
     except Exception as exc:
         log.warning(
             "ecoasync.history_failed",
@@ -522,6 +529,33 @@ async def _history(provider: object, submitted: datetime, policy: Policy) -> For
         )
         return None
     return history if isinstance(history, Forecast) else None
+
+
+def _bounded(
+    provider: object, method: str, start: datetime, end: datetime, policy: Policy
+) -> Awaitable[Forecast]:
+    """``provider.<method>(start, end)``, to be awaited, bounded by ``policy.forecast_timeout``.
+
+    A provider with ``<method>_by(start, end, deadline)`` (the HTTP providers) carries the
+    deadline on its shared request, so the thousands of sessions that wait on one request
+    hold no timer (and no extra frame) each; any other provider is awaited in a timeout scope.
+    """
+    timeout = policy.forecast_timeout.total_seconds()
+    by = getattr(provider, method + "_by", None)
+    if by is not None:
+        return cast("Awaitable[Forecast]", by(start, end, anyio.current_time() + timeout))
+    return _within(getattr(provider, method), start, end, seconds=timeout)
+
+
+async def _within(
+    call: Callable[[datetime, datetime], Awaitable[Forecast]],
+    start: datetime,
+    end: datetime,
+    *,
+    seconds: float,
+) -> Forecast:
+    with anyio.fail_after(seconds):
+        return await call(start, end)
 
 
 def _provider_name(provider: object) -> str:

@@ -119,9 +119,7 @@ class Call:
         events: list[tuple[EventBus, Event]] = []
         if not record.known_model:
             with _unknown_lock:
-                first = record.effective_model not in acct.unknown_models
-                if first:
-                    acct.unknown_models[record.effective_model] = None
+                first = acct.note_unknown(record.effective_model)
             if first:
                 log.warning(
                     "ecoasync.model_unknown",

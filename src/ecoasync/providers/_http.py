@@ -10,6 +10,9 @@ One :class:`HttpCore` per provider instance holds:
   injectable ``sleep`` so tests never wait;
 - a TTL cache, and single-flight: concurrent identical requests share one request in flight,
   and its waiters are released in small batches so ten thousand of them never stall the loop;
+- deadlines carried by the shared request: a caller that gives one (``cached(...,
+  deadline=)``) and joins a request bounded no later needs no timer of its own, so ten
+  thousand sessions waiting on one request cost one timeout, not ten thousand;
 - error translation: whatever goes wrong leaves as :class:`~ecoasync.ForecastUnavailable`
   (``provider``, ``zone``, ``cause``) raised ``from`` the original error, with every secret the
   provider registered scrubbed from the message.
@@ -17,6 +20,7 @@ One :class:`HttpCore` per provider instance holds:
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
@@ -33,7 +37,8 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._exceptions import ForecastUnavailable
+from .._exceptions import ForecastTimeout, ForecastUnavailable
+from .._forecast import Forecast
 from .._log import get_logger
 from .._version import __version__
 
@@ -175,24 +180,54 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
 class _Flight:
     """One request in flight, shared by everyone who asked for the same thing meanwhile.
 
-    Waiters queue in groups of ``RELEASE_BATCH`` that share one event (ten thousand waiters
-    cost a few hundred events, not ten thousand), and the groups are woken one per turn.
+    Waiters queue in groups of ``RELEASE_BATCH``, woken one group per event-loop turn. On
+    asyncio each waiter awaits a bare future of its own (a waiting session keeps no coroutine
+    frames for it); elsewhere a group shares one ``anyio.Event``.
     """
 
-    __slots__ = ("abandoned", "error", "groups", "joined", "value")
+    __slots__ = ("abandoned", "deadline", "error", "groups", "joined", "value")
 
-    def __init__(self) -> None:
-        self.groups: list[anyio.Event] = []
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        """When the request gives up (``anyio.current_time()``; ``inf``: bounded only by the
+        HTTP timeouts and retries)."""
+        self.groups: list[list[asyncio.Future[None]] | anyio.Event] = []
         self.joined = 0
         self.value: object = None
         self.error: ForecastUnavailable | None = None
         self.abandoned = False
 
-    def join(self) -> anyio.Event:
-        if self.joined % RELEASE_BATCH == 0:
-            self.groups.append(anyio.Event())
+    def join(self) -> Awaitable[object]:
+        """What a waiter awaits until the request ends (cancellable)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio)
+            loop = None
+        groups = self.groups
+        if self.joined % RELEASE_BATCH == 0 or not groups:
+            groups.append([] if loop is not None else anyio.Event())
         self.joined += 1
-        return self.groups[-1]
+        group = groups[-1]
+        if isinstance(group, anyio.Event):
+            return group.wait()
+        if loop is None:  # a group made on asyncio, joined from elsewhere: not expected
+            raise RuntimeError("a shared request was joined from two event loop kinds")
+        future: asyncio.Future[None] = loop.create_future()
+        group.append(future)
+        return future
+
+    def wake(self, group: list[asyncio.Future[None]] | anyio.Event) -> None:
+        if isinstance(group, anyio.Event):
+            group.set()
+            return
+        for future in group:
+            if not future.done():  # not cancelled
+                future.set_result(None)
+        group.clear()
+
+    def wake_all(self) -> None:
+        for group in self.groups:
+            self.wake(group)
 
 
 class _Attempt(Exception):
@@ -475,19 +510,30 @@ class HttpCore:
         self,
         key: Hashable,
         ttl: float,
-        fetch: Callable[[], Awaitable[T]],
+        fetch: Callable[[Hashable], Awaitable[T]],
         *,
         zone: str | None = None,
+        deadline: float | None = None,
+        window: tuple[datetime, datetime] | None = None,
     ) -> T:
-        """``fetch()``'s value for ``key``: from the cache if fresh, else from the one request in
+        """``fetch(key)``'s value for ``key``: from the cache if fresh, else from the one request in
         flight for ``key``, else from a new one (whose value is cached for ``ttl`` seconds, when
         ``ttl > 0``). A failure is remembered for ``error_ttl`` seconds, so that callers arriving
-        just after it fail fast instead of hammering a struggling server."""
+        just after it fail fast instead of hammering a struggling server.
+
+        ``deadline`` (``anyio.current_time()`` units) bounds the wait: past it, the caller gets
+        :class:`~ecoasync.ForecastTimeout`. A request led with a deadline gives up at it and
+        every caller waiting on it gets the same error; a caller that joins a request bounded
+        no later than its own deadline waits without a timer of its own.
+
+        ``window`` (``start, end``): the value is a :class:`~ecoasync.Forecast`; return its
+        slots that overlap the window (so that a provider's method can hand this coroutine
+        to its caller as it is, without a frame of its own around it)."""
         while True:
             hit = self.cached_nowait(key)
             if hit is not None:
                 await anyio.lowlevel.checkpoint()
-                return cast("T", hit)
+                return _view(cast("T", hit), window)
             failure = self._failures.get(key)
             if failure is not None:
                 if failure[0] > self._monotonic():
@@ -496,21 +542,41 @@ class HttpCore:
                 del self._failures[key]
             flight = self._flights.get(key)
             if flight is None:
-                return await self._lead(key, ttl, fetch)
-            await flight.join().wait()
+                return _view(await self._lead(key, ttl, fetch, zone, deadline), window)
+            if deadline is None or flight.deadline <= deadline:
+                await flight.join()  # the request's own bound comes first
+            else:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    await flight.join()
+                if scope.cancelled_caught:
+                    raise self._timed_out(key, zone, None)
             if flight.error is not None:
                 raise _copy(flight.error)
             if not flight.abandoned:
-                return cast("T", flight.value)
+                return _view(cast("T", flight.value), window)
             # the task that led the request was cancelled: try again (maybe lead this time)
 
-    async def _lead(self, key: Hashable, ttl: float, fetch: Callable[[], Awaitable[T]]) -> T:
-        flight = _Flight()
+    async def _lead(
+        self,
+        key: Hashable,
+        ttl: float,
+        fetch: Callable[[Hashable], Awaitable[T]],
+        zone: str | None,
+        deadline: float | None,
+    ) -> T:
+        flight = _Flight(math.inf if deadline is None else deadline)
         self._flights[key] = flight
         kind = str(key[0]) if isinstance(key, tuple) and key else "other"
         self.fetches[kind] = self.fetches.get(kind, 0) + 1
         try:
-            value = await fetch()
+            if deadline is None:
+                value = await fetch(key)
+            else:
+                began = anyio.current_time()
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    value = await fetch(key)
+                if scope.cancelled_caught:
+                    raise self._timed_out(key, zone, deadline - began)
         except ForecastUnavailable as exc:
             flight.error = exc
             if self.error_ttl > 0:
@@ -523,33 +589,50 @@ class HttpCore:
             if self._flights.get(key) is flight:
                 del self._flights[key]
             if flight.error is not None or flight.abandoned:
-                for event in flight.groups:
-                    event.set()
+                flight.wake_all()
         flight.value = value
         if ttl > 0 and value:
             self.put(key, value, ttl)
         await self._release(flight)
         return value
 
+    def _timed_out(self, key: Hashable, zone: str | None, waited: float | None) -> ForecastTimeout:
+        kind = str(key[0]) if isinstance(key, tuple) and key else "request"
+        cause = "no answer by the deadline" if waited is None else f"no answer within {waited:.3g}s"
+        return ForecastTimeout(
+            f"{self.provider}: {kind} failed: {cause}",
+            provider=self.provider,
+            zone=zone,
+            cause=cause,
+        )
+
     async def _release(self, flight: _Flight) -> None:
         """Wake the waiters a group per event-loop turn, so a herd never stalls the loop."""
         groups = flight.groups
         try:
             with anyio.CancelScope(shield=True):
-                for i, event in enumerate(groups):
-                    event.set()
+                for i, group in enumerate(groups):
+                    flight.wake(group)
                     if i + 1 < len(groups):
                         await anyio.lowlevel.checkpoint()
         finally:
-            for event in groups:
-                event.set()  # idempotent; makes sure nobody is left waiting
+            flight.wake_all()  # idempotent; makes sure nobody is left waiting
+
+
+def _view(value: T, window: tuple[datetime, datetime] | None) -> T:
+    """``value``, or the slots of the forecast ``value`` that overlap ``window``."""
+    if window is None:
+        return value
+    return cast("T", cast("Forecast", value).between(*window))
 
 
 def _copy(exc: ForecastUnavailable, note: str = "") -> ForecastUnavailable:
-    """A fresh exception per waiter (one shared instance would collect everyone's traceback)."""
-    fresh = ForecastUnavailable(
-        f"{exc}{note}", provider=exc.provider, zone=exc.zone, cause=exc.cause
-    )
+    """A fresh exception per waiter (one shared instance would collect everyone's traceback).
+
+    A waiter of a request that timed out gets a :class:`~ecoasync.ForecastTimeout` too; a
+    caller told of a remembered failure (``note``) did not wait, and gets the plain kind."""
+    kind = ForecastTimeout if isinstance(exc, ForecastTimeout) and not note else ForecastUnavailable
+    fresh = kind(f"{exc}{note}", provider=exc.provider, zone=exc.zone, cause=exc.cause)
     fresh.__cause__ = exc.__cause__
     return fresh
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, cast
 
 from .._forecast import Forecast, Signal, as_utc
 from ._http import HttpCore, check_seconds
@@ -64,16 +64,31 @@ class LiveProvider:
         Cached and single-flight like forecasts: requests are widened to whole steps (half an
         hour by default), so every session planned in the same half-hour shares one request.
         """
+        return await self.history_by(start, end, None)
+
+    def history_by(
+        self, start: datetime, end: datetime, deadline: float | None
+    ) -> Awaitable[Forecast]:
+        """:meth:`history`, or :class:`~ecoasync.ForecastTimeout` once ``anyio.current_time()``
+        reaches ``deadline`` (see :meth:`forecast_by`)."""
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
         if end <= start:
             raise ValueError(
                 f"history needs start < end, got {start.isoformat()} .. {end.isoformat()}"
             )
         lo, hi = self._history_span(start, end)
-        full = await self._core.cached(
-            ("history", lo, hi), self.ttl, lambda: self._fetch_history(lo, hi), zone=self.zone
+        return self._core.cached(
+            ("history", lo, hi),
+            self.ttl,
+            self._fetch_history_key,
+            zone=self.zone,
+            deadline=deadline,
+            window=(start, end),
         )
-        return full.between(start, end)
+
+    async def _fetch_history_key(self, key: Hashable) -> Forecast:
+        _, lo, hi = cast("tuple[str, datetime, datetime]", key)
+        return await self._fetch_history(lo, hi)
 
     def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The history for ``[start, end)`` if a fresh answer is cached, else None (no I/O)."""
@@ -95,10 +110,29 @@ class LiveProvider:
 
     async def forecast(self, start: datetime, end: datetime) -> Forecast:
         """The forecast for ``[start, end)``; one request per cache key and TTL, shared by all."""
+        return await self.forecast_by(start, end, None)
+
+    def forecast_by(
+        self, start: datetime, end: datetime, deadline: float | None
+    ) -> Awaitable[Forecast]:
+        """:meth:`forecast`, to be awaited; it raises :class:`~ecoasync.ForecastTimeout` once
+        ``anyio.current_time()`` reaches ``deadline`` (``None``: no deadline but the HTTP
+        timeouts and retries).
+
+        The deadline travels with the shared request: the caller that starts it bounds it, and
+        callers that join it with a later deadline wait without a timer of their own; every
+        one of them gets the same answer or the same error. Sessions call this with
+        ``now + forecast_timeout``.
+        """
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
-        key = self._key(start, end)
-        full = await self._core.cached(key, self.ttl, lambda: self._fetch(key), zone=self.zone)
-        return full.between(start, end)
+        return self._core.cached(
+            self._key(start, end),
+            self.ttl,
+            self._fetch,
+            zone=self.zone,
+            deadline=deadline,
+            window=(start, end),
+        )
 
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The forecast for ``[start, end)`` if a fresh answer is cached, else None (no I/O)."""

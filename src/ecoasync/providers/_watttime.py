@@ -157,7 +157,7 @@ class WattTimeProvider(LiveProvider):
         return tuple(values)
 
     async def _token(self) -> Secret:
-        async def login() -> Secret:
+        async def login(_key: Hashable) -> Secret:
             self.logins += 1
             data = await self._core.fetch(
                 "/login",
