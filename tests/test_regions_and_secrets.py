@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,11 +45,25 @@ NOW = datetime(2026, 3, 18, 20, 7, tzinfo=UTC)
         ("azure:West Europe", "NL"),
         ("Azure:uksouth", "GB"),
         ("azure:northeurope", "IE"),
+        # US regions: the balancing authority of the utility that serves the site
+        ("aws:us-west-2", "US-NW-BPAT"),
+        ("gcp:us-east1", "US-CAR-SC"),
+        ("gcp:us-west4", "US-NW-NEVP"),
+        ("azure:westus2", "US-NW-GCPD"),
+        ("azure:westcentralus", "US-NW-WACM"),
+        ("aws:mx-central-1", "MX"),
     ],
 )
 def test_known_regions(region: str, zone: str) -> None:
     assert zone_for(region) == zone
     assert resolve_zone(region) == zone
+
+
+def test_every_zone_is_written_as_an_electricity_maps_key() -> None:
+    for cloud, table in CLOUDS.items():
+        for region, zone in table.items():
+            assert re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]+)*", zone), (cloud, region, zone)
+            assert region == region.lower().strip(), (cloud, region)
 
 
 def test_coverage_of_major_regions() -> None:

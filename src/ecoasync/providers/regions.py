@@ -12,7 +12,9 @@ Every provider that takes a grid ``zone`` also takes a cloud region written
 
 The table maps each region to the grid of the place the provider publishes for it (a
 metropolitan area or a state); where a region spans several balancing areas, the one that
-serves the data-centre cluster is used. Corrections are welcome: they are data, not code.
+serves the data-centre cluster is used (US regions: the balancing authority of the utility that
+serves it, e.g. Santee Cooper for ``gcp:us-east1``). Every zone is an Electricity Maps zone key
+(checked against its zone list, 2026-11). Corrections are welcome: they are data, not code.
 """
 
 from __future__ import annotations
@@ -70,11 +72,18 @@ _AWS: Final = {
     "ap-southeast-3": "ID",  # Jakarta
     "ap-southeast-4": "AU-VIC",  # Melbourne
     "ap-southeast-5": "MY-WM",  # Malaysia
+    "ap-southeast-6": "NZ",  # Auckland
+    "ap-southeast-7": "TH",  # Bangkok
+    "ap-east-2": "TW",  # Taipei
+    "mx-central-1": "MX",  # Querétaro
 }
 
 _GCP: Final = {
     "us-central1": "US-MIDW-MISO",  # Iowa
-    "us-east1": "US-CAR-SCEG",  # South Carolina
+    "us-east1": "US-CAR-SC",  # Moncks Corner, South Carolina (Santee Cooper)
+    "us-east2": "US-SE-SOCO",  # Georgia
+    "us-east7": "US-TEN-TVA",  # Alabama and Tennessee
+    "us-central2": "US-CENT-SWPP",  # Oklahoma
     "us-east4": "US-MIDA-PJM",  # N. Virginia
     "us-east5": "US-MIDA-PJM",  # Columbus
     "us-south1": "US-TEX-ERCO",  # Dallas
@@ -84,6 +93,7 @@ _GCP: Final = {
     "us-west4": "US-NW-NEVP",  # Las Vegas
     "northamerica-northeast1": "CA-QC",  # Montréal
     "northamerica-northeast2": "CA-ON",  # Toronto
+    "northamerica-south1": "MX",  # Querétaro
     "southamerica-east1": "BR-CS",  # São Paulo
     "southamerica-west1": "CL-SEN",  # Santiago
     "europe-west1": "BE",  # St. Ghislain
@@ -112,6 +122,7 @@ _GCP: Final = {
     "asia-south2": "IN-NO",  # Delhi
     "asia-southeast1": "SG",  # Singapore
     "asia-southeast2": "ID",  # Jakarta
+    "asia-southeast3": "TH",  # Bangkok
     "australia-southeast1": "AU-NSW",  # Sydney
     "australia-southeast2": "AU-VIC",  # Melbourne
 }
@@ -122,7 +133,7 @@ _AZURE: Final = {
     "centralus": "US-MIDW-MISO",  # Iowa
     "northcentralus": "US-MIDA-PJM",  # Illinois
     "southcentralus": "US-TEX-ERCO",  # Texas
-    "westcentralus": "US-NW-PACE",  # Wyoming
+    "westcentralus": "US-NW-WACM",  # Cheyenne, Wyoming (WAPA Rocky Mountain)
     "westus": "US-CAL-CISO",  # California
     "westus2": "US-NW-GCPD",  # Washington (Quincy)
     "westus3": "US-SW-SRP",  # Arizona (Phoenix)
