@@ -731,3 +731,23 @@ def test_default_provider_is_shared_uk_national() -> None:
     assert provider is default_provider()
     assert isinstance(provider, UKCarbonIntensityProvider) and provider.zone == "GB"
     assert isinstance(provider, HistoryProvider)
+
+
+async def test_no_worker_thread_once_httpx_is_loaded(
+    server: GridServer, sleep: FakeSleep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # once httpx is loaded (here by a first provider; in an app, often by its LLM SDK), a
+    # client is made at once, without starting a thread (a thread start and its GIL
+    # hand-offs stall the event loop for milliseconds)
+    async with uk(server, sleep) as first:
+        await first.forecast(NOW, NOW + timedelta(hours=1))
+    threads: list[object] = []
+
+    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        threads.append(func)
+        return func(*args)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)
+    async with uk(server, sleep) as provider:
+        assert len(await provider.forecast(NOW, NOW + timedelta(hours=1))) == 3
+    assert threads == []

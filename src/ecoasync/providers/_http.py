@@ -26,6 +26,7 @@ import json
 import math
 import random
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
@@ -131,12 +132,32 @@ def check_base_url(value: object) -> str:
 
 _LOAD_LOCK = threading.Lock()
 _SSL_CONTEXT: ssl.SSLContext | None = None
+_LOADED = False
+"""Whether :func:`_load` has imported everything the client needs, in this process."""
+
+
+_MODULES: Final = ("httpx", "httpcore", "httpcore._backends.anyio", "httpcore._backends.auto")
+
+
+def _loaded(tls: bool) -> bool:
+    """Whether :func:`_load` would do no I/O: everything imported (by it, or by the application:
+    the OpenAI and Anthropic SDKs use httpx) and, for TLS, the context built."""
+    if not _LOADED:
+        modules = sys.modules
+        if not all(name in modules for name in _MODULES):
+            return False
+        trio = getattr(modules.get("httpcore._synchronization"), "trio", None)
+        if trio is not None and "httpcore._backends.trio" not in modules:
+            return False
+    return not tls or _SSL_CONTEXT is not None
 
 
 def _load(tls: bool) -> ssl.SSLContext | None:
     """Import httpx and httpcore (about 200 ms: httpcore imports trio when it is installed) and
-    build the TLS context (about 200 ms): in a worker thread, so the event loop never waits."""
-    global _SSL_CONTEXT
+    build the TLS context (about 200 ms): in a worker thread, so the event loop never waits.
+    Once both are done, clients are made without the thread (starting one and handing the GIL
+    back and forth with it stalls the loop for a few milliseconds)."""
+    global _SSL_CONTEXT, _LOADED
     import httpcore
     import httpcore._backends.anyio
     import httpcore._backends.auto
@@ -145,6 +166,7 @@ def _load(tls: bool) -> ssl.SSLContext | None:
     if httpcore._synchronization.trio is not None:  # type: ignore[attr-defined]
         import httpcore._backends.trio
 
+    _LOADED = True
     if not tls:
         return None
     with _LOAD_LOCK:
@@ -306,7 +328,11 @@ class HttpCore:
         if self._client is not None and self._client_loop is loop:
             return self._client
         tls = self._transport is None and self.base_url.startswith("https://")
-        context = await anyio.to_thread.run_sync(_load, tls)
+        if _loaded(tls):
+            await anyio.lowlevel.checkpoint()
+            context = _load(tls)  # nothing left to import or build: no thread to start
+        else:
+            context = await anyio.to_thread.run_sync(_load, tls)
         if self._client is not None and self._client_loop is loop:
             return self._client  # another task made it while this one waited
         import httpx
