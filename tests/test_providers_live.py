@@ -73,6 +73,18 @@ def uk(server: GridServer, sleep: FakeSleep, **kwargs: Any) -> UKCarbonIntensity
 # --- the UK provider ------------------------------------------------------------------------
 
 
+async def concurrent_sessions(policy: Policy, n: int) -> None:
+    """``n`` empty sessions under ``policy``, all at once."""
+
+    async def job() -> None:
+        async with carbon_session(policy):
+            pass
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(job)
+
+
 async def test_uk_forecast_national(server: GridServer, sleep: FakeSleep) -> None:
     async with uk(server, sleep) as provider:
         forecast = await provider.forecast(NOW, NOW + timedelta(hours=4))
@@ -255,14 +267,7 @@ async def test_sessions_waiting_on_a_hung_request_share_its_deadline(
     began = time.monotonic()
     with capture_events(None, ForecastFailed) as events:
         async with provider:
-
-            async def job() -> None:
-                async with carbon_session(policy):
-                    pass
-
-            async with anyio.create_task_group() as tg:
-                for _ in range(200):
-                    tg.start_soon(job)
+            await concurrent_sessions(policy, 200)
             # one request, and its failure is shared: a session right after fails fast
             async with carbon_session(policy):
                 pass
@@ -448,14 +453,7 @@ async def test_single_flight_1000_sessions_one_request(
         # the test process's heap (~0.2 s) must not turn it into a retry
         async with uk(server, sleep, timeout=10.0) as provider:
             policy = Policy(max_delay="4h", provider=provider, strategy=strategy)  # type: ignore[arg-type]
-
-            async def job() -> None:
-                async with carbon_session(policy):
-                    pass
-
-            async with anyio.create_task_group() as tg:
-                for _ in range(1000):
-                    tg.start_soon(job)
+            await concurrent_sessions(policy, 1000)
     # one forecast request for all; the calibrated strategy also reads the last 24 h of
     # actuals, and that too is one request for all
     assert server.requests[0] == "/intensity/2026-03-18T20:00Z/fw48h"
