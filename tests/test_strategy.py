@@ -417,3 +417,75 @@ def test_remembered_calibrations_give_the_plans_a_fresh_fit_gives(
             fresh_blind.between(now, now + timedelta(hours=7)), now, policy, history=history
         )
         assert fresh == remembered
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=1000),
+    minutes=st.sampled_from([5, 15, 30, 60, 120, 180]),
+    start=st.floats(min_value=0.0, max_value=1.0),
+    length=st.integers(min_value=1, max_value=300),
+    extra=st.integers(min_value=0, max_value=30),
+    tamper=st.none() | st.integers(min_value=0, max_value=10**6),
+)
+def test_a_replays_table_sums_exactly_what_a_fit_computes(
+    seed: int, minutes: int, start: float, length: int, extra: int, tamper: int | None
+) -> None:
+    """The table of products a replay builds once (_Products) gives bit-identical sums to the
+    ones _fit_shift computes for any window of the trace's own numbers, and none for numbers
+    that are not the trace's (a tampered value) or windows it cannot cover."""
+    from ecoasync._calibrate import _Products, _shift_sums
+
+    slot = timedelta(minutes=minutes)
+    trace = synthetic_trace(2, slot=slot, seed=seed, lag_slots=1.5)
+    table = _Products(trace, slot)
+    span = table.span
+    columns = trace._columns()
+    lo = int(start * (len(trace) - 1))
+    n = min(length, len(trace) - lo)
+    actual = [a for a in columns.actuals[lo : lo + n] if a is not None]
+    values = list(columns.forecasts[lo : lo + n + extra])
+    if tamper is not None:  # one of the values the sums read is not the trace's
+        values[tamper % min(len(values), n + span + 1)] += 1.0
+    sums = table.sums(columns.starts[lo], slot.total_seconds(), span, actual, values)
+    covered = span > 0 and extra > span and lo + n + span + 1 <= len(trace)
+    if tamper is not None or not covered:
+        assert sums is None
+        return
+    padded = [values[0]] * span + values + [values[-1]] * (span + 1)
+    assert sums is not None
+    assert repr(sums) == repr(_shift_sums(actual, padded[: n + 2 * span + 1], span))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=1000),
+    lag=st.sampled_from([0.0, 1.5, -2.0]),
+    minutes=st.sampled_from([15, 30, 60]),
+)
+def test_replays_plan_the_same_with_and_without_the_table(
+    seed: int, lag: float, minutes: int
+) -> None:
+    """Every plan of a calibrated replay is bit-identical whether the fits read the trace's
+    products from the replay's table or compute them."""
+    import contextlib
+
+    from ecoasync import _simulate
+
+    trace = synthetic_trace(3, slot=timedelta(minutes=minutes), seed=seed, lag_slots=lag)
+    policy = Policy(max_delay="4h")
+    recorded: list[str] = []
+    real_plan = plan
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        p = real_plan(*args, **kwargs)
+        recorded.append(repr(p))
+        return p
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_simulate, "plan", recording)
+        with_table = repr(_simulate.replay(trace, policy)), list(recorded)
+        recorded.clear()
+        m.setattr(_simulate, "_reading", lambda prep, policy: contextlib.nullcontext())
+        without = repr(_simulate.replay(trace, policy)), list(recorded)
+    assert with_table == without

@@ -23,12 +23,14 @@ of half-hours, one calibration per job, in about two seconds.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import itertools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple, cast
@@ -233,7 +235,9 @@ def _fit(
     span = max(reach, 0)
     # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
     padded = [values[0]] * span + values + [values[-1]] * (span + 1)
-    k, w = _fit_shift(actual, padded, span)
+    table = _PRODUCTS.get()
+    sums = None if table is None else table.sums(origin, step, span, actual, values)
+    k, w = _fit_shift(actual, padded, span, sums)
     here = padded[span + k : span + k + n]
     if w:
         after = padded[span + k + 1 : span + k + 1 + n]
@@ -342,7 +346,15 @@ def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tupl
     return start, hi
 
 
-def _fit_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> tuple[int, float]:
+_Sums = tuple[float, list[float], list[float], list[float]]
+"""The sums of products :func:`_fit_shift` reads (see :func:`_shift_sums`): of the actuals
+squared; the prefix sums of ``padded`` squared and times its next value; the cross products of
+the actuals with ``padded`` at each whole shift."""
+
+
+def _fit_shift(
+    actual: Sequence[float], padded: Sequence[float], span: int, sums: _Sums | None = None
+) -> tuple[int, float]:
     """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
     the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
     ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
@@ -351,20 +363,16 @@ def _fit_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> t
     The variance is a parabola in ``w`` on each interval ``[k, k + 1]``, so each has a closed
     form; the sums come from prefix sums, and only the cross-products with the actuals need
     one pass per whole shift. Near-ties go to the smaller ``|shift|``, so a forecast that is
-    on time keeps a shift of 0.
+    on time keeps a shift of 0. ``sums``, when given, is :func:`_shift_sums` of the same
+    arguments, read from a replay's table (:meth:`_Products.sums`).
     """
     if span <= 0:
         return 0, 0.0
     n = len(actual)
     padded = padded[: n + 2 * span + 1]  # the values any shift reads
     lin = [0.0, *itertools.accumulate(padded)]
-    sqr = [0.0, *itertools.accumulate(map(operator.mul, padded, padded))]
-    nxt = [0.0, *itertools.accumulate(map(operator.mul, padded, padded[1:]))]
+    sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span) if sums is None else sums
     sum_a = sum(actual)
-    sq_a = _dot(actual, actual)
-    cross: list[float] = [
-        sum(map(operator.mul, actual, padded[j : j + n])) for j in range(2 * span + 1)
-    ]
     # the best whole shift first (ties to the smaller |k|), then the fraction on either side
     whole = min(
         range(2 * span + 1),
@@ -399,3 +407,125 @@ def _fit_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> t
     if best[1] >= 1.0:  # the end of one interval is the start of the next
         best = (best[0] + 1, 0.0)
     return best
+
+
+def _shift_sums(actual: Sequence[float], padded: Sequence[float], span: int) -> _Sums:
+    """The sums :func:`_fit_shift` reads (:data:`_Sums`), computed from ``actual`` and
+    ``padded`` (cut to what any shift reads)."""
+    n = len(actual)
+    sqr = [0.0, *itertools.accumulate(map(operator.mul, padded, padded))]
+    nxt = [0.0, *itertools.accumulate(map(operator.mul, padded, padded[1:]))]
+    cross = [sum(map(operator.mul, actual, padded[j : j + n])) for j in range(2 * span + 1)]
+    return _dot(actual, actual), sqr, nxt, cross
+
+
+class _Products:
+    """The products :func:`_fit_shift` sums, once for a whole trace (see :func:`replaying`).
+
+    A replay fits one window of the trace per job, each one slot after the last, so every
+    product of an actual with the forecast at a shift, of a forecast value with itself and with
+    the next one would otherwise be computed again for each of the 48 windows that hold it.
+    Row ``t`` of ``cross[j]`` is ``actuals[t] * forecasts[t + j - span]`` (0.0 where that is
+    outside the trace or the actual is missing: such rows are never read), of ``actual_squares``
+    ``actuals[t] * actuals[t]``, of ``squares`` ``forecasts[t] * forecasts[t]`` and of ``pairs``
+    ``forecasts[t] * forecasts[t + 1]``.
+    The same multiplications of the same numbers, summed in the same order as
+    :func:`_shift_sums` does: the sums are bit-identical.
+    """
+
+    __slots__ = (
+        "actual_squares",
+        "actuals",
+        "cross",
+        "forecasts",
+        "pairs",
+        "span",
+        "squares",
+        "starts",
+        "step",
+    )
+
+    def __init__(self, trace: Forecast, slot: timedelta) -> None:
+        columns = trace._columns()
+        self.starts = columns.starts
+        self.step = slot.total_seconds()
+        self.span = span = max(_slots_in(MAX_SHIFT, slot), 0)
+        self.actuals = list(columns.actuals)
+        self.forecasts = forecasts = list(columns.forecasts)
+        known = [0.0 if a is None else a for a in columns.actuals]
+        self.cross: list[list[float]] = []
+        for shift in range(-span, span + 1):
+            if shift >= 0:
+                row = [*map(operator.mul, known, forecasts[shift:]), *[0.0] * shift]
+            else:
+                row = [*[0.0] * -shift, *map(operator.mul, known[-shift:], forecasts)]
+            self.cross.append(row)
+        self.actual_squares = list(map(operator.mul, known, known))
+        self.squares = list(map(operator.mul, forecasts, forecasts))
+        self.pairs = list(map(operator.mul, forecasts, forecasts[1:]))
+
+    def sums(
+        self, origin: float, step: float, span: int, actual: list[float], values: list[float]
+    ) -> _Sums | None:
+        """:func:`_shift_sums` for the window of ``len(actual)`` history slots from ``origin``
+        (POSIX s) of ``step`` seconds, shifts of up to ``span`` slots, these ``actual`` and
+        forecast ``values`` (history first, then the forecast ahead, as :func:`_fit` holds
+        them); or None unless those are the trace's own, from one of its rows on (then the
+        caller computes the sums itself)."""
+        n = len(actual)
+        if step != self.step or span != self.span or span <= 0:
+            return None
+        at = bisect.bisect_left(self.starts, origin)
+        # every number the sums read: the actuals, the forecast up to span slots past them
+        # and the one after (all inside the trace: no padding at the end)
+        read = n + span + 1
+        if (
+            at + read > len(self.forecasts)
+            or self.starts[at] != origin
+            or self.actuals[at : at + n] != actual
+            or self.forecasts[at : at + read] != values[:read]
+        ):
+            return None
+        # the padding before the window repeats the first value: its products are all this one
+        first = values[0]
+        lead = first * first
+        sqr = [
+            0.0,
+            *itertools.accumulate(
+                itertools.chain(itertools.repeat(lead, span), self.squares[at : at + read])
+            ),
+        ]
+        nxt = [
+            0.0,
+            *itertools.accumulate(
+                itertools.chain(itertools.repeat(lead, span), self.pairs[at : at + read - 1])
+            ),
+        ]
+        # cross[j] reads the padding for the first span - j actuals: those products first,
+        # then the rest of the sum from the table, continued from that partial sum
+        front = list(map(operator.mul, actual[:span], itertools.repeat(first)))
+        end = at + n
+        cross = [
+            sum(row[at + span - j : end], sum(front[: span - j])) if j < span else sum(row[at:end])
+            for j, row in enumerate(self.cross)
+        ]
+        return sum(self.actual_squares[at:end]), sqr, nxt, cross
+
+
+_PRODUCTS: ContextVar[_Products | None] = ContextVar("ecoasync_calibration_products", default=None)
+
+
+@contextlib.contextmanager
+def replaying(trace: Forecast, slot: timedelta) -> Iterator[None]:
+    """Within the block, fits on windows of ``trace`` (slices of it as history, a forecast with
+    the same values ahead) read the products :func:`_fit_shift` sums from a table built once
+    (:class:`_Products`), instead of computing them for each fit: for the simulator, which fits
+    one window per job. Every other fit, and every window whose numbers are not the trace's,
+    computes them as usual; the calibrations are bit-identical either way. The table lives in
+    this context only (a context variable): other threads and tasks never see it.
+    """
+    token = _PRODUCTS.set(_Products(trace, slot))
+    try:
+        yield
+    finally:
+        _PRODUCTS.reset(token)
