@@ -217,21 +217,21 @@ def _fit(
     ):
         # the usual case: the forecast continues the history's grid without a gap
         values.extend(upcoming[n - round(first) :])
-        starts = ends = upcoming = ()
-    for start, end, value in zip(starts, ends, upcoming, strict=True):
-        pos = (start - origin) / step
-        k = round(pos)
-        if abs(pos - k) > 1e-6 or abs(end - start - step) > 1e-6:
-            return None  # not on the history's grid
-        if k < len(values):
-            continue
-        gap = k - len(values) + 1
-        if gap > max_gap:
-            return None
-        if gap > 1:  # fill a gap linearly
-            before = values[-1]
-            values.extend(before + (value - before) * j / gap for j in range(1, gap))
-        values.append(value)
+    else:
+        for start, end, value in zip(starts, ends, upcoming, strict=True):
+            pos = (start - origin) / step
+            k = round(pos)
+            if abs(pos - k) > 1e-6 or abs(end - start - step) > 1e-6:
+                return None  # not on the history's grid
+            if k < len(values):
+                continue
+            gap = k - len(values) + 1
+            if gap > max_gap:
+                return None
+            if gap > 1:  # fill a gap linearly
+                before = values[-1]
+                values.extend(before + (value - before) * j / gap for j in range(1, gap))
+            values.append(value)
     span = max(reach, 0)
     # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
     padded = [values[0]] * span + values + [values[-1]] * (span + 1)
@@ -271,10 +271,10 @@ def _slots_in(duration: timedelta, slot: timedelta) -> int:
 
 def _all_last(starts: Sequence[float], ends: Sequence[float], step: float) -> bool:
     """Whether every slot ``[start, end)`` lasts ``step`` seconds (to a microsecond)."""
-    deviations = map(
-        abs, map(operator.sub, map(operator.sub, ends, starts), itertools.repeat(step))
-    )
-    return max(deviations, default=0.0) <= 1e-6
+    for start, end in zip(starts, ends, strict=False):  # noqa: SIM110 (a generator costs more)
+        if not abs(end - start - step) <= 1e-6:
+            return False
+    return True
 
 
 class _Fit(NamedTuple):
@@ -311,9 +311,12 @@ def calibrate_ahead(
     calibration = _fit(history, tail, slot, (columns.starts, columns.ends, columns.forecasts))
     expected = None if calibration is None else calibration.expected_all(columns.starts)
     if len(_RECENT) >= _RECENT_SIZE:
-        # the oldest goes (if another thread has not just removed it)
-        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+        # the oldest goes (if another thread has not just removed it; a try costs nothing
+        # here, a suppress() context manager would on every fit)
+        try:  # noqa: SIM105
             del _RECENT[next(iter(_RECENT))]
+        except (KeyError, RuntimeError, StopIteration):
+            pass
     _RECENT[key] = _Fit(history, ahead, calibration, expected)
     return calibration, expected
 
