@@ -299,6 +299,39 @@ class Forecast(Sequence[Slot]):
         )
         return piece
 
+    def _without_actuals(self) -> Forecast:
+        """The same slots with their actuals taken out, same labels (package-internal: what the
+        simulator's planner may read ahead).
+
+        The slots were checked and sorted when this forecast was made, so they are not checked
+        again, and the columns are this forecast's with no actuals: for a year of slots this is
+        a small part of the cost of building the forecast anew.
+        """
+        setattr_ = object.__setattr__
+        slots: list[Slot] = []
+        for s in self.slots:
+            if s.actual is not None:
+                s, known = object.__new__(Slot), s
+                setattr_(s, "start", known.start)
+                setattr_(s, "end", known.end)
+                setattr_(s, "forecast", known.forecast)
+                setattr_(s, "actual", None)
+            slots.append(s)
+        blind = object.__new__(Forecast)
+        setattr_(blind, "slots", tuple(slots))
+        setattr_(blind, "signal", self.signal)
+        setattr_(blind, "provider", self.provider)
+        setattr_(blind, "zone", self.zone)
+        setattr_(blind, "gaps", self.gaps)
+        setattr_(blind, "_starts", self._starts)
+        setattr_(blind, "_last_slice", None)
+        columns = self._cached_columns
+        if columns is not None:
+            actuals = (None,) * len(slots)
+            columns = columns._replace(actuals=actuals, complete=not slots)
+        setattr_(blind, "_cached_columns", columns)
+        return blind
+
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
         """The same slots, labelled with another provider name or zone."""
         return Forecast(

@@ -225,15 +225,9 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
             f"({first:%Y-%m-%dT%H:%MZ} .. {slots[-1].end:%Y-%m-%dT%H:%MZ}); a trace needs at least "
             "one whole day of slots with intensity_actual, plus the delay budget after it"
         )
-    blind = Forecast(
-        [Slot(s.start, s.end, s.forecast) for s in slots],
-        signal=trace.signal,
-        provider=trace.provider,
-        zone=trace.zone,
-    )
     # every scenario reads slices of these two: convert their slots' times once, here
     trace._columns()
-    blind._columns()
+    blind = trace._without_actuals()
     actual = [s.actual if s.actual is not None else s.forecast for s in slots]
     return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
 
