@@ -263,6 +263,9 @@ class Forecast(Sequence[Slot]):
         Asked for the same slots as the previous call, it returns the same (immutable) object:
         the sessions planned in one slot share one forecast instead of holding a copy each.
         """
+        slots = self.slots
+        if slots and start < slots[0].end and end > self._starts[-1]:
+            return self  # every slot overlaps (the planner's call on a session's forecast)
         lo = max(bisect.bisect_right(self._starts, start) - 1, 0)
         hi = bisect.bisect_left(self._starts, end)
         if lo < hi and self.slots[lo].end <= start:
