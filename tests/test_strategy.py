@@ -466,8 +466,9 @@ def test_a_replays_table_sums_exactly_what_a_fit_computes(
 def test_replays_plan_the_same_with_and_without_the_table(
     seed: int, lag: float, minutes: int
 ) -> None:
-    """Every plan of a calibrated replay is bit-identical whether the fits read the trace's
-    products from the replay's table or compute them."""
+    """Every plan of a calibrated replay (and of a herd) is bit-identical whether the fits
+    read the trace's products from the replay's table or compute them, and whether or not
+    they are remembered."""
     import contextlib
 
     from ecoasync import _simulate
@@ -482,10 +483,15 @@ def test_replays_plan_the_same_with_and_without_the_table(
         recorded.append(repr(p))
         return p
 
+    def run() -> tuple[str, str, list[str]]:
+        recorded.clear()
+        replayed = repr(_simulate.replay(trace, policy))
+        herd = repr(_simulate.replay_herd(trace, policy.evolve(jitter="5m"), 2))
+        return replayed, herd, list(recorded)
+
     with pytest.MonkeyPatch.context() as m:
         m.setattr(_simulate, "plan", recording)
-        with_table = repr(_simulate.replay(trace, policy)), list(recorded)
-        recorded.clear()
-        m.setattr(_simulate, "_reading", lambda prep, policy: contextlib.nullcontext())
-        without = repr(_simulate.replay(trace, policy)), list(recorded)
+        with_table = run()
+        m.setattr(_simulate, "_reading", lambda *_, **__: contextlib.nullcontext())
+        without = run()
     assert with_table == without

@@ -179,7 +179,9 @@ def calibrate(
     """
     if not history or slot.total_seconds() <= 0:
         return None
-    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead)
+    replay = _REPLAY.get()
+    products = None if replay is None else replay.products
+    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead, products)
 
 
 def _limit(slot: timedelta) -> int:
@@ -192,8 +194,10 @@ def _fit(
     tail: tuple[int, int],
     slot: timedelta,
     ahead: tuple[Sequence[float], Sequence[float], Sequence[float]],
+    products: _Products | None = None,
 ) -> Calibration | None:
-    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them."""
+    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them,
+    reading the sums of products from a replay's table where it holds this window's."""
     step = slot.total_seconds()
     lo, hi = tail
     n = hi - lo
@@ -235,8 +239,7 @@ def _fit(
     span = max(reach, 0)
     # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
     padded = [values[0]] * span + values + [values[-1]] * (span + 1)
-    table = _PRODUCTS.get()
-    sums = None if table is None else table.sums(origin, step, span, actual, values)
+    sums = None if products is None else products.sums(origin, step, span, actual, values)
     k, w = _fit_shift(actual, padded, span, sums)
     here = padded[span + k : span + k + n]
     if w:
@@ -298,18 +301,27 @@ def calibrate_ahead(
     answer is remembered for the next sessions planned on the same (shared) history and
     forecast objects with the same slots closed: ten thousand sessions arriving in one
     half-hour fit once per zone instead of once each. The last :data:`_RECENT_SIZE` fits are
-    kept, with their objects (an identity match, never a stale one).
+    kept, with their objects (an identity match, never a stale one). Inside :func:`replaying`
+    the fits read the replay's table, and are not remembered unless it says so (a replay that
+    plans each slot once would only pay for remembering).
     """
     if not history or slot.total_seconds() <= 0:
         return None, None
     lo, hi = tail = _tail(history, now, slot, _limit(slot))
+    replay = _REPLAY.get()
+    products = None if replay is None else replay.products
+    remember = replay is None or replay.remember
     key = (id(history), id(ahead), slot, lo, hi)
-    fit = _RECENT.get(key)
+    fit = _RECENT.get(key) if remember else None
     if fit is not None and fit.history is history and fit.ahead is ahead:
         return fit.calibration, fit.expected
     columns = ahead._columns()
-    calibration = _fit(history, tail, slot, (columns.starts, columns.ends, columns.forecasts))
+    calibration = _fit(
+        history, tail, slot, (columns.starts, columns.ends, columns.forecasts), products
+    )
     expected = None if calibration is None else calibration.expected_all(columns.starts)
+    if not remember:
+        return calibration, expected
     if len(_RECENT) >= _RECENT_SIZE:
         # the oldest goes (if another thread has not just removed it; a try costs nothing
         # here, a suppress() context manager would on every fit)
@@ -515,20 +527,29 @@ class _Products:
         return sum(self.actual_squares[at:end]), sqr, nxt, cross
 
 
-_PRODUCTS: ContextVar[_Products | None] = ContextVar("ecoasync_calibration_products", default=None)
+class _Replay(NamedTuple):
+    """What :func:`replaying` hands down to the fits made inside it."""
+
+    products: _Products
+    remember: bool
+
+
+_REPLAY: ContextVar[_Replay | None] = ContextVar("ecoasync_replay", default=None)
 
 
 @contextlib.contextmanager
-def replaying(trace: Forecast, slot: timedelta) -> Iterator[None]:
+def replaying(trace: Forecast, slot: timedelta, *, remember: bool = True) -> Iterator[None]:
     """Within the block, fits on windows of ``trace`` (slices of it as history, a forecast with
     the same values ahead) read the products :func:`_fit_shift` sums from a table built once
     (:class:`_Products`), instead of computing them for each fit: for the simulator, which fits
     one window per job. Every other fit, and every window whose numbers are not the trace's,
-    computes them as usual; the calibrations are bit-identical either way. The table lives in
-    this context only (a context variable): other threads and tasks never see it.
+    computes them as usual; the calibrations are bit-identical either way. With ``remember``
+    false, :func:`calibrate_ahead` neither looks up nor keeps fits (for a replay that plans each
+    slot once). This lives in this context only (a context variable): other threads and tasks
+    never see it.
     """
-    token = _PRODUCTS.set(_Products(trace, slot))
+    token = _REPLAY.set(_Replay(_Products(trace, slot), remember))
     try:
         yield
     finally:
-        _PRODUCTS.reset(token)
+        _REPLAY.reset(token)

@@ -260,12 +260,15 @@ def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast
     return forecast, history, now
 
 
-def _reading(prep: _Prepared, policy: Policy) -> contextlib.AbstractContextManager[None]:
+def _reading(
+    prep: _Prepared, policy: Policy, *, remember: bool
+) -> contextlib.AbstractContextManager[None]:
     """For the calibrated strategy: the fits read the products they sum from one table of the
-    trace's (:func:`~ecoasync._calibrate.replaying`; the plans are the same without it)."""
+    trace's, and are remembered for the next plan only if one will ask for the same
+    (:func:`~ecoasync._calibrate.replaying`; the plans are the same without it)."""
     if policy.strategy != "calibrated":
         return contextlib.nullcontext()
-    return replaying(prep.trace, prep.slot)
+    return replaying(prep.trace, prep.slot, remember=remember)
 
 
 def _ran_in(prep: _Prepared, i: int, start: datetime) -> int:
@@ -295,7 +298,7 @@ def replay(
     per_day: dict[date, list[float]] = {}
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
-    with _reading(prep, policy):
+    with _reading(prep, policy, remember=False):
         for n, i in enumerate(prep.scenarios):
             forecast, history, now = _inputs(prep, i, policy)
             p = plan(forecast, now, policy, history=history)
@@ -362,7 +365,7 @@ def replay_herd(
     base = jit = led = 0.0
     total = len(prep.scenarios)
     every = max(total // 100, 1)
-    with _reading(prep, policy):
+    with _reading(prep, policy, remember=True):
         for n, i in enumerate(prep.scenarios):
             forecast, history, now = _inputs(prep, i, policy)
             while held and held[0][0] <= now:  # jobs whose slot has passed have completed
