@@ -108,6 +108,14 @@ class Slot:
         return self.start <= when < self.end
 
 
+_SLOT_SETTERS = tuple(
+    Slot.__dict__[name].__set__ for name in ("start", "end", "forecast", "actual")
+)
+"""The setters of a slot's fields, for slots made from values already checked (the frozen
+dataclass refuses ``setattr``; these are what ``object.__setattr__`` would find, without the
+lookup)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     """A stretch of time between two slots that no slot covers."""
@@ -310,17 +318,19 @@ class Forecast(Sequence[Slot]):
         again, and the columns are this forecast's with no actuals: for a year of slots this is
         a small part of the cost of building the forecast anew.
         """
-        setattr_ = object.__setattr__
+        set_start, set_end, set_forecast, set_actual = _SLOT_SETTERS
+        new = object.__new__
         slots: list[Slot] = []
         for s in self.slots:
             if s.actual is not None:
-                s, known = object.__new__(Slot), s
-                setattr_(s, "start", known.start)
-                setattr_(s, "end", known.end)
-                setattr_(s, "forecast", known.forecast)
-                setattr_(s, "actual", None)
+                s, known = new(Slot), s
+                set_start(s, known.start)
+                set_end(s, known.end)
+                set_forecast(s, known.forecast)
+                set_actual(s, None)
             slots.append(s)
-        blind = object.__new__(Forecast)
+        setattr_ = object.__setattr__
+        blind = new(Forecast)
         setattr_(blind, "slots", tuple(slots))
         setattr_(blind, "signal", self.signal)
         setattr_(blind, "provider", self.provider)
