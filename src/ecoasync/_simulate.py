@@ -195,13 +195,13 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
         raise SimulationError(f"the trace's slots ({slot}) do not divide a day")
     slots = trace.slots
     ahead = int(policy.max_delay / slot)
-    index = {s.start: i for i, s in enumerate(slots)}
-
-    def usable(i: int | None, start: datetime) -> bool:
-        if i is None:
-            return False
+    # run[i]: how many slots from slot i on are usable (one slot long, with an actual), each
+    # starting where the one before it ends
+    run = [0] * (len(slots) + 1)
+    for i in range(len(slots) - 1, -1, -1):
         s = slots[i]
-        return s.start == start and s.end - s.start == slot and s.actual is not None
+        if s.actual is not None and s.end - s.start == slot:
+            run[i] = run[i + 1] + 1 if i + 1 < len(slots) and slots[i + 1].start == s.end else 1
 
     per_day = int(timedelta(days=1) / slot)
     first = slots[0].start
@@ -212,11 +212,9 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
     days: list[date] = []
     while day + timedelta(days=1) <= slots[-1].end:
         # the day's slots and the look-ahead of its last submission must all be in the trace
-        needed = per_day + ahead
-        starts = [day + k * slot for k in range(needed)]
-        found = [index.get(t) for t in starts]
-        if all(usable(i, t) for i, t in zip(found, starts, strict=True)):
-            scenarios.extend(i for i in found[:per_day] if i is not None)
+        at = trace.index_at(day)
+        if at is not None and slots[at].start == day and run[at] >= per_day + ahead:
+            scenarios.extend(range(at, at + per_day))
             days.append(day.date())
         day += timedelta(days=1)
     if not scenarios:
