@@ -153,6 +153,16 @@ def test_without_actuals_is_the_forecast_built_again_without_them(
     assert piece._columns() == _Columns.of(piece.slots)
 
 
+def test_the_field_setters_cover_every_field_in_order() -> None:
+    """Forecast._like and Forecast._without_actuals set every field of what they make."""
+    import dataclasses
+
+    from ecoasync._forecast import _FORECAST_FIELDS, _SLOT_FIELDS
+
+    assert tuple(f.name for f in dataclasses.fields(Forecast)) == _FORECAST_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(Slot)) == _SLOT_FIELDS
+
+
 def test_columns_are_computed_once_and_do_not_change_equality() -> None:
     slots = [Slot(T0 + i * HALF, T0 + (i + 1) * HALF, 100 + i, 90 + i) for i in range(6)]
     warm, cold = Forecast(slots), Forecast(slots)

@@ -108,9 +108,8 @@ class Slot:
         return self.start <= when < self.end
 
 
-_SLOT_SETTERS = tuple(
-    Slot.__dict__[name].__set__ for name in ("start", "end", "forecast", "actual")
-)
+_SLOT_FIELDS = ("start", "end", "forecast", "actual")
+_SLOT_SETTERS = tuple(Slot.__dict__[name].__set__ for name in _SLOT_FIELDS)
 """The setters of a slot's fields, for slots made from values already checked (the frozen
 dataclass refuses ``setattr``; these are what ``object.__setattr__`` would find, without the
 lookup)."""
@@ -156,7 +155,7 @@ class _Columns(NamedTuple):
         # what holds for every slot of the whole holds for those of a slice
         length = self.length if self.length is not None and slots else _common_length(slots)
         actuals = self.actuals[lo:hi]
-        return _Columns(
+        parts = (
             self.starts[lo:hi],
             self.ends[lo:hi],
             self.forecasts[lo:hi],
@@ -164,6 +163,7 @@ class _Columns(NamedTuple):
             length,
             self.complete or None not in actuals,
         )
+        return tuple.__new__(_Columns, parts)  # (what _Columns(*parts) does, one call less)
 
 
 def _common_length(slots: Sequence[Slot]) -> timedelta | None:
@@ -290,24 +290,48 @@ class Forecast(Sequence[Slot]):
         """Slots ``[lo:hi]`` without re-sorting or re-checking them (they already are)."""
         if lo == 0 and hi >= len(self.slots):
             return self
-        piece = object.__new__(Forecast)
         slots = self.slots[lo:hi]
         first = slots[0].start if slots else None
         last = slots[-1].end if slots else None
         gaps: tuple[Gap, ...] = ()
         if self.gaps and first is not None and last is not None:
             gaps = tuple(g for g in self.gaps if first <= g.start and g.end <= last)
-        object.__setattr__(piece, "slots", slots)
-        object.__setattr__(piece, "signal", self.signal)
-        object.__setattr__(piece, "provider", self.provider)
-        object.__setattr__(piece, "zone", self.zone)
-        object.__setattr__(piece, "gaps", gaps)
-        object.__setattr__(piece, "_starts", self._starts[lo:hi])
-        object.__setattr__(piece, "_last_slice", None)
         columns = self._cached_columns
-        object.__setattr__(
-            piece, "_cached_columns", None if columns is None else columns.part(lo, hi, slots)
+        return self._like(
+            slots,
+            gaps,
+            self._starts[lo:hi],
+            None if columns is None else columns.part(lo, hi, slots),
         )
+
+    def _like(
+        self,
+        slots: tuple[Slot, ...],
+        gaps: tuple[Gap, ...],
+        starts: tuple[datetime, ...],
+        columns: _Columns | None,
+    ) -> Forecast:
+        """A forecast of the same source made of these parts, which already hold together (sorted
+        slots, their gaps, their starts, their columns or None): nothing is checked again."""
+        piece = object.__new__(Forecast)
+        (
+            set_slots,
+            set_signal,
+            set_provider,
+            set_zone,
+            set_gaps,
+            set_starts,
+            set_last,
+            set_columns,
+        ) = _FORECAST_SETTERS
+        set_slots(piece, slots)
+        set_signal(piece, self.signal)
+        set_provider(piece, self.provider)
+        set_zone(piece, self.zone)
+        set_gaps(piece, gaps)
+        set_starts(piece, starts)
+        set_last(piece, None)
+        set_columns(piece, columns)
         return piece
 
     def _without_actuals(self) -> Forecast:
@@ -329,21 +353,10 @@ class Forecast(Sequence[Slot]):
                 set_forecast(s, known.forecast)
                 set_actual(s, None)
             slots.append(s)
-        setattr_ = object.__setattr__
-        blind = new(Forecast)
-        setattr_(blind, "slots", tuple(slots))
-        setattr_(blind, "signal", self.signal)
-        setattr_(blind, "provider", self.provider)
-        setattr_(blind, "zone", self.zone)
-        setattr_(blind, "gaps", self.gaps)
-        setattr_(blind, "_starts", self._starts)
-        setattr_(blind, "_last_slice", None)
         columns = self._cached_columns
         if columns is not None:
-            actuals = (None,) * len(slots)
-            columns = columns._replace(actuals=actuals, complete=not slots)
-        setattr_(blind, "_cached_columns", columns)
-        return blind
+            columns = columns._replace(actuals=(None,) * len(slots), complete=not slots)
+        return self._like(tuple(slots), self.gaps, self._starts, columns)
 
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
         """The same slots, labelled with another provider name or zone."""
@@ -353,3 +366,18 @@ class Forecast(Sequence[Slot]):
             provider=self.provider if provider is None else provider,
             zone=self.zone if zone is None else zone,
         )
+
+
+_FORECAST_FIELDS = (
+    "slots",
+    "signal",
+    "provider",
+    "zone",
+    "gaps",
+    "_starts",
+    "_last_slice",
+    "_cached_columns",
+)
+_FORECAST_SETTERS = tuple(Forecast.__dict__[name].__set__ for name in _FORECAST_FIELDS)
+"""The setters of a forecast's fields, in :meth:`Forecast._like`'s order (as for
+:data:`_SLOT_SETTERS`)."""
