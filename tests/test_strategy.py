@@ -495,3 +495,58 @@ def test_replays_plan_the_same_with_and_without_the_table(
         m.setattr(_simulate, "_reading", lambda *_, **__: contextlib.nullcontext())
         without = run()
     assert with_table == without
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    year=st.sampled_from([1950, 2026, 2241, 2243, 9000]),
+    slot=st.sampled_from([HALF, HALF + timedelta(microseconds=7)]),
+    count=st.integers(min_value=1, max_value=14),
+    odd=st.dictionaries(
+        st.integers(min_value=0, max_value=13),
+        st.sampled_from([timedelta(microseconds=1), -HALF / 2]),
+        max_size=2,
+    ),
+    gap=st.sampled_from([timedelta(0), timedelta(microseconds=1), HALF]),
+    where=st.integers(min_value=0, max_value=13),
+    micro=st.sampled_from([0, 123457]),
+)
+def test_a_regular_forecast_ahead_fits_as_when_its_slots_are_checked(
+    year: int,
+    slot: timedelta,
+    count: int,
+    odd: dict[int, timedelta],
+    gap: timedelta,
+    where: int,
+    micro: int,
+) -> None:
+    """_fit told that the forecast ahead is regular (_regular) gives the fit it gives when it
+    checks every slot's times: for slots of odd lengths, gaps, and times far from 1970 (where
+    POSIX times off the whole second are not exact to a microsecond)."""
+    from ecoasync._calibrate import _fit, _limit, _regular
+
+    now = datetime(year, 3, 18, 12, tzinfo=UTC) + timedelta(microseconds=micro)
+    history = Forecast(
+        [
+            Slot(now - (48 - i) * slot, now - (47 - i) * slot, 100.0 + i % 7, 95.0 + i % 5)
+            for i in range(48)
+        ]
+    )
+    slots, t = [], now
+    for i in range(count):
+        length = slot + odd.get(i, timedelta(0))
+        t += gap if i == where else timedelta(0)
+        slots.append(Slot(t, t + length, 90.0 + 3 * i))
+        t += length
+    ahead = Forecast(slots)
+    columns = ahead._columns()
+    tail = _tail(history, now, slot, _limit(slot))
+    told = _fit(
+        history,
+        tail,
+        slot,
+        (columns.starts, columns.ends, columns.forecasts),
+        regular=_regular(ahead, slot),
+    )
+    checked = _fit(history, tail, slot, (columns.starts, columns.ends, columns.forecasts))
+    assert repr(told) == repr(checked)
