@@ -126,6 +126,43 @@ def test_slices_carry_the_columns_of_their_slots(
     assert fresh.complete == all(s.actual is not None for s in piece)
 
 
+@settings(max_examples=200, deadline=None)
+@given(odd_forecasts(), st.booleans(), st.sampled_from(["a", "b"]), st.data())
+def test_without_actuals_is_the_forecast_built_again_without_them(
+    forecast: Forecast, warm: bool, zone: str, data: st.DataObject
+) -> None:
+    """What the simulator's planner reads ahead: the same slots, labels, gaps and columns as a
+    forecast built anew from the slots without their actuals, and slices of it the same too."""
+    forecast = forecast.with_source(provider="p", zone=zone)
+    if warm:
+        forecast._columns()
+    blind = forecast._without_actuals()
+    fresh = Forecast(
+        [Slot(s.start, s.end, s.forecast) for s in forecast],
+        signal=forecast.signal,
+        provider=forecast.provider,
+        zone=forecast.zone,
+    )
+    assert blind == fresh and repr(blind) == repr(fresh)
+    assert blind._starts == fresh._starts
+    assert blind._columns() == _Columns.of(fresh.slots)
+    assert all(s.actual is None for s in blind)
+    a, b = sorted((data.draw(bounds(forecast)), data.draw(bounds(forecast))))
+    piece = blind.between(a, b + US)
+    assert piece == fresh.between(a, b + US)
+    assert piece._columns() == _Columns.of(piece.slots)
+
+
+def test_the_field_setters_cover_every_field_in_order() -> None:
+    """Forecast._like and Forecast._without_actuals set every field of what they make."""
+    import dataclasses
+
+    from ecoasync._forecast import _FORECAST_FIELDS, _SLOT_FIELDS
+
+    assert tuple(f.name for f in dataclasses.fields(Forecast)) == _FORECAST_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(Slot)) == _SLOT_FIELDS
+
+
 def test_columns_are_computed_once_and_do_not_change_equality() -> None:
     slots = [Slot(T0 + i * HALF, T0 + (i + 1) * HALF, 100 + i, 90 + i) for i in range(6)]
     warm, cold = Forecast(slots), Forecast(slots)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ecoasync import Forecast, Policy, Slot, SlotLedger
 from ecoasync._simulate import (
     SimulationError,
+    _prepare,
     replay,
     replay_herd,
     scenario_days,
@@ -111,6 +112,69 @@ def test_a_day_with_a_missing_actual_is_skipped() -> None:
         [Slot(D0 + i * HALF, D0 + (i + 1) * HALF, 100, None if i == 5 else 100) for i in range(n)]
     )
     assert [d.isoformat() for d in scenario_days(trace, "1h")] == ["2026-03-19"]
+
+
+def _days_by_lookup(trace: Forecast, per_day: int, ahead: int) -> tuple[list[int], list[str]]:
+    """The replayed slots and days as the simulator first found them: every start of a day and
+    its look-ahead looked up, each slot checked."""
+    index = {s.start: i for i, s in enumerate(trace)}
+    day = datetime(trace[0].start.year, trace[0].start.month, trace[0].start.day, tzinfo=UTC)
+    if day < trace[0].start:
+        day += timedelta(days=1)
+    scenarios: list[int] = []
+    days: list[str] = []
+    while day + timedelta(days=1) <= trace[-1].end:
+        starts = [day + k * HALF for k in range(per_day + ahead)]
+        found = [index.get(t) for t in starts]
+        if all(
+            i is not None
+            and trace[i].start == t
+            and trace[i].duration == HALF
+            and trace[i].actual is not None
+            for i, t in zip(found, starts, strict=True)
+        ):
+            scenarios.extend(i for i in found[:per_day] if i is not None)
+            days.append(day.date().isoformat())
+        day += timedelta(days=1)
+    return scenarios, days
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offset=st.integers(0, 47),
+    drop=st.sets(st.integers(0, 48 * 4 - 1), max_size=3),
+    blank=st.sets(st.integers(0, 48 * 4 - 1), max_size=3),
+    short=st.sets(st.integers(0, 48 * 4 - 1), max_size=2),
+    split=st.sets(st.integers(0, 48 * 4 - 1), max_size=2),
+    budget=st.sampled_from(["1h", "4h", "23h30m"]),
+)
+def test_the_replayed_days_are_those_whose_slots_are_all_there(
+    offset: int, drop: set[int], blank: set[int], short: set[int], split: set[int], budget: str
+) -> None:
+    """Days with a missing slot, a slot without actual, a shorter slot or one cut in two in
+    them or their look-ahead are skipped, exactly as when every start was looked up and
+    checked."""
+    slots = []
+    for i in range(48 * 4):
+        if i in drop:
+            continue
+        start = D0 + (offset + i) * HALF
+        actual = None if i in blank else 90.0
+        if i in split:
+            slots.append(Slot(start, start + HALF / 2, 100.0, actual))
+            slots.append(Slot(start + HALF / 2, start + HALF, 100.0, actual))
+            continue
+        end = start + (HALF / 2 if i in short else HALF)
+        slots.append(Slot(start, end, 100.0, actual))
+    trace = Forecast(slots)
+    ahead = {"1h": 2, "4h": 8, "23h30m": 47}[budget]
+    scenarios, days = _days_by_lookup(trace, 48, ahead)
+    if not days:
+        with pytest.raises(SimulationError, match="no complete UTC day"):
+            scenario_days(trace, budget)
+        return
+    assert [d.isoformat() for d in scenario_days(trace, budget)] == days
+    assert _prepare(trace, Policy(max_delay=budget)).scenarios == scenarios
 
 
 @settings(max_examples=25, deadline=None)

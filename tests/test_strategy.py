@@ -417,3 +417,136 @@ def test_remembered_calibrations_give_the_plans_a_fresh_fit_gives(
             fresh_blind.between(now, now + timedelta(hours=7)), now, policy, history=history
         )
         assert fresh == remembered
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=1000),
+    minutes=st.sampled_from([5, 15, 30, 60, 120, 180]),
+    start=st.floats(min_value=0.0, max_value=1.0),
+    length=st.integers(min_value=1, max_value=300),
+    extra=st.integers(min_value=0, max_value=30),
+    tamper=st.none() | st.integers(min_value=0, max_value=10**6),
+)
+def test_a_replays_table_sums_exactly_what_a_fit_computes(
+    seed: int, minutes: int, start: float, length: int, extra: int, tamper: int | None
+) -> None:
+    """The table of products a replay builds once (_Products) gives bit-identical sums to the
+    ones _fit_shift computes for any window of the trace's own numbers, and none for numbers
+    that are not the trace's (a tampered value) or windows it cannot cover."""
+    from ecoasync._calibrate import _Products, _shift_sums
+
+    slot = timedelta(minutes=minutes)
+    trace = synthetic_trace(2, slot=slot, seed=seed, lag_slots=1.5)
+    table = _Products(trace, slot)
+    span = table.span
+    columns = trace._columns()
+    lo = int(start * (len(trace) - 1))
+    n = min(length, len(trace) - lo)
+    actual = [a for a in columns.actuals[lo : lo + n] if a is not None]
+    values = list(columns.forecasts[lo : lo + n + extra])
+    if tamper is not None:  # one of the values the sums read is not the trace's
+        values[tamper % min(len(values), n + span + 1)] += 1.0
+    sums = table.sums(columns.starts[lo], slot.total_seconds(), span, actual, values)
+    covered = span > 0 and extra > span and lo + n + span + 1 <= len(trace)
+    if tamper is not None or not covered:
+        assert sums is None
+        return
+    padded = [values[0]] * span + values + [values[-1]] * (span + 1)
+    assert sums is not None
+    assert repr(sums) == repr(_shift_sums(actual, padded[: n + 2 * span + 1], span))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=1000),
+    lag=st.sampled_from([0.0, 1.5, -2.0]),
+    minutes=st.sampled_from([15, 30, 60]),
+)
+def test_replays_plan_the_same_with_and_without_the_table(
+    seed: int, lag: float, minutes: int
+) -> None:
+    """Every plan of a calibrated replay (and of a herd) is bit-identical whether the fits
+    read the trace's products from the replay's table or compute them, and whether or not
+    they are remembered."""
+    import contextlib
+
+    from ecoasync import _simulate
+
+    trace = synthetic_trace(3, slot=timedelta(minutes=minutes), seed=seed, lag_slots=lag)
+    policy = Policy(max_delay="4h")
+    recorded: list[str] = []
+    real_plan = plan
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        p = real_plan(*args, **kwargs)
+        recorded.append(repr(p))
+        return p
+
+    def run() -> tuple[str, str, list[str]]:
+        recorded.clear()
+        replayed = repr(_simulate.replay(trace, policy))
+        herd = repr(_simulate.replay_herd(trace, policy.evolve(jitter="5m"), 2))
+        return replayed, herd, list(recorded)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_simulate, "plan", recording)
+        with_table = run()
+        m.setattr(_simulate, "_reading", lambda *_, **__: contextlib.nullcontext())
+        without = run()
+    assert with_table == without
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    year=st.sampled_from([1950, 2026, 2241, 2243, 9000]),
+    slot=st.sampled_from([HALF, HALF + timedelta(microseconds=7)]),
+    count=st.integers(min_value=1, max_value=14),
+    odd=st.dictionaries(
+        st.integers(min_value=0, max_value=13),
+        st.sampled_from([timedelta(microseconds=1), -HALF / 2]),
+        max_size=2,
+    ),
+    gap=st.sampled_from([timedelta(0), timedelta(microseconds=1), HALF]),
+    where=st.integers(min_value=0, max_value=13),
+    micro=st.sampled_from([0, 123457]),
+)
+def test_a_regular_forecast_ahead_fits_as_when_its_slots_are_checked(
+    year: int,
+    slot: timedelta,
+    count: int,
+    odd: dict[int, timedelta],
+    gap: timedelta,
+    where: int,
+    micro: int,
+) -> None:
+    """_fit told that the forecast ahead is regular (_regular) gives the fit it gives when it
+    checks every slot's times: for slots of odd lengths, gaps, and times far from 1970 (where
+    POSIX times off the whole second are not exact to a microsecond)."""
+    from ecoasync._calibrate import _fit, _limit, _regular
+
+    now = datetime(year, 3, 18, 12, tzinfo=UTC) + timedelta(microseconds=micro)
+    history = Forecast(
+        [
+            Slot(now - (48 - i) * slot, now - (47 - i) * slot, 100.0 + i % 7, 95.0 + i % 5)
+            for i in range(48)
+        ]
+    )
+    slots, t = [], now
+    for i in range(count):
+        length = slot + odd.get(i, timedelta(0))
+        t += gap if i == where else timedelta(0)
+        slots.append(Slot(t, t + length, 90.0 + 3 * i))
+        t += length
+    ahead = Forecast(slots)
+    columns = ahead._columns()
+    tail = _tail(history, now, slot, _limit(slot))
+    told = _fit(
+        history,
+        tail,
+        slot,
+        (columns.starts, columns.ends, columns.forecasts),
+        regular=_regular(ahead, slot),
+    )
+    checked = _fit(history, tail, slot, (columns.starts, columns.ends, columns.forecasts))
+    assert repr(told) == repr(checked)

@@ -108,6 +108,13 @@ class Slot:
         return self.start <= when < self.end
 
 
+_SLOT_FIELDS = ("start", "end", "forecast", "actual")
+_SLOT_SETTERS = tuple(Slot.__dict__[name].__set__ for name in _SLOT_FIELDS)
+"""The setters of a slot's fields, for slots made from values already checked (the frozen
+dataclass refuses ``setattr``; these are what ``object.__setattr__`` would find, without the
+lookup)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     """A stretch of time between two slots that no slot covers."""
@@ -148,7 +155,7 @@ class _Columns(NamedTuple):
         # what holds for every slot of the whole holds for those of a slice
         length = self.length if self.length is not None and slots else _common_length(slots)
         actuals = self.actuals[lo:hi]
-        return _Columns(
+        parts = (
             self.starts[lo:hi],
             self.ends[lo:hi],
             self.forecasts[lo:hi],
@@ -156,6 +163,7 @@ class _Columns(NamedTuple):
             length,
             self.complete or None not in actuals,
         )
+        return tuple.__new__(_Columns, parts)  # (what _Columns(*parts) does, one call less)
 
 
 def _common_length(slots: Sequence[Slot]) -> timedelta | None:
@@ -263,6 +271,9 @@ class Forecast(Sequence[Slot]):
         Asked for the same slots as the previous call, it returns the same (immutable) object:
         the sessions planned in one slot share one forecast instead of holding a copy each.
         """
+        slots = self.slots
+        if slots and start < slots[0].end and end > self._starts[-1]:
+            return self  # every slot overlaps (the planner's call on a session's forecast)
         lo = max(bisect.bisect_right(self._starts, start) - 1, 0)
         hi = bisect.bisect_left(self._starts, end)
         if lo < hi and self.slots[lo].end <= start:
@@ -279,25 +290,73 @@ class Forecast(Sequence[Slot]):
         """Slots ``[lo:hi]`` without re-sorting or re-checking them (they already are)."""
         if lo == 0 and hi >= len(self.slots):
             return self
-        piece = object.__new__(Forecast)
         slots = self.slots[lo:hi]
         first = slots[0].start if slots else None
         last = slots[-1].end if slots else None
         gaps: tuple[Gap, ...] = ()
         if self.gaps and first is not None and last is not None:
             gaps = tuple(g for g in self.gaps if first <= g.start and g.end <= last)
-        object.__setattr__(piece, "slots", slots)
-        object.__setattr__(piece, "signal", self.signal)
-        object.__setattr__(piece, "provider", self.provider)
-        object.__setattr__(piece, "zone", self.zone)
-        object.__setattr__(piece, "gaps", gaps)
-        object.__setattr__(piece, "_starts", self._starts[lo:hi])
-        object.__setattr__(piece, "_last_slice", None)
         columns = self._cached_columns
-        object.__setattr__(
-            piece, "_cached_columns", None if columns is None else columns.part(lo, hi, slots)
+        return self._like(
+            slots,
+            gaps,
+            self._starts[lo:hi],
+            None if columns is None else columns.part(lo, hi, slots),
         )
+
+    def _like(
+        self,
+        slots: tuple[Slot, ...],
+        gaps: tuple[Gap, ...],
+        starts: tuple[datetime, ...],
+        columns: _Columns | None,
+    ) -> Forecast:
+        """A forecast of the same source made of these parts, which already hold together (sorted
+        slots, their gaps, their starts, their columns or None): nothing is checked again."""
+        piece = object.__new__(Forecast)
+        (
+            set_slots,
+            set_signal,
+            set_provider,
+            set_zone,
+            set_gaps,
+            set_starts,
+            set_last,
+            set_columns,
+        ) = _FORECAST_SETTERS
+        set_slots(piece, slots)
+        set_signal(piece, self.signal)
+        set_provider(piece, self.provider)
+        set_zone(piece, self.zone)
+        set_gaps(piece, gaps)
+        set_starts(piece, starts)
+        set_last(piece, None)
+        set_columns(piece, columns)
         return piece
+
+    def _without_actuals(self) -> Forecast:
+        """The same slots with their actuals taken out, same labels (package-internal: what the
+        simulator's planner may read ahead).
+
+        The slots were checked and sorted when this forecast was made, so they are not checked
+        again, and the columns are this forecast's with no actuals: for a year of slots this is
+        a small part of the cost of building the forecast anew.
+        """
+        set_start, set_end, set_forecast, set_actual = _SLOT_SETTERS
+        new = object.__new__
+        slots: list[Slot] = []
+        for s in self.slots:
+            if s.actual is not None:
+                s, known = new(Slot), s
+                set_start(s, known.start)
+                set_end(s, known.end)
+                set_forecast(s, known.forecast)
+                set_actual(s, None)
+            slots.append(s)
+        columns = self._cached_columns
+        if columns is not None:
+            columns = columns._replace(actuals=(None,) * len(slots), complete=not slots)
+        return self._like(tuple(slots), self.gaps, self._starts, columns)
 
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
         """The same slots, labelled with another provider name or zone."""
@@ -307,3 +366,18 @@ class Forecast(Sequence[Slot]):
             provider=self.provider if provider is None else provider,
             zone=self.zone if zone is None else zone,
         )
+
+
+_FORECAST_FIELDS = (
+    "slots",
+    "signal",
+    "provider",
+    "zone",
+    "gaps",
+    "_starts",
+    "_last_slice",
+    "_cached_columns",
+)
+_FORECAST_SETTERS = tuple(Forecast.__dict__[name].__set__ for name in _FORECAST_FIELDS)
+"""The setters of a forecast's fields, in :meth:`Forecast._like`'s order (as for
+:data:`_SLOT_SETTERS`)."""

@@ -16,6 +16,7 @@ The planner is given the forecast with the actuals taken out, so it cannot see t
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import statistics
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ._calibrate import LOOKBACK, MAX_SHIFT
+from ._calibrate import LOOKBACK, MAX_SHIFT, replaying
 from ._forecast import Forecast, Slot
 from ._ledger import SlotLedger
 from ._planner import _slot_length, plan
@@ -194,13 +195,13 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
         raise SimulationError(f"the trace's slots ({slot}) do not divide a day")
     slots = trace.slots
     ahead = int(policy.max_delay / slot)
-    index = {s.start: i for i, s in enumerate(slots)}
-
-    def usable(i: int | None, start: datetime) -> bool:
-        if i is None:
-            return False
+    # run[i]: how many slots from slot i on are usable (one slot long, with an actual), each
+    # starting where the one before it ends
+    run = [0] * (len(slots) + 1)
+    for i in range(len(slots) - 1, -1, -1):
         s = slots[i]
-        return s.start == start and s.end - s.start == slot and s.actual is not None
+        if s.actual is not None and s.end - s.start == slot:
+            run[i] = run[i + 1] + 1 if i + 1 < len(slots) and slots[i + 1].start == s.end else 1
 
     per_day = int(timedelta(days=1) / slot)
     first = slots[0].start
@@ -211,11 +212,9 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
     days: list[date] = []
     while day + timedelta(days=1) <= slots[-1].end:
         # the day's slots and the look-ahead of its last submission must all be in the trace
-        needed = per_day + ahead
-        starts = [day + k * slot for k in range(needed)]
-        found = [index.get(t) for t in starts]
-        if all(usable(i, t) for i, t in zip(found, starts, strict=True)):
-            scenarios.extend(i for i in found[:per_day] if i is not None)
+        at = trace.index_at(day)
+        if at is not None and slots[at].start == day and run[at] >= per_day + ahead:
+            scenarios.extend(range(at, at + per_day))
             days.append(day.date())
         day += timedelta(days=1)
     if not scenarios:
@@ -224,15 +223,9 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
             f"({first:%Y-%m-%dT%H:%MZ} .. {slots[-1].end:%Y-%m-%dT%H:%MZ}); a trace needs at least "
             "one whole day of slots with intensity_actual, plus the delay budget after it"
         )
-    blind = Forecast(
-        [Slot(s.start, s.end, s.forecast) for s in slots],
-        signal=trace.signal,
-        provider=trace.provider,
-        zone=trace.zone,
-    )
     # every scenario reads slices of these two: convert their slots' times once, here
     trace._columns()
-    blind._columns()
+    blind = trace._without_actuals()
     actual = [s.actual if s.actual is not None else s.forecast for s in slots]
     return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
 
@@ -265,6 +258,17 @@ def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast
     return forecast, history, now
 
 
+def _reading(
+    prep: _Prepared, policy: Policy, *, remember: bool
+) -> contextlib.AbstractContextManager[None]:
+    """For the calibrated strategy: the fits read the products they sum from one table of the
+    trace's, and are remembered for the next plan only if one will ask for the same
+    (:func:`~ecoasync._calibrate.replaying`; the plans are the same without it)."""
+    if policy.strategy != "calibrated":
+        return contextlib.nullcontext()
+    return replaying(prep.trace, prep.slot, remember=remember)
+
+
 def _ran_in(prep: _Prepared, i: int, start: datetime) -> int:
     """The index of the slot a job that starts at ``start`` runs in (submitted at slot ``i``)."""
     return i + int((start - prep.trace.slots[i].start) // prep.slot)
@@ -292,28 +296,29 @@ def replay(
     per_day: dict[date, list[float]] = {}
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
-    for n, i in enumerate(prep.scenarios):
-        forecast, history, now = _inputs(prep, i, policy)
-        p = plan(forecast, now, policy, history=history)
-        j = _ran_in(prep, i, p.start)
-        o = _oracle(actual, i, prep.ahead)
-        a_now, a_run, a_best = (
-            actual[i] * energy_kwh,
-            actual[j] * energy_kwh,
-            actual[o] * energy_kwh,
-        )
-        base += a_now
-        sched += a_run
-        orc += a_best
-        regressions += a_run > a_now
-        delays.append((p.start - now) / hour)
-        day = per_day.setdefault(slots[i].start.date(), [0, 0.0, 0.0, 0.0])
-        day[0] += 1
-        day[1] += a_now
-        day[2] += a_run
-        day[3] += a_best
-        if progress is not None and (n % every == 0 or n == total - 1):
-            progress(n + 1, total)
+    with _reading(prep, policy, remember=False):
+        for n, i in enumerate(prep.scenarios):
+            forecast, history, now = _inputs(prep, i, policy)
+            p = plan(forecast, now, policy, history=history)
+            j = _ran_in(prep, i, p.start)
+            o = _oracle(actual, i, prep.ahead)
+            a_now, a_run, a_best = (
+                actual[i] * energy_kwh,
+                actual[j] * energy_kwh,
+                actual[o] * energy_kwh,
+            )
+            base += a_now
+            sched += a_run
+            orc += a_best
+            regressions += a_run > a_now
+            delays.append((p.start - now) / hour)
+            day = per_day.setdefault(slots[i].start.date(), [0, 0.0, 0.0, 0.0])
+            day[0] += 1
+            day[1] += a_now
+            day[2] += a_run
+            day[3] += a_best
+            if progress is not None and (n % every == 0 or n == total - 1):
+                progress(n + 1, total)
     daily = tuple(
         DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3]) for d, v in sorted(per_day.items())
     )
@@ -358,24 +363,27 @@ def replay_herd(
     base = jit = led = 0.0
     total = len(prep.scenarios)
     every = max(total // 100, 1)
-    for n, i in enumerate(prep.scenarios):
-        forecast, history, now = _inputs(prep, i, policy)
-        while held and held[0][0] <= now:  # jobs whose slot has passed have completed
-            ledger.release(heapq.heappop(held)[2])
-        for k in range(jobs_per_slot):
-            base += actual[i] * energy_kwh
-            p = plan(forecast, now, policy, rng=rng, history=history)
-            j = _ran_in(prep, i, p.start)
-            jitter_load[j] = jitter_load.get(j, 0) + 1
-            jit += actual[j] * energy_kwh
-            q = plan(forecast, now, policy, rng=rng, history=history, ledger=ledger)
-            reservation = ledger.reserve(q)
-            heapq.heappush(held, (reservation.slot + prep.slot, n * jobs_per_slot + k, reservation))
-            j = _ran_in(prep, i, q.start)
-            ledger_load[j] = ledger_load.get(j, 0) + 1
-            led += actual[j] * energy_kwh
-        if progress is not None and (n % every == 0 or n == total - 1):
-            progress(n + 1, total)
+    with _reading(prep, policy, remember=True):
+        for n, i in enumerate(prep.scenarios):
+            forecast, history, now = _inputs(prep, i, policy)
+            while held and held[0][0] <= now:  # jobs whose slot has passed have completed
+                ledger.release(heapq.heappop(held)[2])
+            for k in range(jobs_per_slot):
+                base += actual[i] * energy_kwh
+                p = plan(forecast, now, policy, rng=rng, history=history)
+                j = _ran_in(prep, i, p.start)
+                jitter_load[j] = jitter_load.get(j, 0) + 1
+                jit += actual[j] * energy_kwh
+                q = plan(forecast, now, policy, rng=rng, history=history, ledger=ledger)
+                reservation = ledger.reserve(q)
+                heapq.heappush(
+                    held, (reservation.slot + prep.slot, n * jobs_per_slot + k, reservation)
+                )
+                j = _ran_in(prep, i, q.start)
+                ledger_load[j] = ledger_load.get(j, 0) + 1
+                led += actual[j] * energy_kwh
+            if progress is not None and (n % every == 0 or n == total - 1):
+                progress(n + 1, total)
     return HerdResult(
         jobs_per_slot=jobs_per_slot,
         jobs=total * jobs_per_slot,
