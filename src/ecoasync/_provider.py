@@ -19,6 +19,13 @@ class ForecastProvider(Protocol):
     is reported by the planner). It raises :class:`~ecoasync.ForecastUnavailable` when the
     source cannot answer. Implementations must not block the event loop and must be safe to
     call from many tasks at once.
+
+    A provider that shares one request among its callers may also define
+    ``forecast_by(start, end, deadline)`` (and ``history_by``): what ``forecast`` returns, to
+    be awaited, or :class:`~ecoasync.ForecastTimeout` once ``anyio.current_time()`` reaches
+    ``deadline``. Sessions then hand it ``now + forecast_timeout`` instead of wrapping the
+    call in a timeout scope of their own, so sessions waiting on one request cost no timer
+    each (the HTTP providers do this).
     """
 
     @property
