@@ -602,7 +602,7 @@ class HttpCore:
                 with anyio.CancelScope(deadline=deadline) as scope:
                     value = await fetch(key)
                 if scope.cancelled_caught:
-                    raise self._timed_out(key, zone, deadline - began)
+                    raise self._timed_out(key, zone, max(deadline - began, 0.0))
         except ForecastUnavailable as exc:
             flight.error = exc
             if self.error_ttl > 0:
