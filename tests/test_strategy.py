@@ -419,6 +419,143 @@ def test_remembered_calibrations_give_the_plans_a_fresh_fit_gives(
         assert fresh == remembered
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=3 * 3600), min_size=1, max_size=10),
+    seed=st.integers(min_value=0, max_value=50),
+    duration=st.sampled_from([None, 10, 45, 120]),
+    strategy=st.sampled_from(["lowest", "calibrated"]),
+    actuals=st.booleans(),
+    loads=st.lists(st.integers(min_value=0, max_value=14), max_size=8),
+)
+def test_shared_windows_give_the_plans_fresh_objects_give(
+    offsets: list[int],
+    seed: int,
+    duration: int | None,
+    strategy: str,
+    actuals: bool,
+    loads: list[int],
+) -> None:
+    """Sessions planned on the same shared slices reuse one window (integrator, candidate
+    points, their means); every plan, with a loaded ledger and jitter, is exactly the one
+    fresh objects give."""
+    from ecoasync import _calibrate, _planner
+
+    trace = synthetic_trace(3, start=T0 - timedelta(days=1), lag_slots=1.0, seed=seed)
+    if not actuals:  # a source without actuals (the UK regional API)
+        trace = Forecast([Slot(s.start, s.end, s.forecast) for s in trace], provider="t")
+    blind = Forecast([Slot(s.start, s.end, s.forecast) for s in trace], provider="t")
+    policy = Policy(
+        max_delay="4h",
+        strategy=strategy,  # type: ignore[arg-type]
+        expected_duration=None if duration is None else timedelta(minutes=duration),
+    )
+    base = T0 + timedelta(hours=17)
+
+    def ledger() -> SlotLedger:
+        made = SlotLedger()
+        for k in loads:  # jobs already reserved in the slots ahead
+            made.reserve(plan(blind, base + k * HALF, Policy(max_delay="0s")))
+        return made
+
+    def planned(trace: Forecast, blind: Forecast, offset: int) -> Any:
+        now = base + timedelta(seconds=offset)
+        history = trace.between(now - _calibrate.LOOKBACK, now)
+        return plan(
+            blind.between(now, now + timedelta(hours=7)),
+            now,
+            policy,
+            rng=random.Random(offset),
+            history=history,
+            ledger=shared_ledger,
+        )
+
+    shared_ledger = ledger()
+    shared = [planned(trace, blind, offset) for offset in offsets]
+    assert len(_planner._WINDOWS) <= _planner._WINDOWS_SIZE
+    for offset, remembered in zip(offsets, shared, strict=True):
+        _calibrate._RECENT.clear()
+        _planner._WINDOWS.clear()
+        fresh_trace = Forecast(list(trace), provider="t")  # new objects: nothing to reuse
+        fresh_blind = Forecast(list(blind), provider="t")
+        assert planned(fresh_trace, fresh_blind, offset) == remembered
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shape=st.lists(
+        st.tuples(
+            st.sampled_from([15, 30, 30, 30, 60]),  # slot length, minutes
+            st.sampled_from([0, 0, 0, 30]),  # gap before it, minutes
+            st.booleans() | st.just(True),  # has an actual
+        ),
+        max_size=60,
+    ),
+    now_minutes=st.integers(min_value=-60, max_value=60 * 40),
+    limit=st.integers(min_value=1, max_value=60),
+    microseconds=st.sampled_from([0, 1, 999_999]),
+)
+def test_tail_finds_what_a_walk_over_the_slots_finds(
+    shape: list[tuple[int, int, bool]], now_minutes: int, limit: int, microseconds: int
+) -> None:
+    """_tail finds the closed slots by bisection on their POSIX ends; it agrees with a walk
+    back from the newest slot, also at microseconds from a slot's end."""
+    made, at = [], T0
+    for minutes, gap, known in shape:
+        at += timedelta(minutes=gap)
+        end = at + timedelta(minutes=minutes)
+        made.append(Slot(at, end, 100.0, 90.0 if known else None))
+        at = end
+    history = Forecast(made)
+    now = T0 + timedelta(minutes=now_minutes, microseconds=microseconds)
+
+    hi = len(made)
+    while hi and (made[hi - 1].end > now or made[hi - 1].actual is None):
+        hi -= 1
+    start, lo = hi, max(hi - limit, 0)
+    while start > lo:
+        s = made[start - 1]
+        if (
+            s.actual is None
+            or s.end - s.start != HALF
+            or (start < hi and s.end != made[start].start)
+        ):
+            break
+        start -= 1
+    assert _tail(history, now, HALF, limit) == (start, hi)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    candidates=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.floats(min_value=0, max_value=500)),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda c: c[0],
+    ),
+    loads=st.lists(st.integers(min_value=0, max_value=40), max_size=30),
+    tolerance=st.sampled_from([0.0, 0.02, 0.3]),
+)
+def test_ledger_choose_is_the_least_effective_score_earliest_first(
+    candidates: list[tuple[int, float]], loads: list[int], tolerance: float
+) -> None:
+    """choose() takes the least ``score * (1 + tolerance * load)``, the earliest on ties."""
+    ledger = SlotLedger(tolerance=tolerance)
+    for k in loads:
+        ledger.reserve(plan(slots([100.0] * 48), T0 + k * HALF, Policy(max_delay="0s")))
+    offered = [
+        (T0.timestamp() + k * 1800.0 + 60.0, score / 2, score) for k, score in sorted(candidates)
+    ]
+    expected = min(
+        offered,
+        key=lambda c: (
+            c[2] * (1.0 + tolerance * ledger.load(datetime.fromtimestamp(c[0], UTC))),
+            c[0],
+        ),
+    )
+    assert ledger.choose(offered, offered[0][2]) == expected[:2]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(min_value=0, max_value=1000),

@@ -146,15 +146,17 @@ class Calibration:
         gap = max((now - self.origin) / step - (self.samples - 1), 1.0)
         common = _geometric(rho2, gap)
         flat = rho2 >= 1.0 - _EPS  # _geometric(rho2, h) is h
+        below = 1.0 - rho2
+        sqrt = math.sqrt
         out = []
         for start in starts:
             if start <= now:
                 out.append(0.0)
                 continue
             h = (start - now) / step
-            geometric = h if flat else (1.0 - rho2**h) / (1.0 - rho2)
+            geometric = h if flat else (1.0 - rho2**h) / below
             variance = innovation * ((rho**h - 1.0) ** 2 * common + geometric)
-            out.append(math.sqrt(0.0 if variance < 0.0 else variance))
+            out.append(sqrt(0.0 if variance < 0.0 else variance))
         return out
 
 
@@ -366,15 +368,25 @@ def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tupl
     """The last run of contiguous, ``slot``-long slots with actuals that closed by ``now``, at
     most ``limit`` long: its bounds ``lo, hi`` in ``history``."""
     slots = history.slots
-    hi = len(slots)
-    while hi and (slots[hi - 1].end > now or slots[hi - 1].actual is None):
-        hi -= 1
-    lo = max(hi - limit, 0)
     columns = history._columns()
+    # the slots' ends increase: those that closed by now come first (found on the POSIX
+    # times, then checked on the datetimes, which the conversion may round)
+    hi = bisect.bisect_right(columns.ends, now.timestamp())
+    while hi < len(slots) and slots[hi].end <= now:
+        hi += 1
+    while hi and slots[hi - 1].end > now:
+        hi -= 1
+    actuals = columns.actuals
+    if hi and actuals[hi - 1] is None:  # the newest closed slots may not have actuals yet
+        if actuals.count(None) == len(actuals):
+            return 0, 0  # none has (a source without actuals)
+        while hi and actuals[hi - 1] is None:
+            hi -= 1
+    lo = max(hi - limit, 0)
     if (
         not history.gaps
         and columns.length == slot
-        and (columns.complete or None not in columns.actuals[lo:hi])
+        and (columns.complete or None not in actuals[lo:hi])
     ):
         return lo, hi  # the usual case, known from the forecast as a whole
     start = hi  # else walk back to the first break
@@ -564,6 +576,13 @@ class _Replay(NamedTuple):
 
 
 _REPLAY: ContextVar[_Replay | None] = ContextVar("ecoasync_replay", default=None)
+
+
+def remembering() -> bool:
+    """Whether what a plan computes now may be kept for the next plans: always, except inside
+    a :func:`replaying` block that says otherwise (a replay that plans each slot once)."""
+    replay = _REPLAY.get()
+    return replay is None or replay.remember
 
 
 @contextlib.contextmanager

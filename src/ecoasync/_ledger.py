@@ -87,14 +87,15 @@ class SlotLedger:
         """
         if not candidates:  # pragma: no cover - the planner always passes the best
             raise ValueError("no candidate to choose from")
-        loads = self._loads
-        key = self._key
-        tol = self.tolerance
-        t, m, _ = min(
-            candidates,
-            key=lambda c: (c[2] * (1.0 + tol * loads.get(key(c[0]), 0)), c[0]),
-        )
-        return t, m
+        loads, step, tol, floor = self._loads, self._step, self.tolerance, math.floor
+        best_t, best_m, _ = candidates[0]
+        best = math.inf
+        for t, m, score in candidates:  # a loop: min(key=...) costs a call per candidate
+            load = loads.get(floor(t / step + 1e-9) * step, 0) if loads else 0  # (self._key(t))
+            effective = score * (1.0 + tol * load) if load else score  # (x * 1.0 is x)
+            if effective < best or (effective == best and t < best_t):
+                best_t, best_m, best = t, m, effective
+        return best_t, best_m
 
     def reserve(self, plan: Plan) -> Reservation:
         """Count ``plan``'s job in the slot it starts in (before jitter)."""

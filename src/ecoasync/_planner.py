@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Final, Literal, NamedTuple
 
-from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead
+from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead, remembering
 from ._forecast import Forecast, Signal, as_utc
 from ._ledger import SlotLedger
 from ._policy import Policy
@@ -211,17 +211,54 @@ def _slot_length(forecast: Forecast | None) -> timedelta | None:
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
 
 
-def _candidates(integ: _Integrator, t_now: float, t_deadline: float, span: float) -> list[float]:
-    """The starts in ``[t_now, t_deadline]`` where a window mean can bend, sorted.
+class _Window(NamedTuple):
+    """What the plans made on one forecast window share (see :func:`_window`)."""
 
-    The window mean is piecewise linear in the start time: its minimum over the budget lies at
-    now, at the deadline, or where the window's start or end crosses a slot boundary (the
-    calibrated strategy's uncertainty term is concave in the start, which keeps this true).
+    forecast: Forecast
+    values: Sequence[float]
+    integ: _Integrator
+    points: list[float]
+    """Every start where the window mean can bend, sorted."""
+    means: list[float | None] | None
+    """The window mean from each of ``points`` (None: not computed, inside a replay)."""
+
+
+_WINDOWS: dict[tuple[int, int, int, float], _Window] = {}
+_WINDOWS_SIZE: Final = 16
+
+
+def _window(
+    relevant: Forecast, values: Sequence[float], used: int, span: float, share: bool
+) -> _Window:
+    """The integrator of the first ``used`` slots of ``relevant`` (with these ``values``: the
+    forecast's or the calibration's), the starts where a ``span``-long window's mean can bend
+    (where its start or its end crosses a slot boundary) and, with ``share``, the mean from
+    each of them.
+
+    None of it depends on when the plan is made, so the sessions planned on the same shared
+    forecast slice in one slot compute it once: the last :data:`_WINDOWS_SIZE` are kept, with
+    their objects (an identity match, never a stale one). A replay, which plans each window
+    once, neither keeps them nor computes the means it would not read (``share`` false).
     """
+    key = (id(relevant), id(values), used, span)
+    if share:
+        hit = _WINDOWS.get(key)
+        if hit is not None and hit.forecast is relevant and hit.values is values:
+            return hit
+    columns = relevant._columns()
+    integ = _Integrator(columns.starts[:used], columns.ends[:used], values[:used])
     boundaries = {*integ.starts, *integ.ends}
-    # starts where the window starts or ends at a boundary, now and the deadline: those in the budget
-    points = sorted({t_now, t_deadline, *boundaries, *[b - span for b in boundaries]})
-    return points[bisect_left(points, t_now) : bisect_right(points, t_deadline)]
+    points = sorted({*boundaries, *[b - span for b in boundaries]})
+    if not share:
+        return _Window(relevant, values, integ, points, None)
+    window = _Window(relevant, values, integ, points, integ.means(points, span))
+    if len(_WINDOWS) >= _WINDOWS_SIZE:
+        try:  # noqa: SIM105 (as in calibrate_ahead: the oldest goes, unless already gone)
+            del _WINDOWS[next(iter(_WINDOWS))]
+        except (KeyError, RuntimeError, StopIteration):
+            pass
+    _WINDOWS[key] = window
+    return window
 
 
 def _jitter(
@@ -310,19 +347,26 @@ def plan(
         calibration, expected = calibrate_ahead(history, now, slot, relevant)
     # the slots that can matter: through the first one that starts after the last window ends
     used = bisect_right(columns.starts, t_deadline + span) + 1
-    starts, ends = columns.starts[:used], columns.ends[:used]
-    integ = _Integrator(
-        starts, ends, columns.forecasts[:used] if expected is None else expected[:used]
+    window_ = _window(
+        relevant, columns.forecasts if expected is None else expected, used, span, remembering()
     )
-
-    ordered = _candidates(integ, t_now, t_deadline, span)
-    margins = (
-        calibration.spreads(t_now, ordered) if calibration is not None else [0.0] * len(ordered)
-    )
+    integ, points, known = window_.integ, window_.points, window_.means
+    # the candidates: now, the deadline and the points where the mean bends between them
+    inner = slice(bisect_right(points, t_now), bisect_left(points, t_deadline))
+    ordered = [t_now, *points[inner], t_deadline] if t_deadline > t_now else [t_now]
+    if known is None:
+        means = integ.means(ordered, span)
+    else:  # only the ends are this plan's own
+        first, *rest = integ.means((t_now, t_deadline) if t_deadline > t_now else (t_now,), span)
+        means = [first, *known[inner], *rest]
     scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
-    for t, m, margin in zip(ordered, integ.means(ordered, span), margins, strict=True):
-        if m is not None:
-            scored.append((t, m, m + PESSIMISM * margin))
+    if calibration is None:  # a start's score is its mean
+        scored = [(t, m, m) for t, m in zip(ordered, means, strict=True) if m is not None]
+    else:
+        margins = calibration.spreads(t_now, ordered)
+        for t, m, margin in zip(ordered, means, margins, strict=True):
+            if m is not None:
+                scored.append((t, m, m + PESSIMISM * margin))
     if not scored:
         return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
 
@@ -345,13 +389,9 @@ def plan(
     else:
         decision = "wait"
         if ledger is not None:
+            beats_now = now_score - _EPS * max(1.0, now_score)
             best_t, best_mean = ledger.choose(
-                [
-                    (t, m, score)
-                    for t, m, score in scored[1:]
-                    if score <= threshold and score < now_score - _EPS * max(1.0, now_score)
-                ],
-                best_score,
+                [c for c in scored[1:] if c[2] <= threshold and c[2] < beats_now], best_score
             )
 
     slot_start = datetime.fromtimestamp(best_t, now.tzinfo)
