@@ -7,12 +7,14 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecoasync import ForecastTimeout, ForecastUnavailable, Policy, carbon_session
 from ecoasync.events import Completed, ForecastFailed, Planned
@@ -29,6 +31,7 @@ from ecoasync.providers import (
     synthetic_day,
 )
 from ecoasync.providers._http import HttpCore, parse_retry_after
+from ecoasync.providers._live import floor_time
 from ecoasync.providers._uk import parse_rows
 from ecoasync.testing import FailingProvider, VirtualClock, capture_events
 from tests.grid_server import EM_TOKEN, WT_PASSWORD, WT_USER, GridServer, uk_value
@@ -109,6 +112,34 @@ async def test_uk_regional_by_region_and_postcode(server: GridServer, sleep: Fak
     assert (a.zone, b.zone) == ("GB:region-13", "GB:postcode-RG10")
     assert len(a) == len(b) == 5
     assert all(s.actual is None for s in a)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moments=st.lists(
+        st.tuples(
+            st.datetimes(
+                min_value=datetime(1971, 1, 1),
+                max_value=datetime(2200, 1, 1),
+                timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+            ),
+            st.sampled_from([timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 1440)]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_floor_time_remembers_recent_steps_and_still_rounds_down(
+    moments: list[tuple[datetime, timedelta]],
+) -> None:
+    """floor_time looks up the last steps it found before computing one; whatever the order of
+    the calls, each answer is the UTC multiple of the step at or before the time."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for when, step in moments + moments[::-1]:
+        floor = floor_time(when, step)
+        assert floor.tzinfo is UTC
+        assert floor <= when < floor + step
+        assert (floor - epoch) % step == timedelta(0)
 
 
 def test_uk_parses_every_documented_shape() -> None:

@@ -16,7 +16,7 @@ import anyio.lowlevel
 
 from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
-from ._clock import Clock, current_clock
+from ._clock import Clock, checkpoint, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
 from ._forecast import Forecast
@@ -264,7 +264,7 @@ class _SessionManager:
             try:
                 answer = self._forecast_source(submitted)
                 if isinstance(answer, Forecast):
-                    await anyio.lowlevel.checkpoint()  # an answer at hand is still a checkpoint
+                    await checkpoint()  # an answer at hand is still a checkpoint
                     forecast = answer
                 else:
                     forecast = await answer

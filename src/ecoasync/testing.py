@@ -25,7 +25,7 @@ import anyio
 import anyio.lowlevel
 
 from ._bus import EventBus, Subscription
-from ._clock import use_clock
+from ._clock import checkpoint, use_clock
 from ._exceptions import ForecastUnavailable
 from ._forecast import Forecast, as_utc
 from ._instrument._fakes import FakeLLM as FakeLLM
@@ -67,7 +67,9 @@ class VirtualClock:
         self._now = (
             as_utc(start, what="start") if start is not None else datetime(2026, 3, 18, tzinfo=UTC)
         )
-        self._sleepers: list[_Sleeper] = []  # a heap; cancelled ones stay until they surface
+        # a heap of (deadline, seq, sleeper): compared in C, not by a method per comparison;
+        # cancelled sleepers stay until they surface
+        self._sleepers: list[tuple[datetime, int, _Sleeper]] = []
         self._cancelled = 0
         self._seq = itertools.count()
         self._driver: _Sleeper | None = None
@@ -97,18 +99,18 @@ class VirtualClock:
     def _head(self) -> _Sleeper | None:
         """The sleeper with the earliest deadline, dropping the cancelled ones on the way."""
         sleepers = self._sleepers
-        while sleepers and not sleepers[0].queued:
+        while sleepers and not sleepers[0][2].queued:
             heapq.heappop(sleepers)
             self._cancelled -= 1
-        return sleepers[0] if sleepers else None
+        return sleepers[0][2] if sleepers else None
 
     async def sleep_until(self, deadline: datetime) -> None:
         deadline = as_utc(deadline, what="deadline")
         if deadline <= self._now:
-            await anyio.lowlevel.checkpoint()
+            await checkpoint()
             return
-        me = _Sleeper(deadline, next(self._seq))
-        heapq.heappush(self._sleepers, me)
+        me = _Sleeper(deadline)
+        heapq.heappush(self._sleepers, (deadline, next(self._seq), me))
         try:
             while self._now < deadline:
                 if self._driver is None and self.autojump:
@@ -127,7 +129,7 @@ class VirtualClock:
                 me.queued = False
                 self._cancelled += 1
                 if self._cancelled > len(self._sleepers) // 2:  # mostly dead: rebuild
-                    self._sleepers = [s for s in self._sleepers if s.queued]
+                    self._sleepers = [s for s in self._sleepers if s[2].queued]
                     heapq.heapify(self._sleepers)
                     self._cancelled = 0
                 if self._driver is None and self.autojump and (head := self._head()) is not None:
@@ -145,7 +147,7 @@ class VirtualClock:
                 if (head := self._head()) is not None:
                     self._jump_to(head.deadline)
                 continue
-            await anyio.lowlevel.checkpoint()
+            await checkpoint()
             spins += 1
             if _others_runnable() and spins < self._patience:
                 continue  # someone still has work to do at this instant
@@ -176,11 +178,10 @@ class _Sleeper:
     ``anyio.Event``.
     """
 
-    __slots__ = ("_waiter", "_woken", "deadline", "queued", "seq")
+    __slots__ = ("_waiter", "_woken", "deadline", "queued")
 
-    def __init__(self, deadline: datetime, seq: int) -> None:
+    def __init__(self, deadline: datetime) -> None:
         self.deadline = deadline
-        self.seq = seq
         self.queued = True
         self._woken = False
         self._waiter: asyncio.Future[None] | anyio.Event | None = None
@@ -203,7 +204,7 @@ class _Sleeper:
         frame to keep per sleeper). Cancellable."""
         if self._woken:
             self._woken = False
-            return anyio.lowlevel.checkpoint()
+            return checkpoint()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio)
@@ -211,9 +212,6 @@ class _Sleeper:
             return event.wait()
         future = self._waiter = loop.create_future()
         return future
-
-    def __lt__(self, other: _Sleeper) -> bool:
-        return (self.deadline, self.seq) < (other.deadline, other.seq)
 
 
 def _others_runnable() -> bool:

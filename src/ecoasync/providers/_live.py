@@ -19,10 +19,23 @@ __all__ = ["LiveProvider", "floor_time", "seconds"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_FLOORS: dict[timedelta, tuple[tuple[datetime, datetime], ...]] = {}
+"""The last few steps ``[lo, lo + step)`` :func:`floor_time` found, by step."""
+
+
 def floor_time(when: datetime, step: timedelta) -> datetime:
-    """``when`` rounded down to a multiple of ``step`` since the epoch (UTC)."""
+    """``when`` rounded down to a multiple of ``step`` since the epoch (UTC).
+
+    Every session asks for the same few steps (the half-hour it arrives in, the one a day
+    before): they are looked up among the last four found before being computed."""
     when = as_utc(when)
-    return when - (when - _EPOCH) % step
+    recent = _FLOORS.get(step, ())
+    for lo, hi in recent:
+        if lo <= when < hi:
+            return lo
+    lo = when - (when - _EPOCH) % step
+    _FLOORS[step] = ((lo, lo + step), *recent[:3])
+    return lo
 
 
 def seconds(name: str, value: float | timedelta) -> float:
