@@ -334,6 +334,8 @@ def calibrate_ahead(
     if not history or slot.total_seconds() <= 0:
         return None, None
     lo, hi = tail = _tail(history, now, slot, _limit(slot))
+    if hi - lo < MIN_ACTUALS:
+        return None, None  # too little history to fit (a source without actuals, say)
     replay = _REPLAY.get()
     products = None if replay is None else replay.products
     remember = replay is None or replay.remember
@@ -369,14 +371,16 @@ def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tupl
     most ``limit`` long: its bounds ``lo, hi`` in ``history``."""
     slots = history.slots
     columns = history._columns()
-    # the slots' ends increase: those that closed by now come first (found on the POSIX
-    # times, then checked on the datetimes, which the conversion may round)
-    hi = bisect.bisect_right(columns.ends, now.timestamp())
-    while hi < len(slots) and slots[hi].end <= now:
-        hi += 1
-    while hi and slots[hi - 1].end > now:
-        hi -= 1
     actuals = columns.actuals
+    hi = len(slots)
+    if hi and slots[hi - 1].end > now:
+        # the slots' ends increase: those that closed by now come first (found on the POSIX
+        # times, then checked on the datetimes, which the conversion may round)
+        hi = bisect.bisect_right(columns.ends, now.timestamp())
+        while hi < len(slots) and slots[hi].end <= now:
+            hi += 1
+        while hi and slots[hi - 1].end > now:
+            hi -= 1
     if hi and actuals[hi - 1] is None:  # the newest closed slots may not have actuals yet
         if actuals.count(None) == len(actuals):
             return 0, 0  # none has (a source without actuals)
@@ -571,7 +575,7 @@ class _Products:
 class _Replay(NamedTuple):
     """What :func:`replaying` hands down to the fits made inside it."""
 
-    products: _Products
+    products: _Products | None
     remember: bool
 
 
@@ -586,17 +590,19 @@ def remembering() -> bool:
 
 
 @contextlib.contextmanager
-def replaying(trace: Forecast, slot: timedelta, *, remember: bool = True) -> Iterator[None]:
+def replaying(trace: Forecast | None, slot: timedelta, *, remember: bool = True) -> Iterator[None]:
     """Within the block, fits on windows of ``trace`` (slices of it as history, a forecast with
     the same values ahead) read the products :func:`_fit_shift` sums from a table built once
     (:class:`_Products`), instead of computing them for each fit: for the simulator, which fits
-    one window per job. Every other fit, and every window whose numbers are not the trace's,
-    computes them as usual; the calibrations are bit-identical either way. With ``remember``
-    false, :func:`calibrate_ahead` neither looks up nor keeps fits (for a replay that plans each
-    slot once). This lives in this context only (a context variable): other threads and tasks
-    never see it.
+    one window per job (``trace`` None: no table, for a replay that fits nothing). Every other
+    fit, and every window whose numbers are not the trace's, computes them as usual; the
+    calibrations are bit-identical either way. With ``remember`` false, neither
+    :func:`calibrate_ahead` nor the planner looks up or keeps what it computes for the next
+    plans (:func:`remembering`; for a replay that plans each slot once). This lives in this
+    context only (a context variable): other threads and tasks never see it.
     """
-    token = _REPLAY.set(_Replay(_Products(trace, slot), remember))
+    products = None if trace is None else _Products(trace, slot)
+    token = _REPLAY.set(_Replay(products, remember))
     try:
         yield
     finally:

@@ -211,6 +211,17 @@ def _slot_length(forecast: Forecast | None) -> timedelta | None:
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
 
 
+def _bends(integ: _Integrator, span: float, *extra: float) -> list[float]:
+    """The starts where a ``span``-long window's mean can bend, and ``extra``, sorted.
+
+    The window mean is piecewise linear in the start time: its minimum over a budget lies at
+    either end of it or where the window's start or end crosses a slot boundary (the
+    calibrated strategy's uncertainty term is concave in the start, which keeps this true).
+    """
+    boundaries = {*integ.starts, *integ.ends}
+    return sorted({*extra, *boundaries, *[b - span for b in boundaries]})
+
+
 class _Window(NamedTuple):
     """What the plans made on one forecast window share (see :func:`_window`)."""
 
@@ -218,39 +229,32 @@ class _Window(NamedTuple):
     values: Sequence[float]
     integ: _Integrator
     points: list[float]
-    """Every start where the window mean can bend, sorted."""
-    means: list[float | None] | None
-    """The window mean from each of ``points`` (None: not computed, inside a replay)."""
+    """:func:`_bends`: every start where the window mean can bend."""
+    means: list[float | None]
+    """The window mean from each of ``points``."""
 
 
 _WINDOWS: dict[tuple[int, int, int, float], _Window] = {}
 _WINDOWS_SIZE: Final = 16
 
 
-def _window(
-    relevant: Forecast, values: Sequence[float], used: int, span: float, share: bool
-) -> _Window:
+def _window(relevant: Forecast, values: Sequence[float], used: int, span: float) -> _Window:
     """The integrator of the first ``used`` slots of ``relevant`` (with these ``values``: the
     forecast's or the calibration's), the starts where a ``span``-long window's mean can bend
-    (where its start or its end crosses a slot boundary) and, with ``share``, the mean from
-    each of them.
+    and the mean from each of them.
 
     None of it depends on when the plan is made, so the sessions planned on the same shared
     forecast slice in one slot compute it once: the last :data:`_WINDOWS_SIZE` are kept, with
-    their objects (an identity match, never a stale one). A replay, which plans each window
-    once, neither keeps them nor computes the means it would not read (``share`` false).
+    their objects (an identity match, never a stale one). (A replay, which plans each window
+    once, does without: see :func:`plan`.)
     """
     key = (id(relevant), id(values), used, span)
-    if share:
-        hit = _WINDOWS.get(key)
-        if hit is not None and hit.forecast is relevant and hit.values is values:
-            return hit
+    hit = _WINDOWS.get(key)
+    if hit is not None and hit.forecast is relevant and hit.values is values:
+        return hit
     columns = relevant._columns()
     integ = _Integrator(columns.starts[:used], columns.ends[:used], values[:used])
-    boundaries = {*integ.starts, *integ.ends}
-    points = sorted({*boundaries, *[b - span for b in boundaries]})
-    if not share:
-        return _Window(relevant, values, integ, points, None)
+    points = _bends(integ, span)
     window = _Window(relevant, values, integ, points, integ.means(points, span))
     if len(_WINDOWS) >= _WINDOWS_SIZE:
         try:  # noqa: SIM105 (as in calibrate_ahead: the oldest goes, unless already gone)
@@ -347,18 +351,20 @@ def plan(
         calibration, expected = calibrate_ahead(history, now, slot, relevant)
     # the slots that can matter: through the first one that starts after the last window ends
     used = bisect_right(columns.starts, t_deadline + span) + 1
-    window_ = _window(
-        relevant, columns.forecasts if expected is None else expected, used, span, remembering()
-    )
-    integ, points, known = window_.integ, window_.points, window_.means
+    values = columns.forecasts if expected is None else expected
     # the candidates: now, the deadline and the points where the mean bends between them
-    inner = slice(bisect_right(points, t_now), bisect_left(points, t_deadline))
-    ordered = [t_now, *points[inner], t_deadline] if t_deadline > t_now else [t_now]
-    if known is None:
-        means = integ.means(ordered, span)
-    else:  # only the ends are this plan's own
-        first, *rest = integ.means((t_now, t_deadline) if t_deadline > t_now else (t_now,), span)
+    if remembering():  # shared with the next sessions on this slice (see _window)
+        integ, points, known = _window(relevant, values, used, span)[2:]
+        inner = slice(bisect_right(points, t_now), bisect_left(points, t_deadline))
+        ordered = [t_now, *points[inner], t_deadline] if t_deadline > t_now else [t_now]
+        # only the means from now and the deadline are this plan's own
+        first, *rest = integ.means(ordered[:: max(len(ordered) - 1, 1)], span)
         means = [first, *known[inner], *rest]
+    else:  # a replay: this window is planned once
+        integ = _Integrator(columns.starts[:used], columns.ends[:used], values[:used])
+        points = _bends(integ, span, t_now, t_deadline)
+        ordered = points[bisect_left(points, t_now) : bisect_right(points, t_deadline)]
+        means = integ.means(ordered, span)
     scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
     if calibration is None:  # a start's score is its mean
         scored = [(t, m, m) for t, m in zip(ordered, means, strict=True) if m is not None]

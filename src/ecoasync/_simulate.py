@@ -261,12 +261,12 @@ def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast
 def _reading(
     prep: _Prepared, policy: Policy, *, remember: bool
 ) -> contextlib.AbstractContextManager[None]:
-    """For the calibrated strategy: the fits read the products they sum from one table of the
-    trace's, and are remembered for the next plan only if one will ask for the same
-    (:func:`~ecoasync._calibrate.replaying`; the plans are the same without it)."""
-    if policy.strategy != "calibrated":
-        return contextlib.nullcontext()
-    return replaying(prep.trace, prep.slot, remember=remember)
+    """What the plans compute (fits, windows) is remembered for the next plan only if one will
+    ask for the same; for the calibrated strategy, the fits read the products they sum from
+    one table of the trace's (:func:`~ecoasync._calibrate.replaying`; the plans are the same
+    without it)."""
+    table = prep.trace if policy.strategy == "calibrated" else None
+    return replaying(table, prep.slot, remember=remember)
 
 
 def _ran_in(prep: _Prepared, i: int, start: datetime) -> int:
