@@ -27,16 +27,29 @@ def parse_trace_time(text: str) -> datetime:
     return as_utc(parsed, what="time")
 
 
+_LAST_WITH_ACTUALS: tuple[Forecast, Forecast] | None = None
+
+
 def with_actuals(forecast: Forecast) -> Forecast:
-    """The slots of ``forecast`` that have an actual value, same labels."""
-    if all(s.actual is not None for s in forecast):
+    """The slots of ``forecast`` that have an actual value, same labels.
+
+    The answer for the last forecast asked about is kept: the sessions planned in one slot ask
+    about the same (shared) slice, and get the same object back, so the calibration made on
+    it is shared too."""
+    global _LAST_WITH_ACTUALS
+    last = _LAST_WITH_ACTUALS
+    if last is not None and last[0] is forecast:
+        return last[1]
+    if forecast._columns().complete:
         return forecast
-    return Forecast(
+    kept = Forecast(
         [s for s in forecast if s.actual is not None],
         signal=forecast.signal,
         provider=forecast.provider,
         zone=forecast.zone,
     )
+    _LAST_WITH_ACTUALS = (forecast, kept)
+    return kept
 
 
 def read_trace(
