@@ -30,9 +30,9 @@ from ecoasync.providers import (
     default_provider,
     synthetic_day,
 )
-from ecoasync.providers._http import HttpCore, parse_retry_after
+from ecoasync.providers._http import HttpCore, PayloadError, parse_retry_after
 from ecoasync.providers._live import floor_time
-from ecoasync.providers._uk import parse_rows
+from ecoasync.providers._uk import _checked_row, parse_rows
 from ecoasync.testing import FailingProvider, VirtualClock, capture_events
 from tests.grid_server import EM_TOKEN, WT_PASSWORD, WT_USER, GridServer, uk_value
 
@@ -153,6 +153,64 @@ def test_uk_parses_every_documented_shape() -> None:
     listed = parse_rows({"data": [{"regionid": 13, "data": [row]}]})
     assert national == regional == listed
     assert national[0].actual == 118 and national[0].index == "low"
+
+
+_TIMES = st.sampled_from(
+    [
+        "2026-03-18T10:00Z",
+        "2026-03-18T10:30Z",
+        "2026-03-18T10:30:00+00:00",
+        "2026-03-18T16:00+05:30",
+        " 2026-03-18T11:00Z",
+        "2026-03-18T10:00z",
+        "2026-03-18T10:00",
+        "yesterday",
+        123,
+        None,
+    ]
+)
+_NUMBERS = st.sampled_from([None, 0, 120, 120.5, -1, float("nan"), float("inf"), True, "120"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(
+        st.fixed_dictionaries(
+            {"from": _TIMES, "to": _TIMES},
+            optional={
+                "intensity": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "forecast": _NUMBERS,
+                        "actual": _NUMBERS,
+                        "index": st.sampled_from(["low", 3]),
+                    },
+                )
+                | st.just("high")
+            },
+        )
+        | st.just([]),
+        max_size=6,
+    )
+)
+def test_uk_rows_read_the_same_on_the_quick_path(items: list[Any]) -> None:
+    """parse_rows reads well-formed rows without building error paths; whatever the rows, it
+    gives what the checked reading of every row gives, or its first error, word for word."""
+    expected: dict[datetime, Any] = {}
+    error = None
+    for i, item in enumerate(items):
+        try:
+            row = _checked_row(item, f"data[{i}]")
+        except PayloadError as exc:
+            error = str(exc)
+            break
+        expected[row.start] = row
+    if error is not None:
+        with pytest.raises(PayloadError) as caught:
+            parse_rows({"data": items})
+        assert str(caught.value) == error
+    else:
+        assert parse_rows({"data": items}) == [expected[k] for k in sorted(expected)]
 
 
 @pytest.mark.parametrize(
