@@ -132,6 +132,9 @@ def check_base_url(value: object) -> str:
 
 _LOAD_LOCK = threading.Lock()
 _SSL_CONTEXT: ssl.SSLContext | None = None
+_PLAIN_CONTEXT: ssl.SSLContext | None = None
+"""What clients of ``http://`` URLs are given: httpx builds a context even for ``verify=False``
+(about 1 ms of the event loop per client), so they share one."""
 _LOADED = False
 """Whether :func:`_load` has imported everything the client needs, in this process."""
 
@@ -152,12 +155,12 @@ def _loaded(tls: bool) -> bool:
     return not tls or _SSL_CONTEXT is not None
 
 
-def _load(tls: bool) -> ssl.SSLContext | None:
+def _load(tls: bool) -> ssl.SSLContext:
     """Import httpx and httpcore (about 200 ms: httpcore imports trio when it is installed) and
     build the TLS context (about 200 ms): in a worker thread, so the event loop never waits.
     Once both are done, clients are made without the thread (starting one and handing the GIL
     back and forth with it stalls the loop for a few milliseconds)."""
-    global _SSL_CONTEXT, _LOADED
+    global _SSL_CONTEXT, _PLAIN_CONTEXT, _LOADED
     import httpcore
     import httpcore._backends.anyio
     import httpcore._backends.auto
@@ -167,9 +170,11 @@ def _load(tls: bool) -> ssl.SSLContext | None:
         import httpcore._backends.trio
 
     _LOADED = True
-    if not tls:
-        return None
     with _LOAD_LOCK:
+        if not tls:
+            if _PLAIN_CONTEXT is None:
+                _PLAIN_CONTEXT = httpx.create_ssl_context(verify=False)
+            return _PLAIN_CONTEXT
         if _SSL_CONTEXT is None:
             _SSL_CONTEXT = httpx.create_ssl_context()
         return _SSL_CONTEXT
@@ -342,7 +347,7 @@ class HttpCore:
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-            verify=context if context is not None else False,
+            verify=context,
             transport=self._transport,
             headers={"user-agent": f"ecoasync/{__version__}", "accept": "application/json"},
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=0),
