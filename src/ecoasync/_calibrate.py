@@ -32,7 +32,7 @@ import functools
 import itertools
 import math
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -256,7 +256,8 @@ def _fit(
     bias = sum(errors) / n
     centred = [e - bias for e in errors]
     sq = _dot(centred, centred)
-    rho = _dot(centred[:-1], centred[1:]) / sq if sq > _EPS else 0.0
+    # each centred error times the next (_dot stops at the shorter)
+    rho = _dot(centred, centred[1:]) / sq if sq > _EPS else 0.0
     rho = min(max(rho, 0.0), _MAX_RHO)
     return Calibration(
         shift=k + w,
@@ -413,19 +414,22 @@ def _fit_shift(
     if span <= 0:
         return 0, 0.0
     n = len(actual)
+    # (n as a float: a float divided by an int converts it so, and float-only arithmetic
+    # takes the interpreter's fast paths; 2.0 * x is 2 * x for the same reason)
+    size = float(n)
     padded = padded[: n + 2 * span + 1]  # the values any shift reads
     lin = [0.0, *itertools.accumulate(padded)]
     sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span) if sums is None else sums
     sum_a = sum(actual)
-    # the best whole shift first (ties to the smaller |k|), then the fraction on either side
-    whole = min(
-        range(2 * span + 1),
-        key=lambda j: (
-            (sq_a - 2 * cross[j] + sqr[j + n] - sqr[j]) / n
-            - ((sum_a - lin[j + n] + lin[j]) / n) ** 2,
-            abs(j - span),
-        ),
-    )
+    # the best whole shift first (ties to the smaller |k|, then the smaller k), then the
+    # fraction on either side
+    variances = [  # one per whole shift (cross is the shortest)
+        (sq_a - 2.0 * c + sq_end - sq) / size - ((sum_a - lin_end + lin_start) / size) ** 2
+        for c, sq_end, sq, lin_end, lin_start in zip(
+            cross, sqr[n:], sqr, lin[n:], lin, strict=False
+        )
+    ]
+    whole = _lowest(variances, span)
     best_var = math.inf
     best = (0, 0.0)
     for j in (whole - 1, whole):  # interval [k, k + 1] with k = j - span
@@ -435,13 +439,18 @@ def _fit_shift(
         sq_k, sq_n = sqr[j + n] - sqr[j], sqr[j + 1 + n] - sqr[j + 1]
         lag = nxt[j + n] - nxt[j]
         # r = actual - F_k, d = F_{k+1} - F_k
-        mean_r = (sum_a - sum_k) / n
-        mean_d = (sum_n - sum_k) / n
-        var_r = (sq_a - 2 * cross[j] + sq_k) / n - mean_r * mean_r
-        var_d = (sq_n - 2 * lag + sq_k) / n - mean_d * mean_d
-        cov = (cross[j + 1] - cross[j] - lag + sq_k) / n - mean_r * mean_d
-        w = min(max(cov / var_d, 0.0), 1.0) if var_d > _EPS * (1.0 + abs(sq_k) / n) else 0.0
-        var = var_r - 2 * w * cov + w * w * var_d
+        mean_r = (sum_a - sum_k) / size
+        mean_d = (sum_n - sum_k) / size
+        var_r = (sq_a - 2.0 * cross[j] + sq_k) / size - mean_r * mean_r
+        var_d = (sq_n - 2.0 * lag + sq_k) / size - mean_d * mean_d
+        cov = (cross[j + 1] - cross[j] - lag + sq_k) / size - mean_r * mean_d
+        if var_d > _EPS * (1.0 + abs(sq_k) / size):
+            # min(max(x, 0.0), 1.0) without the calls (the same for -0.0 and NaN)
+            w = cov / var_d
+            w = 0.0 if w < 0.0 else 1.0 if w > 1.0 else w
+        else:
+            w = 0.0
+        var = var_r - 2.0 * w * cov + w * w * var_d
         k = j - span
         tol = 1e-9 * (1.0 + abs(var_r))
         if var < best_var - tol or (
@@ -451,6 +460,31 @@ def _fit_shift(
     if best[1] >= 1.0:  # the end of one interval is the start of the next
         best = (best[0] + 1, 0.0)
     return best
+
+
+def _lowest(variances: list[float], span: int) -> int:
+    """The index of the lowest of ``variances`` (of the whole shifts ``index - span``), ties
+    to the smaller ``|shift|`` and then the smaller shift: what ``min(range(2 * span + 1),
+    key=lambda j: (variances[j], abs(j - span)))`` gives, without a Python call per shift."""
+    if math.isnan(sum(variances)):
+        # (only from values so large that their squares overflow) a NaN is neither lower
+        # nor higher than anything: where it stands decides, so min() itself goes through them
+        return min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
+    order, ranked = _nearest_first(span)
+    by_distance = ranked(variances)
+    return order[by_distance.index(min(by_distance))]  # the first of the lowest in that order
+
+
+@functools.lru_cache(maxsize=8)
+def _nearest_first(
+    span: int,
+) -> tuple[tuple[int, ...], Callable[[list[float]], tuple[float, ...]]]:
+    """The indices ``0 .. 2 * span`` of the whole shifts ``index - span`` by distance from
+    shift 0, the negative one of a pair first, and a getter of a list's items in that order
+    (``span >= 1``)."""
+    pairs = ((span - d, span + d) for d in range(1, span + 1))
+    order = (span, *itertools.chain.from_iterable(pairs))
+    return order, operator.itemgetter(*order)
 
 
 def _shift_sums(actual: Sequence[float], padded: Sequence[float], span: int) -> _Sums:
