@@ -567,3 +567,17 @@ def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
     variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))
     expected = min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
     assert _lowest(variances, span) == expected
+
+
+def test_a_calibration_made_by_its_setters_is_the_one_its_init_makes() -> None:
+    """_calibration sets every field of Calibration, in order, as Calibration() does."""
+    import dataclasses
+
+    from ecoasync._calibrate import _CALIBRATION_FIELDS, Calibration, _calibration
+
+    assert tuple(f.name for f in dataclasses.fields(Calibration)) == _CALIBRATION_FIELDS
+    fields = (0.25, -1.5, 3.0, 0.5, 2.0, 48, 1.7e9, 1800.0, (1.0, 2.0))
+    made, init = _calibration(*fields), Calibration(*fields)
+    assert repr(made) == repr(init)
+    assert made == init
+    assert hash(made) == hash(init)
