@@ -114,14 +114,17 @@ class Calibration:
         """:meth:`expected` for many slots (the planner's hot path)."""
         values, last = self.values, len(self.values) - 1
         origin, step, shift, rho = self.origin, self.slot, self.shift, self.rho
-        bias, excess, newest = self.bias, self.last_error - self.bias, self.samples - 1
+        bias, excess = self.bias, self.last_error - self.bias
+        # the whole numbers as floats: a float compared with or taken from an int converts it
+        # so (exactly), and float-only arithmetic takes the interpreter's fast paths
+        newest, top = float(self.samples - 1), float(last)
         out = []
         for start in slot_starts:
             p = (start - origin) / step
             x = p + shift
-            if x <= 0:
+            if x <= 0.0:
                 read = values[0]
-            elif x >= last:
+            elif x >= top:
                 read = values[last]
             else:
                 i = int(x)
