@@ -177,6 +177,9 @@ class _Prepared:
     scenarios: list[int]  # indices of the submission slots
     days: list[date]
     ahead: int  # slots in the budget after the submission slot (deadline inclusive)
+    # when the trace has no gaps and every slot lasts `slot`: how many slots a session's
+    # forecast and its history hold, from or before its submission slot (see _inputs)
+    seen: tuple[int, int] | None
 
 
 def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
@@ -224,10 +227,20 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
             "one whole day of slots with intensity_actual, plus the delay budget after it"
         )
     # every scenario reads slices of these two: convert their slots' times once, here
-    trace._columns()
+    columns = trace._columns()
     blind = trace._without_actuals()
     actual = [s.actual if s.actual is not None else s.forecast for s in slots]
-    return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
+    seen = None
+    if columns.length == slot and not trace.gaps:
+        # slot k starts k slots after slot 0: the spans _inputs reads hold the slots they
+        # reach into, their lengths in slots rounded up
+        seen = (-(-_reach(policy, slot) // slot), -(-LOOKBACK // slot))
+    return _Prepared(trace, blind, slot, actual, scenarios, days, ahead, seen)
+
+
+def _reach(policy: Policy, slot: timedelta) -> timedelta:
+    """How far past its submission a session's forecast reaches (what :func:`plan` reads)."""
+    return policy.max_delay + (policy.expected_duration or slot) + MAX_SHIFT
 
 
 def scenario_days(trace: Forecast, max_delay: timedelta | str = "4h") -> list[date]:
@@ -246,15 +259,19 @@ def _oracle(actual: Sequence[float], i: int, ahead: int) -> int:
 
 def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast | None, datetime]:
     """What a live session submitted at slot ``i`` would hold: the forecast from now on, and
-    the slots closed before now with their actuals."""
+    the slots closed before now with their actuals (``policy`` is the one ``prep`` was made
+    for, or differs only in what the slices do not depend on, its jitter)."""
     slots = prep.trace.slots
     now = slots[i].start
-    window = policy.expected_duration or prep.slot
-    reach = now + policy.max_delay + window + MAX_SHIFT
-    forecast = prep.blind.between(now, reach)
-    history = None
-    if policy.strategy == "calibrated":
-        history = prep.trace.between(now - LOOKBACK, now)
+    calibrated = policy.strategy == "calibrated"
+    if prep.seen is not None:
+        # the slots between() would find, by index: slot k starts k - i slots after now
+        ahead, behind = prep.seen
+        forecast = prep.blind._slice(i, min(i + ahead, len(slots)))
+        history = prep.trace._slice(max(i - behind, 0), i) if calibrated else None
+    else:
+        forecast = prep.blind.between(now, now + _reach(policy, prep.slot))
+        history = prep.trace.between(now - LOOKBACK, now) if calibrated else None
     return forecast, history, now
 
 
