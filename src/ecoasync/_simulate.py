@@ -286,9 +286,9 @@ def _reading(
     return replaying(prep.trace, prep.slot, remember=remember)
 
 
-def _ran_in(prep: _Prepared, i: int, start: datetime) -> int:
-    """The index of the slot a job that starts at ``start`` runs in (submitted at slot ``i``)."""
-    return i + int((start - prep.trace.slots[i].start) // prep.slot)
+def _ran_in(prep: _Prepared, i: int, waited: timedelta) -> int:
+    """The index of the slot a job submitted at slot ``i``'s start runs in, having ``waited``."""
+    return i + waited // prep.slot
 
 
 def replay(
@@ -305,19 +305,22 @@ def replay(
     prep = _prepare(trace, policy)
     policy = policy.evolve(jitter=timedelta(0))
     actual = prep.actual
-    slots = trace.slots
     total = len(prep.scenarios)
     base = sched = orc = 0.0
     delays: list[float] = []
     regressions = 0
-    per_day: dict[date, list[float]] = {}
+    # each replayed day's figures (jobs, baseline, scheduled, oracle): its scenarios are the
+    # next per_day ones
+    per_day = total // len(prep.days)
+    figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
     with _reading(prep, policy, remember=False):
         for n, i in enumerate(prep.scenarios):
             forecast, history, now = _inputs(prep, i, policy)
             p = plan(forecast, now, policy, history=history)
-            j = _ran_in(prep, i, p.start)
+            waited = p.start - now
+            j = _ran_in(prep, i, waited)
             o = _oracle(actual, i, prep.ahead)
             a_now, a_run, a_best = (
                 actual[i] * energy_kwh,
@@ -328,8 +331,8 @@ def replay(
             sched += a_run
             orc += a_best
             regressions += a_run > a_now
-            delays.append((p.start - now) / hour)
-            day = per_day.setdefault(slots[i].start.date(), [0, 0.0, 0.0, 0.0])
+            delays.append(waited / hour)
+            day = figures[n // per_day]
             day[0] += 1
             day[1] += a_now
             day[2] += a_run
@@ -337,7 +340,8 @@ def replay(
             if progress is not None and (n % every == 0 or n == total - 1):
                 progress(n + 1, total)
     daily = tuple(
-        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3]) for d, v in sorted(per_day.items())
+        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
+        for d, v in zip(prep.days, figures, strict=True)
     )
     return Replay(
         scenarios=total,
@@ -388,7 +392,7 @@ def replay_herd(
             for k in range(jobs_per_slot):
                 base += actual[i] * energy_kwh
                 p = plan(forecast, now, policy, rng=rng, history=history)
-                j = _ran_in(prep, i, p.start)
+                j = _ran_in(prep, i, p.start - now)
                 jitter_load[j] = jitter_load.get(j, 0) + 1
                 jit += actual[j] * energy_kwh
                 q = plan(forecast, now, policy, rng=rng, history=history, ledger=ledger)
@@ -396,7 +400,7 @@ def replay_herd(
                 heapq.heappush(
                     held, (reservation.slot + prep.slot, n * jobs_per_slot + k, reservation)
                 )
-                j = _ran_in(prep, i, q.start)
+                j = _ran_in(prep, i, q.start - now)
                 ledger_load[j] = ledger_load.get(j, 0) + 1
                 led += actual[j] * energy_kwh
             if progress is not None and (n % every == 0 or n == total - 1):
