@@ -275,14 +275,15 @@ def _fit(
     max_gap = reach + 1
     starts, ends, upcoming = ahead
     first = (starts[0] - origin) / step if starts else 0.0
+    at = round(first)
     if (
         starts
-        and abs(first - round(first)) <= 1e-6
-        and n - 1 <= round(first) <= n
+        and abs(first - at) <= 1e-6
+        and n - 1 <= at <= n
         and (regular or (list(ends[:-1]) == list(starts[1:]) and _all_last(starts, ends, step)))
     ):
         # the usual case: the forecast continues the history's grid without a gap
-        values.extend(upcoming[n - round(first) :])
+        values.extend(upcoming[n - at :])
     else:
         for start, end, value in zip(starts, ends, upcoming, strict=True):
             pos = (start - origin) / step
@@ -299,8 +300,11 @@ def _fit(
                 values.extend(before + (value - before) * j / gap for j in range(1, gap))
             values.append(value)
     span = max(reach, 0)
-    # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
-    padded = [values[0]] * span + values + [values[-1]] * (span + 1)
+    # the values, read at shifts of up to span slots either way (and one slot more, to
+    # interpolate): the first repeated before them, the last after them
+    padded = [values[0]] * span + values[: n + span + 1]
+    if len(values) < n + span + 1:
+        padded += [values[-1]] * (n + span + 1 - len(values))
     sums = None if products is None else products.sums(origin, step, span, actual, values)
     k, w = _fit_shift(actual, padded, span, sums)
     here = padded[span + k : span + k + n]
@@ -454,7 +458,7 @@ def _fit_shift(
     """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
     the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
     ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
-    after it.
+    after it (of which the first ``len(actual) + 2 * span + 1`` are read).
 
     The variance is a parabola in ``w`` on each interval ``[k, k + 1]``, so each has a closed
     form; the sums come from prefix sums, and only the cross-products with the actuals need
@@ -468,7 +472,8 @@ def _fit_shift(
     # (n as a float: a float divided by an int converts it so, and float-only arithmetic
     # takes the interpreter's fast paths; 2.0 * x is 2 * x for the same reason)
     size = float(n)
-    padded = padded[: n + 2 * span + 1]  # the values any shift reads
+    if len(padded) > n + 2 * span + 1:
+        padded = padded[: n + 2 * span + 1]  # the values any shift reads
     lin = [0.0, *itertools.accumulate(padded)]
     sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span) if sums is None else sums
     sum_a = sum(actual)
