@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecoasync import Forecast, Policy, Slot, SlotLedger
+from ecoasync._calibrate import LOOKBACK, MAX_SHIFT
 from ecoasync._simulate import (
     SimulationError,
+    _inputs,
     _prepare,
     replay,
     replay_herd,
@@ -175,6 +177,49 @@ def test_the_replayed_days_are_those_whose_slots_are_all_there(
         return
     assert [d.isoformat() for d in scenario_days(trace, budget)] == days
     assert _prepare(trace, Policy(max_delay=budget)).scenarios == scenarios
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    minutes=st.sampled_from([5, 15, 30, 60, 90, 180]),
+    days=st.integers(1, 3),
+    offset=st.integers(0, 3),
+    budget=st.sampled_from(["0s", "10m", "1h", "90m", "4h", "23h30m"]),
+    strategy=st.sampled_from(["lowest", "calibrated"]),
+    gap=st.booleans(),
+)
+def test_a_sessions_inputs_are_the_slices_between_finds(
+    minutes: int, days: int, offset: int, budget: str, strategy: str, gap: bool
+) -> None:
+    """On a trace without gaps whose slots all last one length, each scenario's forecast and
+    history are found by index: they are exactly what between() finds over their time spans
+    (the only way when the trace has a gap)."""
+    slot = timedelta(minutes=minutes)
+    trace = synthetic_trace(days, start=D0 + offset * slot, slot=slot, seed=days)
+    if gap:  # one slot taken out, in the middle of the first day
+        trace = Forecast([s for i, s in enumerate(trace) if i != int(timedelta(hours=12) / slot)])
+    policy = Policy(max_delay=budget, strategy=strategy)  # type: ignore[arg-type]
+    try:
+        prep = _prepare(trace, policy)
+    except SimulationError:
+        return
+    assert (prep.seen is None) == gap
+    for i in prep.scenarios:
+        forecast, history, now = _inputs(prep, i, policy)
+        assert now == trace[i].start
+        reach = now + policy.max_delay + slot + MAX_SHIFT
+        expected = prep.blind.between(now, reach)
+        assert forecast == expected
+        assert forecast._starts == expected._starts
+        assert forecast._columns() == expected._columns()
+        if strategy == "lowest":
+            assert history is None
+            continue
+        before = trace.between(now - LOOKBACK, now)
+        assert history == before
+        assert history is not None
+        assert history._starts == before._starts
+        assert history._columns() == before._columns()
 
 
 @settings(max_examples=25, deadline=None)

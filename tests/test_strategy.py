@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import MutableMapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -687,3 +688,33 @@ def test_a_regular_forecast_ahead_fits_as_when_its_slots_are_checked(
     )
     checked = _fit(history, tail, slot, (columns.starts, columns.ends, columns.forecasts))
     assert repr(told) == repr(checked)
+
+
+@settings(max_examples=400, deadline=None)
+@given(span=st.integers(min_value=1, max_value=6), data=st.data())
+def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
+    span: int, data: st.DataObject
+) -> None:
+    """_lowest picks the whole shift min() picks with the key (variance, |shift|): ties (also of
+    0.0 and -0.0) to the smaller |shift| and then the smaller shift, and wherever min() leaves
+    a NaN or an infinity."""
+    from ecoasync._calibrate import _lowest
+
+    few = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, math.inf, -math.inf, math.nan])
+    variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))
+    expected = min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
+    assert _lowest(variances, span) == expected
+
+
+def test_a_calibration_made_by_its_setters_is_the_one_its_init_makes() -> None:
+    """_calibration sets every field of Calibration, in order, as Calibration() does."""
+    import dataclasses
+
+    from ecoasync._calibrate import _CALIBRATION_FIELDS, Calibration, _calibration
+
+    assert tuple(f.name for f in dataclasses.fields(Calibration)) == _CALIBRATION_FIELDS
+    fields = (0.25, -1.5, 3.0, 0.5, 2.0, 48, 1.7e9, 1800.0, (1.0, 2.0))
+    made, init = _calibration(*fields), Calibration(*fields)
+    assert repr(made) == repr(init)
+    assert made == init
+    assert hash(made) == hash(init)

@@ -32,7 +32,7 @@ import functools
 import itertools
 import math
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -114,14 +114,17 @@ class Calibration:
         """:meth:`expected` for many slots (the planner's hot path)."""
         values, last = self.values, len(self.values) - 1
         origin, step, shift, rho = self.origin, self.slot, self.shift, self.rho
-        bias, excess, newest = self.bias, self.last_error - self.bias, self.samples - 1
+        bias, excess = self.bias, self.last_error - self.bias
+        # the whole numbers as floats: a float compared with or taken from an int converts it
+        # so (exactly), and float-only arithmetic takes the interpreter's fast paths
+        newest, top = float(self.samples - 1), float(last)
         out = []
         for start in slot_starts:
             p = (start - origin) / step
             x = p + shift
-            if x <= 0:
+            if x <= 0.0:
                 read = values[0]
-            elif x >= last:
+            elif x >= top:
                 read = values[last]
             else:
                 i = int(x)
@@ -158,6 +161,60 @@ class Calibration:
             variance = innovation * ((rho**h - 1.0) ** 2 * common + geometric)
             out.append(sqrt(0.0 if variance < 0.0 else variance))
         return out
+
+
+_CALIBRATION_FIELDS: Final = (
+    "shift",
+    "bias",
+    "sigma",
+    "rho",
+    "last_error",
+    "samples",
+    "origin",
+    "slot",
+    "values",
+)
+_CALIBRATION_SETTERS: Final = tuple(
+    Calibration.__dict__[name].__set__ for name in _CALIBRATION_FIELDS
+)
+"""The setters of a calibration's fields, in order (the frozen dataclass refuses ``setattr``;
+these are what its ``__init__`` reaches through ``object.__setattr__``, without the lookup)."""
+
+
+def _calibration(
+    shift: float,
+    bias: float,
+    sigma: float,
+    rho: float,
+    last_error: float,
+    samples: int,
+    origin: float,
+    slot: float,
+    values: tuple[float, ...],
+) -> Calibration:
+    """``Calibration(shift, bias, ...)`` at a third of the cost: a replay makes one per job."""
+    made = object.__new__(Calibration)
+    (
+        set_shift,
+        set_bias,
+        set_sigma,
+        set_rho,
+        set_last_error,
+        set_samples,
+        set_origin,
+        set_slot,
+        set_values,
+    ) = _CALIBRATION_SETTERS
+    set_shift(made, shift)
+    set_bias(made, bias)
+    set_sigma(made, sigma)
+    set_rho(made, rho)
+    set_last_error(made, last_error)
+    set_samples(made, samples)
+    set_origin(made, origin)
+    set_slot(made, slot)
+    set_values(made, values)
+    return made
 
 
 def _geometric(rho2: float, n: float) -> float:
@@ -220,14 +277,15 @@ def _fit(
     max_gap = reach + 1
     starts, ends, upcoming = ahead
     first = (starts[0] - origin) / step if starts else 0.0
+    at = round(first)
     if (
         starts
-        and abs(first - round(first)) <= 1e-6
-        and n - 1 <= round(first) <= n
+        and abs(first - at) <= 1e-6
+        and n - 1 <= at <= n
         and (regular or (list(ends[:-1]) == list(starts[1:]) and _all_last(starts, ends, step)))
     ):
         # the usual case: the forecast continues the history's grid without a gap
-        values.extend(upcoming[n - round(first) :])
+        values.extend(upcoming[n - at :])
     else:
         for start, end, value in zip(starts, ends, upcoming, strict=True):
             pos = (start - origin) / step
@@ -244,32 +302,30 @@ def _fit(
                 values.extend(before + (value - before) * j / gap for j in range(1, gap))
             values.append(value)
     span = max(reach, 0)
-    # the values, read at shifts of up to span slots either way (and one slot more, to interpolate)
-    padded = [values[0]] * span + values + [values[-1]] * (span + 1)
+    # the values, read at shifts of up to span slots either way (and one slot more, to
+    # interpolate): the first repeated before them, the last after them
+    padded = [values[0]] * span + values[: n + span + 1]
+    if len(values) < n + span + 1:
+        padded += [values[-1]] * (n + span + 1 - len(values))
     sums = None if products is None else products.sums(origin, step, span, actual, values)
     k, w = _fit_shift(actual, padded, span, sums)
     here = padded[span + k : span + k + n]
     if w:
-        after = padded[span + k + 1 : span + k + 1 + n]
+        after = padded[span + k + 1 :]  # (the comprehension stops with actual)
         keep = 1.0 - w
-        errors = [a - (x * keep + y * w) for a, x, y in zip(actual, here, after, strict=True)]
+        errors = [a - (x * keep + y * w) for a, x, y in zip(actual, here, after, strict=False)]
     else:
         errors = list(map(operator.sub, actual, here))
-    bias = sum(errors) / n
+    size = float(n)  # (what a float divided by n converts it to: float-only is faster)
+    bias = sum(errors) / size
     centred = [e - bias for e in errors]
     sq = _dot(centred, centred)
-    rho = _dot(centred[:-1], centred[1:]) / sq if sq > _EPS else 0.0
-    rho = min(max(rho, 0.0), _MAX_RHO)
-    return Calibration(
-        shift=k + w,
-        bias=bias,
-        sigma=math.sqrt(sq / n),
-        rho=rho,
-        last_error=errors[-1],
-        samples=n,
-        origin=origin,
-        slot=step,
-        values=tuple(values),
+    # each centred error times the next (_dot stops at the shorter)
+    rho = _dot(centred, centred[1:]) / sq if sq > _EPS else 0.0
+    # min(max(rho, 0.0), _MAX_RHO) without the calls (the same for -0.0 and NaN)
+    rho = 0.0 if rho < 0.0 else _MAX_RHO if rho > _MAX_RHO else rho
+    return _calibration(
+        k + w, bias, math.sqrt(sq / size), rho, errors[-1], n, origin, step, tuple(values)
     )
 
 
@@ -418,7 +474,7 @@ def _fit_shift(
     """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
     the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
     ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
-    after it.
+    after it (of which the first ``len(actual) + 2 * span + 1`` are read).
 
     The variance is a parabola in ``w`` on each interval ``[k, k + 1]``, so each has a closed
     form; the sums come from prefix sums, and only the cross-products with the actuals need
@@ -429,19 +485,23 @@ def _fit_shift(
     if span <= 0:
         return 0, 0.0
     n = len(actual)
-    padded = padded[: n + 2 * span + 1]  # the values any shift reads
+    # (n as a float: a float divided by an int converts it so, and float-only arithmetic
+    # takes the interpreter's fast paths; 2.0 * x is 2 * x for the same reason)
+    size = float(n)
+    if len(padded) > n + 2 * span + 1:
+        padded = padded[: n + 2 * span + 1]  # the values any shift reads
     lin = [0.0, *itertools.accumulate(padded)]
     sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span) if sums is None else sums
     sum_a = sum(actual)
-    # the best whole shift first (ties to the smaller |k|), then the fraction on either side
-    whole = min(
-        range(2 * span + 1),
-        key=lambda j: (
-            (sq_a - 2 * cross[j] + sqr[j + n] - sqr[j]) / n
-            - ((sum_a - lin[j + n] + lin[j]) / n) ** 2,
-            abs(j - span),
-        ),
-    )
+    # the best whole shift first (ties to the smaller |k|, then the smaller k), then the
+    # fraction on either side
+    variances = [  # one per whole shift (cross is the shortest)
+        (sq_a - 2.0 * c + sq_end - sq) / size - ((sum_a - lin_end + lin_start) / size) ** 2
+        for c, sq_end, sq, lin_end, lin_start in zip(
+            cross, sqr[n:], sqr, lin[n:], lin, strict=False
+        )
+    ]
+    whole = _lowest(variances, span)
     best_var = math.inf
     best = (0, 0.0)
     for j in (whole - 1, whole):  # interval [k, k + 1] with k = j - span
@@ -451,13 +511,18 @@ def _fit_shift(
         sq_k, sq_n = sqr[j + n] - sqr[j], sqr[j + 1 + n] - sqr[j + 1]
         lag = nxt[j + n] - nxt[j]
         # r = actual - F_k, d = F_{k+1} - F_k
-        mean_r = (sum_a - sum_k) / n
-        mean_d = (sum_n - sum_k) / n
-        var_r = (sq_a - 2 * cross[j] + sq_k) / n - mean_r * mean_r
-        var_d = (sq_n - 2 * lag + sq_k) / n - mean_d * mean_d
-        cov = (cross[j + 1] - cross[j] - lag + sq_k) / n - mean_r * mean_d
-        w = min(max(cov / var_d, 0.0), 1.0) if var_d > _EPS * (1.0 + abs(sq_k) / n) else 0.0
-        var = var_r - 2 * w * cov + w * w * var_d
+        mean_r = (sum_a - sum_k) / size
+        mean_d = (sum_n - sum_k) / size
+        var_r = (sq_a - 2.0 * cross[j] + sq_k) / size - mean_r * mean_r
+        var_d = (sq_n - 2.0 * lag + sq_k) / size - mean_d * mean_d
+        cov = (cross[j + 1] - cross[j] - lag + sq_k) / size - mean_r * mean_d
+        if var_d > _EPS * (1.0 + abs(sq_k) / size):
+            # min(max(x, 0.0), 1.0) without the calls (the same for -0.0 and NaN)
+            w = cov / var_d
+            w = 0.0 if w < 0.0 else 1.0 if w > 1.0 else w
+        else:
+            w = 0.0
+        var = var_r - 2.0 * w * cov + w * w * var_d
         k = j - span
         tol = 1e-9 * (1.0 + abs(var_r))
         if var < best_var - tol or (
@@ -467,6 +532,31 @@ def _fit_shift(
     if best[1] >= 1.0:  # the end of one interval is the start of the next
         best = (best[0] + 1, 0.0)
     return best
+
+
+def _lowest(variances: list[float], span: int) -> int:
+    """The index of the lowest of ``variances`` (of the whole shifts ``index - span``), ties
+    to the smaller ``|shift|`` and then the smaller shift: what ``min(range(2 * span + 1),
+    key=lambda j: (variances[j], abs(j - span)))`` gives, without a Python call per shift."""
+    if math.isnan(sum(variances)):
+        # (only from values so large that their squares overflow) a NaN is neither lower
+        # nor higher than anything: where it stands decides, so min() itself goes through them
+        return min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
+    order, ranked = _nearest_first(span)
+    by_distance = ranked(variances)
+    return order[by_distance.index(min(by_distance))]  # the first of the lowest in that order
+
+
+@functools.lru_cache(maxsize=8)
+def _nearest_first(
+    span: int,
+) -> tuple[tuple[int, ...], Callable[[list[float]], tuple[float, ...]]]:
+    """The indices ``0 .. 2 * span`` of the whole shifts ``index - span`` by distance from
+    shift 0, the negative one of a pair first, and a getter of a list's items in that order
+    (``span >= 1``)."""
+    pairs = ((span - d, span + d) for d in range(1, span + 1))
+    order = (span, *itertools.chain.from_iterable(pairs))
+    return order, operator.itemgetter(*order)
 
 
 def _shift_sums(actual: Sequence[float], padded: Sequence[float], span: int) -> _Sums:

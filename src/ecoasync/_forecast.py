@@ -291,10 +291,9 @@ class Forecast(Sequence[Slot]):
         if lo == 0 and hi >= len(self.slots):
             return self
         slots = self.slots[lo:hi]
-        first = slots[0].start if slots else None
-        last = slots[-1].end if slots else None
         gaps: tuple[Gap, ...] = ()
-        if self.gaps and first is not None and last is not None:
+        if self.gaps and slots:
+            first, last = slots[0].start, slots[-1].end
             gaps = tuple(g for g in self.gaps if first <= g.start and g.end <= last)
         columns = self._cached_columns
         return self._like(

@@ -177,6 +177,9 @@ class _Prepared:
     scenarios: list[int]  # indices of the submission slots
     days: list[date]
     ahead: int  # slots in the budget after the submission slot (deadline inclusive)
+    # when the trace has no gaps and every slot lasts `slot`: how many slots a session's
+    # forecast and its history hold, from or before its submission slot (see _inputs)
+    seen: tuple[int, int] | None
 
 
 def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
@@ -224,10 +227,20 @@ def _prepare(trace: Forecast, policy: Policy) -> _Prepared:
             "one whole day of slots with intensity_actual, plus the delay budget after it"
         )
     # every scenario reads slices of these two: convert their slots' times once, here
-    trace._columns()
+    columns = trace._columns()
     blind = trace._without_actuals()
     actual = [s.actual if s.actual is not None else s.forecast for s in slots]
-    return _Prepared(trace, blind, slot, actual, scenarios, days, ahead)
+    seen = None
+    if columns.length == slot and not trace.gaps:
+        # slot k starts k slots after slot 0: the spans _inputs reads hold the slots they
+        # reach into, their lengths in slots rounded up
+        seen = (-(-_reach(policy, slot) // slot), -(-LOOKBACK // slot))
+    return _Prepared(trace, blind, slot, actual, scenarios, days, ahead, seen)
+
+
+def _reach(policy: Policy, slot: timedelta) -> timedelta:
+    """How far past its submission a session's forecast reaches (what :func:`plan` reads)."""
+    return policy.max_delay + (policy.expected_duration or slot) + MAX_SHIFT
 
 
 def scenario_days(trace: Forecast, max_delay: timedelta | str = "4h") -> list[date]:
@@ -246,15 +259,19 @@ def _oracle(actual: Sequence[float], i: int, ahead: int) -> int:
 
 def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast | None, datetime]:
     """What a live session submitted at slot ``i`` would hold: the forecast from now on, and
-    the slots closed before now with their actuals."""
+    the slots closed before now with their actuals (``policy`` is the one ``prep`` was made
+    for, or differs only in what the slices do not depend on, its jitter)."""
     slots = prep.trace.slots
     now = slots[i].start
-    window = policy.expected_duration or prep.slot
-    reach = now + policy.max_delay + window + MAX_SHIFT
-    forecast = prep.blind.between(now, reach)
-    history = None
-    if policy.strategy == "calibrated":
-        history = prep.trace.between(now - LOOKBACK, now)
+    calibrated = policy.strategy == "calibrated"
+    if prep.seen is not None:
+        # the slots between() would find, by index: slot k starts k - i slots after now
+        ahead, behind = prep.seen
+        forecast = prep.blind._slice(i, min(i + ahead, len(slots)))
+        history = prep.trace._slice(max(i - behind, 0), i) if calibrated else None
+    else:
+        forecast = prep.blind.between(now, now + _reach(policy, prep.slot))
+        history = prep.trace.between(now - LOOKBACK, now) if calibrated else None
     return forecast, history, now
 
 
@@ -269,9 +286,9 @@ def _reading(
     return replaying(table, prep.slot, remember=remember)
 
 
-def _ran_in(prep: _Prepared, i: int, start: datetime) -> int:
-    """The index of the slot a job that starts at ``start`` runs in (submitted at slot ``i``)."""
-    return i + int((start - prep.trace.slots[i].start) // prep.slot)
+def _ran_in(prep: _Prepared, i: int, waited: timedelta) -> int:
+    """The index of the slot a job submitted at slot ``i``'s start runs in, having ``waited``."""
+    return i + waited // prep.slot
 
 
 def replay(
@@ -288,19 +305,22 @@ def replay(
     prep = _prepare(trace, policy)
     policy = policy.evolve(jitter=timedelta(0))
     actual = prep.actual
-    slots = trace.slots
     total = len(prep.scenarios)
     base = sched = orc = 0.0
     delays: list[float] = []
     regressions = 0
-    per_day: dict[date, list[float]] = {}
+    # each replayed day's figures (jobs, baseline, scheduled, oracle): its scenarios are the
+    # next per_day ones
+    per_day = total // len(prep.days)
+    figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
     with _reading(prep, policy, remember=False):
         for n, i in enumerate(prep.scenarios):
             forecast, history, now = _inputs(prep, i, policy)
             p = plan(forecast, now, policy, history=history)
-            j = _ran_in(prep, i, p.start)
+            waited = p.start - now
+            j = _ran_in(prep, i, waited)
             o = _oracle(actual, i, prep.ahead)
             a_now, a_run, a_best = (
                 actual[i] * energy_kwh,
@@ -311,8 +331,8 @@ def replay(
             sched += a_run
             orc += a_best
             regressions += a_run > a_now
-            delays.append((p.start - now) / hour)
-            day = per_day.setdefault(slots[i].start.date(), [0, 0.0, 0.0, 0.0])
+            delays.append(waited / hour)
+            day = figures[n // per_day]
             day[0] += 1
             day[1] += a_now
             day[2] += a_run
@@ -320,7 +340,8 @@ def replay(
             if progress is not None and (n % every == 0 or n == total - 1):
                 progress(n + 1, total)
     daily = tuple(
-        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3]) for d, v in sorted(per_day.items())
+        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
+        for d, v in zip(prep.days, figures, strict=True)
     )
     return Replay(
         scenarios=total,
@@ -371,7 +392,7 @@ def replay_herd(
             for k in range(jobs_per_slot):
                 base += actual[i] * energy_kwh
                 p = plan(forecast, now, policy, rng=rng, history=history)
-                j = _ran_in(prep, i, p.start)
+                j = _ran_in(prep, i, p.start - now)
                 jitter_load[j] = jitter_load.get(j, 0) + 1
                 jit += actual[j] * energy_kwh
                 q = plan(forecast, now, policy, rng=rng, history=history, ledger=ledger)
@@ -379,7 +400,7 @@ def replay_herd(
                 heapq.heappush(
                     held, (reservation.slot + prep.slot, n * jobs_per_slot + k, reservation)
                 )
-                j = _ran_in(prep, i, q.start)
+                j = _ran_in(prep, i, q.start - now)
                 ledger_load[j] = ledger_load.get(j, 0) + 1
                 led += actual[j] * energy_kwh
             if progress is not None and (n % every == 0 or n == total - 1):
