@@ -652,11 +652,15 @@ class _Products:
             ),
         ]
         # cross[j] reads the padding for the first span - j actuals: those products first,
-        # then the rest of the sum from the table, continued from that partial sum
+        # then the rest from the table, in one sum() (from Python 3.12 on, sum() compensates
+        # its float rounding: a sum continued from a partial sum would differ in the last bits)
         front = list(map(operator.mul, actual[:span], itertools.repeat(first)))
         end = at + n
+        chain = itertools.chain
         cross = [
-            sum(row[at + span - j : end], sum(front[: span - j])) if j < span else sum(row[at:end])
+            sum(chain(front[: span - j], row[at + span - j : end]))
+            if j < span
+            else sum(row[at:end])
             for j, row in enumerate(self.cross)
         ]
         return sum(self.actual_squares[at:end]), sqr, nxt, cross
