@@ -374,10 +374,15 @@ _RECENT_SIZE: Final = 16
 
 
 def calibrate_ahead(
-    history: Forecast | None, now: datetime, slot: timedelta, ahead: Forecast
+    history: Forecast | None,
+    now: datetime,
+    slot: timedelta,
+    ahead: Forecast,
+    needed: int | None = None,
 ) -> tuple[Calibration | None, list[float] | None]:
     """:func:`calibrate` for the forecast ``ahead`` of ``now``, and the expected intensity of
-    each of its slots (:meth:`Calibration.expected_all`).
+    each of its slots (:meth:`Calibration.expected_all`), or of its first ``needed`` ones when
+    the answer is not remembered.
 
     A calibration depends on ``now`` only through which history slots have closed, so the
     answer is remembered for the next sessions planned on the same (shared) history and
@@ -408,9 +413,10 @@ def calibrate_ahead(
         products,
         _regular(ahead, slot),
     )
+    if not remember:  # (only this plan reads it)
+        starts = columns.starts if needed is None else columns.starts[:needed]
+        return calibration, None if calibration is None else calibration.expected_all(starts)
     expected = None if calibration is None else calibration.expected_all(columns.starts)
-    if not remember:
-        return calibration, expected
     if len(_RECENT) >= _RECENT_SIZE:
         # the oldest goes (if another thread has not just removed it; a try costs nothing
         # here, a suppress() context manager would on every fit)

@@ -346,11 +346,11 @@ def plan(
     t_deadline = deadline.timestamp()
     span = window.total_seconds()
 
-    calibration = expected = None
-    if calibrating and slot is not None:
-        calibration, expected = calibrate_ahead(history, now, slot, relevant)
     # the slots that can matter: through the first one that starts after the last window ends
     used = bisect_right(columns.starts, t_deadline + span) + 1
+    calibration = expected = None
+    if calibrating and slot is not None:
+        calibration, expected = calibrate_ahead(history, now, slot, relevant, used)
     values = columns.forecasts if expected is None else expected
     # the candidates: now, the deadline and the points where the mean bends between them
     if remembering():  # shared with the next sessions on this slice (see _window)
