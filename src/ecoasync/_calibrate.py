@@ -18,10 +18,10 @@ one grid):
    gain smaller than the error the forecast is making right now does not make work wait.
 
 Everything here is O(history) per call with C-level inner loops. The simulator replays a year
-of half-hours, one calibration per job, in 1.9-2.3 s on a loaded 2-CPU machine (about 1.7 s
-quiet, by extrapolation): inside :func:`replaying` the fits read the products the timing search
-sums from a table built once per trace instead of computing them per job (bit-identical
-results).
+of half-hours, one calibration per job, in about 1.8 s on a 2-CPU machine: inside
+:func:`replaying` the fits read the products the timing search sums from a table built once per
+trace instead of computing them per job (bit-identical results, one ``sum()`` per figure as a
+live fit makes it: from Python 3.12 on ``sum()`` compensates its rounding).
 """
 
 from __future__ import annotations
