@@ -413,3 +413,22 @@ async def test_a_session_manager_is_single_use(clock: VirtualClock) -> None:
     with pytest.raises(RuntimeError, match="already entered"):
         async with manager:
             pass
+
+
+@pytest.mark.parametrize("max_delay", ["0s", "4h"])
+async def test_entering_is_a_checkpoint_with_the_forecast_in_memory(
+    clock: VirtualClock, bus: EventBus, max_delay: str
+) -> None:
+    """A session whose forecast is in memory plans without suspending, but entering still
+    checkpoints (the wait for its slot, or a bare checkpoint when it runs at once): a cancelled
+    caller never runs the body, and the session completes as cancelled."""
+    provider = evening(clock)
+    policy = Policy(max_delay=max_delay, provider=provider)
+    ran = []
+    with capture_events(bus) as events, anyio.CancelScope() as scope:
+        scope.cancel()
+        async with carbon_session(policy, bus=bus):
+            ran.append(True)
+    assert scope.cancelled_caught and not ran
+    completed = events.of(Completed)
+    assert [c.record.status for c in completed] == ["cancelled"]

@@ -263,11 +263,7 @@ class _SessionManager:
             # thousand sessions waiting on one request keep as little as possible each
             try:
                 answer = self._forecast_source(submitted)
-                if isinstance(answer, Forecast):
-                    await checkpoint()  # an answer at hand is still a checkpoint
-                    forecast = answer
-                else:
-                    forecast = await answer
+                forecast = answer if isinstance(answer, Forecast) else await answer
             except Exception as exc:
                 plan_ = await self._forecast_failed(submitted, exc)
             else:
@@ -276,7 +272,9 @@ class _SessionManager:
             if acct.bus.listens(Planned):
                 await acct.bus.emit(Planned(**self._acct.event_fields(submitted), plan=plan_))
             if plan_.start > submitted:
-                await self._clock.sleep_until(plan_.start)
+                await self._clock.sleep_until(plan_.start)  # (a checkpoint, as the clock says)
+            else:
+                await checkpoint()  # entering is a checkpoint even with nothing to wait for
             started = self._clock.now()
             if acct.bus.listens(Started):
                 intensity, source = acct.intensity_at(started)
