@@ -275,7 +275,7 @@ async def test_static_provider_and_synthetic_day() -> None:
         StaticForecastProvider([1, 2])  # type: ignore[list-item]
 
 
-def test_between_shares_the_same_slice_with_its_next_caller() -> None:
+def test_between_shares_the_same_slice_with_its_next_callers() -> None:
     """Sessions planned in one slot ask for the same slots: they get one shared forecast."""
     day = synthetic_day()
     t = day[4].start
@@ -285,6 +285,15 @@ def test_between_shares_the_same_slice_with_its_next_caller() -> None:
     other = day.between(t + timedelta(hours=1), t + timedelta(hours=5))
     assert other is not first and other[0] == day[6]
     assert list(day.between(t, t + timedelta(hours=4))) == list(first)
+    # a provider cuts each session's forecast and history from one forecast, alternately: the
+    # last four slices are kept, so both are shared
+    history = day.between(t - timedelta(hours=2), t)
+    for _ in range(3):
+        assert day.between(t, t + timedelta(hours=4)) is first
+        assert day.between(t - timedelta(hours=2), t) is history
+    for k in range(5):  # five other slices push the first one out
+        day.between(t + timedelta(hours=k), t + timedelta(hours=k + 2))
+    assert day.between(t, t + timedelta(hours=4)) is not first
     assert day.start is not None and day.end is not None
     assert day.between(day.start, day.end) is day  # the whole is itself (no self-reference kept)
     assert (

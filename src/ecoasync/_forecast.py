@@ -185,7 +185,7 @@ class Forecast(Sequence[Slot]):
     zone: str | None
     gaps: tuple[Gap, ...]
     _starts: tuple[datetime, ...] = field(repr=False, compare=False)
-    _last_slice: tuple[int, int, Forecast] | None = field(repr=False, compare=False)
+    _recent_slices: tuple[tuple[int, int, Forecast], ...] = field(repr=False, compare=False)
     _cached_columns: _Columns | None = field(repr=False, compare=False)
 
     def __init__(
@@ -212,7 +212,7 @@ class Forecast(Sequence[Slot]):
         object.__setattr__(self, "zone", zone)
         object.__setattr__(self, "gaps", tuple(gaps))
         object.__setattr__(self, "_starts", tuple(s.start for s in ordered))
-        object.__setattr__(self, "_last_slice", None)
+        object.__setattr__(self, "_recent_slices", ())
         object.__setattr__(self, "_cached_columns", None)
 
     def __len__(self) -> int:
@@ -268,8 +268,9 @@ class Forecast(Sequence[Slot]):
     def between(self, start: datetime, end: datetime) -> Forecast:
         """The slots that overlap ``[start, end)``, as a forecast of the same source.
 
-        Asked for the same slots as the previous call, it returns the same (immutable) object:
-        the sessions planned in one slot share one forecast instead of holding a copy each.
+        Asked for the same slots as one of the last four calls, it returns the same (immutable)
+        object: the sessions planned in one slot share one forecast (and one history, when a
+        provider cuts both from one forecast) instead of holding a copy each.
         """
         slots = self.slots
         if slots and start < slots[0].end and end > self._starts[-1]:
@@ -278,12 +279,13 @@ class Forecast(Sequence[Slot]):
         hi = bisect.bisect_left(self._starts, end)
         if lo < hi and self.slots[lo].end <= start:
             lo += 1
-        last = self._last_slice
-        if last is not None and last[0] == lo and last[1] == hi:
-            return last[2]
+        recent = self._recent_slices
+        for known_lo, known_hi, piece in recent:
+            if known_lo == lo and known_hi == hi:
+                return piece
         piece = self._slice(lo, hi)
         if piece is not self:  # (the whole is returned as itself: no cycle to keep)
-            object.__setattr__(self, "_last_slice", (lo, hi, piece))
+            object.__setattr__(self, "_recent_slices", ((lo, hi, piece), *recent[:3]))
         return piece
 
     def _slice(self, lo: int, hi: int) -> Forecast:
@@ -320,7 +322,7 @@ class Forecast(Sequence[Slot]):
             set_zone,
             set_gaps,
             set_starts,
-            set_last,
+            set_recent,
             set_columns,
         ) = _FORECAST_SETTERS
         set_slots(piece, slots)
@@ -329,7 +331,7 @@ class Forecast(Sequence[Slot]):
         set_zone(piece, self.zone)
         set_gaps(piece, gaps)
         set_starts(piece, starts)
-        set_last(piece, None)
+        set_recent(piece, ())
         set_columns(piece, columns)
         return piece
 
@@ -374,7 +376,7 @@ _FORECAST_FIELDS = (
     "zone",
     "gaps",
     "_starts",
-    "_last_slice",
+    "_recent_slices",
     "_cached_columns",
 )
 _FORECAST_SETTERS = tuple(Forecast.__dict__[name].__set__ for name in _FORECAST_FIELDS)
