@@ -840,3 +840,42 @@ async def test_no_worker_thread_once_httpx_is_loaded(
     async with uk(server, sleep) as provider:
         assert len(await provider.forecast(NOW, NOW + timedelta(hours=1))) == 3
     assert threads == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_requests_ending_together_wake_their_waiters_at_one_pace(anyio_backend: str) -> None:
+    """Two providers' requests that end in the same turn wake their waiters one group per
+    event-loop turn in all, not a group each: the answers of every zone arrive together."""
+    from ecoasync.providers._http import RELEASE_BATCH
+
+    answered = anyio.Event()
+    done = [0]
+
+    async def fetch(key: object) -> str:
+        await answered.wait()
+        return f"value of {key}"
+
+    cores = [HttpCore(provider=f"p{i}", base_url="http://x") for i in range(2)]
+    per_core = 3 * RELEASE_BATCH
+    got: list[str] = []
+
+    async def ask(core: HttpCore) -> None:
+        got.append(await core.cached("k", 60.0, fetch))
+        done[0] += 1
+
+    per_turn: list[int] = []
+    async with anyio.create_task_group() as tg:
+        for core in cores:
+            for _ in range(per_core + 1):  # a leader and its waiters
+                tg.start_soon(ask, core)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()  # everyone has joined
+        answered.set()
+        while done[0] < len(cores) * (per_core + 1):
+            before = done[0]
+            await anyio.lowlevel.checkpoint()
+            per_turn.append(done[0] - before)
+    assert sorted(set(got)) == ["value of k"]
+    assert len(got) == len(cores) * (per_core + 1)
+    assert max(per_turn) <= RELEASE_BATCH + len(cores)  # one group, and the leaders themselves
+    assert sum(1 for n in per_turn if n) >= 2 * 3  # six groups, in six turns at least

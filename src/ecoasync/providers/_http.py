@@ -21,6 +21,7 @@ One :class:`HttpCore` per provider instance holds:
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
 import json
 import math
@@ -69,7 +70,7 @@ DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 """Seconds to establish a connection."""
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 RELEASE_BATCH: Final = 8
-"""Waiters of a shared request woken per event-loop turn."""
+"""Waiters of shared requests woken per event-loop turn, all requests of the loop together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +205,18 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     return max(seconds, 0.0)
 
 
+_Group = list[asyncio.Future[None]] | anyio.Event
+
+_RELEASING: dict[object, collections.deque[_Group]] = {}
+"""Per event loop (``_loop_identity()``), the groups of waiters still to wake, while one
+:meth:`HttpCore._release` wakes them a group per turn for every request of that loop."""
+
+
 class _Flight:
     """One request in flight, shared by everyone who asked for the same thing meanwhile.
 
-    Waiters queue in groups of ``RELEASE_BATCH``, woken one group per event-loop turn. On
+    Waiters queue in groups of ``RELEASE_BATCH``, woken one group per event-loop turn, for
+    all the requests that end together on one loop (see :meth:`HttpCore._release`). On
     asyncio each waiter awaits a bare future of its own (a waiting session keeps no coroutine
     frames for it); elsewhere a group shares one ``anyio.Event``.
     """
@@ -218,7 +227,7 @@ class _Flight:
         self.deadline = deadline
         """When the request gives up (``anyio.current_time()``; ``inf``: bounded only by the
         HTTP timeouts and retries)."""
-        self.groups: list[list[asyncio.Future[None]] | anyio.Event] = []
+        self.groups: list[_Group] = []
         self.joined = 0
         self.value: object = None
         self.error: ForecastUnavailable | None = None
@@ -243,7 +252,8 @@ class _Flight:
         group.append(future)
         return future
 
-    def wake(self, group: list[asyncio.Future[None]] | anyio.Event) -> None:
+    @staticmethod
+    def wake(group: _Group) -> None:
         if isinstance(group, anyio.Event):
             group.set()
             return
@@ -638,16 +648,31 @@ class HttpCore:
         )
 
     async def _release(self, flight: _Flight) -> None:
-        """Wake the waiters a group per event-loop turn, so a herd never stalls the loop."""
-        groups = flight.groups
+        """Wake the waiters a group per event-loop turn, so a herd never stalls the loop.
+
+        The pace holds for every request of the loop together: the answers of several
+        providers (a forecast and a history per zone) arrive within milliseconds of one
+        another, and each waking its own group per turn would wake several groups per turn.
+        The first release of the loop wakes them all, in the order they were queued; the
+        others hand their groups to it and return.
+        """
+        loop = _loop_identity()
+        queue = _RELEASING.get(loop)
+        if queue is not None:  # another release is pacing this loop: it wakes ours too
+            queue.extend(flight.groups)
+            return
+        queue = _RELEASING[loop] = collections.deque(flight.groups)
         try:
             with anyio.CancelScope(shield=True):
-                for i, group in enumerate(groups):
-                    flight.wake(group)
-                    if i + 1 < len(groups):
+                while queue:
+                    _Flight.wake(queue.popleft())
+                    if queue:
                         await anyio.lowlevel.checkpoint()
         finally:
-            flight.wake_all()  # idempotent; makes sure nobody is left waiting
+            del _RELEASING[loop]
+            while queue:  # (idempotent) nobody is left waiting
+                _Flight.wake(queue.popleft())
+            flight.wake_all()
 
 
 def _view(value: T, window: tuple[datetime, datetime] | None) -> T:
