@@ -7,30 +7,17 @@ in tests and demos.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import anyio
-import anyio.lowlevel
 
 __all__ = ["Clock", "SystemClock", "current_clock", "use_clock"]
 
 MAX_SLEEP_CHUNK_S = 60.0
-
-
-def checkpoint() -> Awaitable[None]:
-    """``anyio.lowlevel.checkpoint()``, to be awaited: on asyncio the ``asyncio.sleep(0)`` it
-    comes down to, without looking up the backend first (it costs more than the yield, on the
-    path of every arriving session)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio (trio)
-        return anyio.lowlevel.checkpoint()
-    return asyncio.sleep(0)
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ import anyio.lowlevel
 
 from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
-from ._clock import Clock, checkpoint, current_clock
+from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
 from ._forecast import Forecast
@@ -273,8 +273,8 @@ class _SessionManager:
                 await acct.bus.emit(Planned(**self._acct.event_fields(submitted), plan=plan_))
             if plan_.start > submitted:
                 await self._clock.sleep_until(plan_.start)  # (a checkpoint, as the clock says)
-            else:
-                await checkpoint()  # entering is a checkpoint even with nothing to wait for
+            else:  # entering is a checkpoint even with nothing to wait for
+                await anyio.lowlevel.checkpoint()
             started = self._clock.now()
             if acct.bus.listens(Started):
                 intensity, source = acct.intensity_at(started)

@@ -25,7 +25,7 @@ import anyio
 import anyio.lowlevel
 
 from ._bus import EventBus, Subscription
-from ._clock import checkpoint, use_clock
+from ._clock import use_clock
 from ._exceptions import ForecastUnavailable
 from ._forecast import Forecast, as_utc
 from ._instrument._fakes import FakeLLM as FakeLLM
@@ -107,7 +107,7 @@ class VirtualClock:
     async def sleep_until(self, deadline: datetime) -> None:
         deadline = as_utc(deadline, what="deadline")
         if deadline <= self._now:
-            await checkpoint()
+            await anyio.lowlevel.checkpoint()
             return
         me = _Sleeper(deadline)
         heapq.heappush(self._sleepers, (deadline, next(self._seq), me))
@@ -147,7 +147,7 @@ class VirtualClock:
                 if (head := self._head()) is not None:
                     self._jump_to(head.deadline)
                 continue
-            await checkpoint()
+            await anyio.lowlevel.checkpoint()
             spins += 1
             if _others_runnable() and spins < self._patience:
                 continue  # someone still has work to do at this instant
@@ -204,7 +204,7 @@ class _Sleeper:
         frame to keep per sleeper). Cancellable."""
         if self._woken:
             self._woken = False
-            return checkpoint()
+            return anyio.lowlevel.checkpoint()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio)
