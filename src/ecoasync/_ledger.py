@@ -87,11 +87,11 @@ class SlotLedger:
         """
         if not candidates:  # pragma: no cover - the planner always passes the best
             raise ValueError("no candidate to choose from")
-        loads, step, tol, floor = self._loads, self._step, self.tolerance, math.floor
+        loads, key, tol = self._loads, self._key, self.tolerance
         best_t, best_m, _ = candidates[0]
         best = math.inf
         for t, m, score in candidates:  # a loop: min(key=...) costs a call per candidate
-            load = loads.get(floor(t / step + 1e-9) * step, 0) if loads else 0  # (self._key(t))
+            load = loads.get(key(t), 0) if loads else 0
             effective = score * (1.0 + tol * load) if load else score  # (x * 1.0 is x)
             if effective < best or (effective == best and t < best_t):
                 best_t, best_m, best = t, m, effective

@@ -354,12 +354,14 @@ def plan(
     values = columns.forecasts if expected is None else expected
     # the candidates: now, the deadline and the points where the mean bends between them
     if remembering():  # shared with the next sessions on this slice (see _window)
-        integ, points, known = _window(relevant, values, used, span)[2:]
+        shared = _window(relevant, values, used, span)
+        integ, points = shared.integ, shared.points
         inner = slice(bisect_right(points, t_now), bisect_left(points, t_deadline))
-        ordered = [t_now, *points[inner], t_deadline] if t_deadline > t_now else [t_now]
+        ends = (t_now, t_deadline) if t_deadline > t_now else (t_now,)
+        ordered = [t_now, *points[inner], *ends[1:]]
         # only the means from now and the deadline are this plan's own
-        first, *rest = integ.means(ordered[:: max(len(ordered) - 1, 1)], span)
-        means = [first, *known[inner], *rest]
+        first, *last = integ.means(ends, span)
+        means = [first, *shared.means[inner], *last]
     else:  # a replay: this window is planned once
         integ = _Integrator(columns.starts[:used], columns.ends[:used], values[:used])
         points = _bends(integ, span, t_now, t_deadline)
