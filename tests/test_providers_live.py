@@ -811,8 +811,13 @@ async def test_static_and_csv_history_keep_slots_with_actuals(tmp_path: Any) -> 
     assert [s.start for s in csv_history] == [s.start for s in history]
     assert list(csv.history_nowait(start, end) or ()) == list(csv_history)
     assert list(static.history_nowait(start, end) or ()) == list(history)
-    # sessions asking for the same slots get the same object (so they share one calibration)
-    assert static.history_nowait(start, end) is static.history_nowait(start, end)
+    # sessions asking for the same slots get the same object (so they share one calibration),
+    # also when sessions on two providers take turns
+    shared = static.history_nowait(start, end)
+    from_csv = csv.history_nowait(start, end)
+    for _ in range(3):
+        assert static.history_nowait(start, end) is shared
+        assert csv.history_nowait(start, end) is from_csv
 
 
 def test_default_provider_is_shared_uk_national() -> None:

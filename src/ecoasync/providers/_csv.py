@@ -27,19 +27,21 @@ def parse_trace_time(text: str) -> datetime:
     return as_utc(parsed, what="time")
 
 
-_LAST_WITH_ACTUALS: tuple[Forecast, Forecast] | None = None
+_WITH_ACTUALS: tuple[tuple[Forecast, Forecast], ...] = ()
+"""The last four answers of :func:`with_actuals`, newest first."""
 
 
 def with_actuals(forecast: Forecast) -> Forecast:
     """The slots of ``forecast`` that have an actual value, same labels.
 
-    The answer for the last forecast asked about is kept: the sessions planned in one slot ask
-    about the same (shared) slice, and get the same object back, so the calibration made on
-    it is shared too."""
-    global _LAST_WITH_ACTUALS
-    last = _LAST_WITH_ACTUALS
-    if last is not None and last[0] is forecast:
-        return last[1]
+    The answers for the last four forecasts asked about are kept: the sessions planned in one
+    slot ask about the same (shared) slice of each provider's, and get the same object back,
+    so the calibration made on it is shared too."""
+    global _WITH_ACTUALS
+    recent = _WITH_ACTUALS
+    for asked, kept in recent:
+        if asked is forecast:
+            return kept
     if forecast._columns().complete:
         return forecast
     kept = Forecast(
@@ -48,7 +50,7 @@ def with_actuals(forecast: Forecast) -> Forecast:
         provider=forecast.provider,
         zone=forecast.zone,
     )
-    _LAST_WITH_ACTUALS = (forecast, kept)
+    _WITH_ACTUALS = ((forecast, kept), *recent[:3])
     return kept
 
 
