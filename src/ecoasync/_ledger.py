@@ -16,12 +16,91 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._planner import Plan
 
-__all__ = ["Reservation", "SlotLedger", "default_ledger"]
+__all__ = ["Choice", "Claim", "Ledger", "Reservation", "SlotLedger", "default_ledger"]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One start the planner would accept for a waiting job (it beats now and meets
+    ``min_improvement``). ``score`` is what the planner minimises: ``expected`` plus the
+    strategy's uncertainty charge, in gCO2eq/kWh."""
+
+    start: datetime
+    expected: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job's place in a slot, as a :class:`Ledger` granted it.
+
+    ``slot`` is the start of the ledger bucket the job counts in; ``start`` and ``expected``
+    are those of the :class:`Choice` it was given. The claim counts until it is released or
+    ``expires_at`` passes (a crashed worker leaks nothing past its lease). ``ledger`` names
+    the store that granted it (``"memory"``, ``"redis"``, ``"postgres"``; a fallback says so,
+    e.g. ``"memory (redis unavailable)"``).
+    """
+
+    job_id: str
+    zone: str
+    slot: datetime
+    start: datetime
+    expected: float
+    expires_at: datetime
+    ledger: str
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Where planned jobs count themselves per slot, so that concurrent plans spread out.
+
+    The contract every implementation keeps (the in-process :class:`SlotLedger`, Redis,
+    Postgres), checked by one shared test suite:
+
+    - ``claim`` is atomic: among ``choices`` (non-empty), it picks the one whose effective score
+      ``score * (1 + tolerance * load)`` is lowest, ``load`` being the live claims in that
+      choice's bucket of ``zone``; ties go to the earliest start. It counts ``job_id`` there
+      until ``release`` or ``now + lease``. With a per-slot capacity, full buckets are skipped
+      (if all are full, the lowest effective score is taken anyway).
+    - It is idempotent per ``(zone, job_id)``: a job that already holds a live claim gets that
+      same claim back (its lease extended to at least ``now + lease``), so a redelivered job
+      never books twice.
+    - ``release`` is idempotent. Expired claims never count.
+    - ``now`` is the caller's clock (a virtual clock in tests), never the store's.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def bucket(self) -> timedelta: ...
+
+    async def claim(
+        self,
+        job_id: str,
+        zone: str,
+        choices: Sequence[Choice],
+        *,
+        lease: timedelta,
+        now: datetime,
+    ) -> Claim:
+        """Choose among ``choices`` and hold the chosen bucket for ``job_id`` (see above)."""
+        ...
+
+    async def release(self, claim: Claim) -> None:
+        """Give the claim's place back (idempotent)."""
+        ...
+
+    async def loads(
+        self, zone: str, start: datetime, end: datetime, *, now: datetime
+    ) -> dict[datetime, int]:
+        """Live claims per bucket of ``zone`` whose bucket starts in ``[start, end)``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
