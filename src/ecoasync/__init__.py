@@ -35,7 +35,7 @@ from ._instrument import uninstrument as uninstrument
 from ._instrument import unregister_model as unregister_model
 from ._ledger import SlotLedger as SlotLedger
 from ._ledger import default_ledger as default_ledger
-from ._planner import Plan as Plan
+from ._plan import Plan as Plan
 from ._planner import plan as plan
 from ._policy import Policy as Policy
 from ._records import CallRecord as CallRecord

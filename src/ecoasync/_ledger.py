@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ._planner import Plan
+    from ._plan import Plan
 
 __all__ = ["Choice", "Claim", "Ledger", "Reservation", "SlotLedger", "default_ledger"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from ._planner import Plan
+from ._plan import Plan
 from ._records import (
     SCHEMA_VERSION,
     CallRecord,
