@@ -33,9 +33,14 @@ from ._instrument import record_call_sync as record_call_sync
 from ._instrument import register_model as register_model
 from ._instrument import uninstrument as uninstrument
 from ._instrument import unregister_model as unregister_model
+from ._ledger import Choice as Choice
+from ._ledger import Claim as Claim
+from ._ledger import Ledger as Ledger
 from ._ledger import SlotLedger as SlotLedger
 from ._ledger import default_ledger as default_ledger
 from ._plan import Plan as Plan
+from ._planner import Assessment as Assessment
+from ._planner import assess as assess
 from ._planner import plan as plan
 from ._policy import Policy as Policy
 from ._records import CallRecord as CallRecord
@@ -50,8 +55,11 @@ from ._sync import carbon_session_sync as carbon_session_sync
 from ._version import __version__ as __version__
 
 __all__ = [
+    "Assessment",
     "CallRecord",
     "CarbonBudgetExceeded",
+    "Choice",
+    "Claim",
     "Clock",
     "EcoAsyncError",
     "ElectricityMix",
@@ -63,6 +71,7 @@ __all__ = [
     "ForecastTimeout",
     "ForecastUnavailable",
     "Gap",
+    "Ledger",
     "ModelUsage",
     "Plan",
     "Policy",
@@ -76,6 +85,7 @@ __all__ = [
     "SystemClock",
     "TagUsage",
     "__version__",
+    "assess",
     "carbon_aware",
     "carbon_session",
     "carbon_session_sync",

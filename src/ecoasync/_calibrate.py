@@ -17,23 +17,21 @@ one grid):
    a start that still wins when it is charged :data:`PESSIMISM` times that deviation, so a
    gain smaller than the error the forecast is making right now does not make work wait.
 
-Everything here is O(history) per call with C-level inner loops. The simulator replays a year
-of half-hours, one calibration per job, in about 1.8 s on a 2-CPU machine: inside
-:func:`replaying` the fits read the products the timing search sums from a table built once per
-trace instead of computing them per job (bit-identical results, one ``sum()`` per figure as a
-live fit makes it: from Python 3.12 on ``sum()`` compensates its rounding).
+Everything here is O(history) per call with C-level inner loops. A fit depends on ``now`` only
+through which history slots have closed, so it is kept on the history it was fitted on
+(:func:`calibrate_ahead`): the sessions planned on one shared history slice fit once.
+
+Layer: decisions (pure). Imports values only (``_forecast``).
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple, cast
@@ -163,60 +161,6 @@ class Calibration:
         return out
 
 
-_CALIBRATION_FIELDS: Final = (
-    "shift",
-    "bias",
-    "sigma",
-    "rho",
-    "last_error",
-    "samples",
-    "origin",
-    "slot",
-    "values",
-)
-_CALIBRATION_SETTERS: Final = tuple(
-    Calibration.__dict__[name].__set__ for name in _CALIBRATION_FIELDS
-)
-"""The setters of a calibration's fields, in order (the frozen dataclass refuses ``setattr``;
-these are what its ``__init__`` reaches through ``object.__setattr__``, without the lookup)."""
-
-
-def _calibration(
-    shift: float,
-    bias: float,
-    sigma: float,
-    rho: float,
-    last_error: float,
-    samples: int,
-    origin: float,
-    slot: float,
-    values: tuple[float, ...],
-) -> Calibration:
-    """``Calibration(shift, bias, ...)`` at a third of the cost: a replay makes one per job."""
-    made = object.__new__(Calibration)
-    (
-        set_shift,
-        set_bias,
-        set_sigma,
-        set_rho,
-        set_last_error,
-        set_samples,
-        set_origin,
-        set_slot,
-        set_values,
-    ) = _CALIBRATION_SETTERS
-    set_shift(made, shift)
-    set_bias(made, bias)
-    set_sigma(made, sigma)
-    set_rho(made, rho)
-    set_last_error(made, last_error)
-    set_samples(made, samples)
-    set_origin(made, origin)
-    set_slot(made, slot)
-    set_values(made, values)
-    return made
-
-
 def _geometric(rho2: float, n: float) -> float:
     """``sum(rho2 ** k for k < n)``, continued to real ``n``."""
     if rho2 >= 1.0 - _EPS:
@@ -241,9 +185,7 @@ def calibrate(
     """
     if not history or slot.total_seconds() <= 0:
         return None
-    replay = _REPLAY.get()
-    products = None if replay is None else replay.products
-    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead, products)
+    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead)
 
 
 def _limit(slot: timedelta) -> int:
@@ -256,11 +198,9 @@ def _fit(
     tail: tuple[int, int],
     slot: timedelta,
     ahead: tuple[Sequence[float], Sequence[float], Sequence[float]],
-    products: _Products | None = None,
     regular: bool = False,
 ) -> Calibration | None:
-    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them,
-    reading the sums of products from a replay's table where it holds this window's.
+    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them.
     ``regular``: the caller knows that the slots ``ahead`` follow each other and each last
     exactly ``slot`` (see :func:`_regular`)."""
     step = slot.total_seconds()
@@ -307,8 +247,7 @@ def _fit(
     padded = [values[0]] * span + values[: n + span + 1]
     if len(values) < n + span + 1:
         padded += [values[-1]] * (n + span + 1 - len(values))
-    sums = None if products is None else products.sums(origin, step, span, actual, values)
-    k, w = _fit_shift(actual, padded, span, sums)
+    k, w = _fit_shift(actual, padded, span)
     here = padded[span + k : span + k + n]
     if w:
         after = padded[span + k + 1 :]  # (the comprehension stops with actual)
@@ -324,7 +263,7 @@ def _fit(
     rho = _dot(centred, centred[1:]) / sq if sq > _EPS else 0.0
     # min(max(rho, 0.0), _MAX_RHO) without the calls (the same for -0.0 and NaN)
     rho = 0.0 if rho < 0.0 else _MAX_RHO if rho > _MAX_RHO else rho
-    return _calibration(
+    return Calibration(
         k + w, bias, math.sqrt(sq / size), rho, errors[-1], n, origin, step, tuple(values)
     )
 
@@ -363,69 +302,42 @@ def _all_last(starts: Sequence[float], ends: Sequence[float], step: float) -> bo
 
 
 class _Fit(NamedTuple):
-    history: Forecast
+    """A calibration kept on the history it was fitted on (see :func:`calibrate_ahead`)."""
+
     ahead: Forecast
+    slot: timedelta
+    tail: tuple[int, int]
     calibration: Calibration | None
-    expected: list[float] | None
-
-
-_RECENT: dict[tuple[int, int, timedelta, int, int], _Fit] = {}
-_RECENT_SIZE: Final = 16
 
 
 def calibrate_ahead(
-    history: Forecast | None,
-    now: datetime,
-    slot: timedelta,
-    ahead: Forecast,
-    needed: int | None = None,
-) -> tuple[Calibration | None, list[float] | None]:
-    """:func:`calibrate` for the forecast ``ahead`` of ``now``, and the expected intensity of
-    each of its slots (:meth:`Calibration.expected_all`), or of its first ``needed`` ones when
-    the answer is not remembered.
+    history: Forecast | None, now: datetime, slot: timedelta, ahead: Forecast
+) -> Calibration | None:
+    """:func:`calibrate` for the forecast ``ahead`` of ``now``.
 
     A calibration depends on ``now`` only through which history slots have closed, so the
-    answer is remembered for the next sessions planned on the same (shared) history and
-    forecast objects with the same slots closed: ten thousand sessions arriving in one
-    half-hour fit once per zone instead of once each. The last :data:`_RECENT_SIZE` fits are
-    kept, with their objects (an identity match, never a stale one). Inside :func:`replaying`
-    the fits read the replay's table, and are not remembered unless it says so (a replay that
-    plans each slot once would only pay for remembering).
+    answer is kept on ``history`` (its last few, each with the ``ahead`` it was made for): the
+    sessions planned on the same (shared) history and forecast slices between two closed slots
+    fit once, and the fit dies with the history.
     """
     if not history or slot.total_seconds() <= 0:
-        return None, None
+        return None
     lo, hi = tail = _tail(history, now, slot, _limit(slot))
     if hi - lo < MIN_ACTUALS:
-        return None, None  # too little history to fit (a source without actuals, say)
-    replay = _REPLAY.get()
-    products = None if replay is None else replay.products
-    remember = replay is None or replay.remember
-    key = (id(history), id(ahead), slot, lo, hi)
-    fit = _RECENT.get(key) if remember else None
-    if fit is not None and fit.history is history and fit.ahead is ahead:
-        return fit.calibration, fit.expected
+        return None  # too little history to fit (a source without actuals, say)
+    for fit in history._fits:
+        if fit.ahead is ahead and fit.tail == tail and fit.slot == slot:
+            return cast("Calibration | None", fit.calibration)
     columns = ahead._columns()
     calibration = _fit(
         history,
         tail,
         slot,
         (columns.starts, columns.ends, columns.forecasts),
-        products,
         _regular(ahead, slot),
     )
-    if not remember:  # (only this plan reads it)
-        starts = columns.starts if needed is None else columns.starts[:needed]
-        return calibration, None if calibration is None else calibration.expected_all(starts)
-    expected = None if calibration is None else calibration.expected_all(columns.starts)
-    if len(_RECENT) >= _RECENT_SIZE:
-        # the oldest goes (if another thread has not just removed it; a try costs nothing
-        # here, a suppress() context manager would on every fit)
-        try:  # noqa: SIM105
-            del _RECENT[next(iter(_RECENT))]
-        except (KeyError, RuntimeError, StopIteration):
-            pass
-    _RECENT[key] = _Fit(history, ahead, calibration, expected)
-    return calibration, expected
+    history._keep("_fits", _Fit(ahead, slot, tail, calibration))
+    return calibration
 
 
 def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tuple[int, int]:
@@ -468,15 +380,7 @@ def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tupl
     return start, hi
 
 
-_Sums = tuple[float, list[float], list[float], list[float]]
-"""The sums of products :func:`_fit_shift` reads (see :func:`_shift_sums`): of the actuals
-squared; the prefix sums of ``padded`` squared and times its next value; the cross products of
-the actuals with ``padded`` at each whole shift."""
-
-
-def _fit_shift(
-    actual: Sequence[float], padded: Sequence[float], span: int, sums: _Sums | None = None
-) -> tuple[int, float]:
+def _fit_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> tuple[int, float]:
     """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
     the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
     ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
@@ -485,8 +389,7 @@ def _fit_shift(
     The variance is a parabola in ``w`` on each interval ``[k, k + 1]``, so each has a closed
     form; the sums come from prefix sums, and only the cross-products with the actuals need
     one pass per whole shift. Near-ties go to the smaller ``|shift|``, so a forecast that is
-    on time keeps a shift of 0. ``sums``, when given, is :func:`_shift_sums` of the same
-    arguments, read from a replay's table (:meth:`_Products.sums`).
+    on time keeps a shift of 0.
     """
     if span <= 0:
         return 0, 0.0
@@ -497,7 +400,7 @@ def _fit_shift(
     if len(padded) > n + 2 * span + 1:
         padded = padded[: n + 2 * span + 1]  # the values any shift reads
     lin = [0.0, *itertools.accumulate(padded)]
-    sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span) if sums is None else sums
+    sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span)
     sum_a = sum(actual)
     # the best whole shift first (ties to the smaller |k|, then the smaller k), then the
     # fraction on either side
@@ -565,145 +468,15 @@ def _nearest_first(
     return order, operator.itemgetter(*order)
 
 
-def _shift_sums(actual: Sequence[float], padded: Sequence[float], span: int) -> _Sums:
-    """The sums :func:`_fit_shift` reads (:data:`_Sums`), computed from ``actual`` and
-    ``padded`` (cut to what any shift reads)."""
+def _shift_sums(
+    actual: Sequence[float], padded: Sequence[float], span: int
+) -> tuple[float, list[float], list[float], list[float]]:
+    """The sums of products :func:`_fit_shift` reads, from ``actual`` and ``padded`` (cut to
+    what any shift reads): of the actuals squared; the prefix sums of ``padded`` squared and
+    times its next value; the cross products of the actuals with ``padded`` at each whole
+    shift."""
     n = len(actual)
     sqr = [0.0, *itertools.accumulate(map(operator.mul, padded, padded))]
     nxt = [0.0, *itertools.accumulate(map(operator.mul, padded, padded[1:]))]
     cross = [sum(map(operator.mul, actual, padded[j : j + n])) for j in range(2 * span + 1)]
     return _dot(actual, actual), sqr, nxt, cross
-
-
-class _Products:
-    """The products :func:`_fit_shift` sums, once for a whole trace (see :func:`replaying`).
-
-    A replay fits one window of the trace per job, each one slot after the last, so every
-    product of an actual with the forecast at a shift, of a forecast value with itself and with
-    the next one would otherwise be computed again for each of the 48 windows that hold it.
-    Row ``t`` of ``cross[j]`` is ``actuals[t] * forecasts[t + j - span]`` (0.0 where that is
-    outside the trace or the actual is missing: such rows are never read), of ``actual_squares``
-    ``actuals[t] * actuals[t]``, of ``squares`` ``forecasts[t] * forecasts[t]`` and of ``pairs``
-    ``forecasts[t] * forecasts[t + 1]``.
-    The same multiplications of the same numbers, summed in the same order as
-    :func:`_shift_sums` does: the sums are bit-identical.
-    """
-
-    __slots__ = (
-        "actual_squares",
-        "actuals",
-        "cross",
-        "forecasts",
-        "pairs",
-        "span",
-        "squares",
-        "starts",
-        "step",
-    )
-
-    def __init__(self, trace: Forecast, slot: timedelta) -> None:
-        columns = trace._columns()
-        self.starts = columns.starts
-        self.step = slot.total_seconds()
-        self.span = span = max(_slots_in(MAX_SHIFT, slot), 0)
-        self.actuals = list(columns.actuals)
-        self.forecasts = forecasts = list(columns.forecasts)
-        known = [0.0 if a is None else a for a in columns.actuals]
-        self.cross: list[list[float]] = []
-        for shift in range(-span, span + 1):
-            if shift >= 0:
-                row = [*map(operator.mul, known, forecasts[shift:]), *[0.0] * shift]
-            else:
-                row = [*[0.0] * -shift, *map(operator.mul, known[-shift:], forecasts)]
-            self.cross.append(row)
-        self.actual_squares = list(map(operator.mul, known, known))
-        self.squares = list(map(operator.mul, forecasts, forecasts))
-        self.pairs = list(map(operator.mul, forecasts, forecasts[1:]))
-
-    def sums(
-        self, origin: float, step: float, span: int, actual: list[float], values: list[float]
-    ) -> _Sums | None:
-        """:func:`_shift_sums` for the window of ``len(actual)`` history slots from ``origin``
-        (POSIX s) of ``step`` seconds, shifts of up to ``span`` slots, these ``actual`` and
-        forecast ``values`` (history first, then the forecast ahead, as :func:`_fit` holds
-        them); or None unless those are the trace's own, from one of its rows on (then the
-        caller computes the sums itself)."""
-        n = len(actual)
-        if step != self.step or span != self.span or span <= 0:
-            return None
-        at = bisect.bisect_left(self.starts, origin)
-        # every number the sums read: the actuals, the forecast up to span slots past them
-        # and the one after (all inside the trace: no padding at the end)
-        read = n + span + 1
-        if (
-            at + read > len(self.forecasts)
-            or self.starts[at] != origin
-            or self.actuals[at : at + n] != actual
-            or self.forecasts[at : at + read] != values[:read]
-        ):
-            return None
-        # the padding before the window repeats the first value: its products are all this one
-        first = values[0]
-        lead = first * first
-        sqr = [
-            0.0,
-            *itertools.accumulate(
-                itertools.chain(itertools.repeat(lead, span), self.squares[at : at + read])
-            ),
-        ]
-        nxt = [
-            0.0,
-            *itertools.accumulate(
-                itertools.chain(itertools.repeat(lead, span), self.pairs[at : at + read - 1])
-            ),
-        ]
-        # cross[j] reads the padding for the first span - j actuals: those products first,
-        # then the rest from the table, in one sum() (from Python 3.12 on, sum() compensates
-        # its float rounding: a sum continued from a partial sum would differ in the last bits)
-        front = list(map(operator.mul, actual[:span], itertools.repeat(first)))
-        end = at + n
-        chain = itertools.chain
-        cross = [
-            sum(chain(front[: span - j], row[at + span - j : end]))
-            if j < span
-            else sum(row[at:end])
-            for j, row in enumerate(self.cross)
-        ]
-        return sum(self.actual_squares[at:end]), sqr, nxt, cross
-
-
-class _Replay(NamedTuple):
-    """What :func:`replaying` hands down to the fits made inside it."""
-
-    products: _Products | None
-    remember: bool
-
-
-_REPLAY: ContextVar[_Replay | None] = ContextVar("ecoasync_replay", default=None)
-
-
-def remembering() -> bool:
-    """Whether what a plan computes now may be kept for the next plans: always, except inside
-    a :func:`replaying` block that says otherwise (a replay that plans each slot once)."""
-    replay = _REPLAY.get()
-    return replay is None or replay.remember
-
-
-@contextlib.contextmanager
-def replaying(trace: Forecast | None, slot: timedelta, *, remember: bool = True) -> Iterator[None]:
-    """Within the block, fits on windows of ``trace`` (slices of it as history, a forecast with
-    the same values ahead) read the products :func:`_fit_shift` sums from a table built once
-    (:class:`_Products`), instead of computing them for each fit: for the simulator, which fits
-    one window per job (``trace`` None: no table, for a replay that fits nothing). Every other
-    fit, and every window whose numbers are not the trace's, computes them as usual; the
-    calibrations are bit-identical either way. With ``remember`` false, neither
-    :func:`calibrate_ahead` nor the planner looks up or keeps what it computes for the next
-    plans (:func:`remembering`; for a replay that plans each slot once). This lives in this
-    context only (a context variable): other threads and tasks never see it.
-    """
-    products = None if trace is None else _Products(trace, slot)
-    token = _REPLAY.set(_Replay(products, remember))
-    try:
-        yield
-    finally:
-        _REPLAY.reset(token)

@@ -20,9 +20,9 @@ from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
 from ._forecast import Forecast
-from ._ledger import Reservation, default_ledger
+from ._ledger import Claim, default_ledger
 from ._log import get_logger
-from ._planner import Plan, plan, run_now_plan
+from ._planner import Plan, assess, run_now_plan
 from ._policy import Policy
 from ._provider import ForecastProvider
 from ._records import CallRecord, SessionRecord, Status
@@ -39,6 +39,9 @@ _DEFAULT_BUS = EventBus()
 _DEFAULT_POLICY = Policy()
 _RNG = random.Random()
 _LEDGER = default_ledger()
+_LEASE_MARGIN: Final = timedelta(minutes=15)
+"""How long a claim outlives the latest the work can start plus its window (a body that runs
+longer only lets its slot look emptier sooner)."""
 _NO_PARENT: Final = object()
 
 
@@ -191,10 +194,10 @@ class _SessionManager:
 
     __slots__ = (
         "_acct",
+        "_claim",
         "_clock",
         "_parent",
         "_provider",
-        "_reservation",
         "_session",
         "_started",
         "_submitted",
@@ -247,7 +250,7 @@ class _SessionManager:
         self._token: object | None = None
         self._submitted: datetime | None = None
         self._started: datetime | None = None
-        self._reservation: Reservation | None = None
+        self._claim: Claim | None = None
 
     async def __aenter__(self) -> Session:
         if self._submitted is not None:
@@ -319,7 +322,7 @@ class _SessionManager:
         provider = self._provider or _default_provider()
         window = policy.expected_duration or timedelta(hours=1)
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
-            window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
+            window += MAX_SHIFT  # the calibration reads the forecast up to MAX_SHIFT further
         end = submitted + policy.max_delay + window
         nowait = getattr(provider, "forecast_nowait", None)
         cached = nowait(submitted, end) if nowait is not None else None
@@ -334,15 +337,34 @@ class _SessionManager:
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
             return run_now_plan(submitted, policy, decision="no-forecast", forecast=forecast)
-        # --- begin: calibrated strategy and slot ledger (issue 6) ---
         history = None
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
+            # the calibration learns the forecast's error from the grid's recent actuals
             history = await _history(self._provider or _default_provider(), submitted, policy)
-        plan_ = plan(forecast, submitted, policy, rng=_RNG, history=history, ledger=_LEDGER)
-        if plan_.waits:  # only jobs that wait for a slot can herd into it
-            self._reservation = _LEDGER.reserve(plan_)
-        # --- end ---
-        return plan_
+        assessment = assess(forecast, submitted, policy, history=history)
+        if assessment.decision != "wait":  # only jobs that wait for a slot can herd into it
+            return assessment.plan(rng=_RNG)
+        # the ledger spreads the jobs planned together over the starts each would accept; one
+        # that fails costs the spreading, never the session
+        ledger = policy.ledger or _LEDGER
+        try:
+            self._claim = claim = await ledger.claim(
+                acct.session_id,
+                assessment.ledger_zone,
+                assessment.choices,
+                lease=policy.max_delay + assessment.window + _LEASE_MARGIN,
+                now=submitted,
+            )
+            return assessment.plan(claim.start, rng=_RNG)
+        except Exception as exc:
+            log.warning(
+                "ecoasync.ledger_failed",
+                ledger=_provider_name(ledger),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                action="plan-without-spreading",
+                session=acct.name,
+            )
+            return assessment.plan(rng=_RNG)
 
     async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
         acct = self._acct
@@ -402,9 +424,20 @@ class _SessionManager:
             status, error = "aborted", str(exc)
         else:
             status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
-        if self._reservation is not None:  # issue 6: the job no longer holds its slot
-            _LEDGER.release(self._reservation)
-            self._reservation = None
+        claim, self._claim = self._claim, None
+        if claim is not None:  # the job no longer holds its slot
+            ledger = acct.policy.ledger or _LEDGER
+            with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True):
+                try:
+                    await ledger.release(claim)
+                except Exception as exc:
+                    log.warning(
+                        "ecoasync.ledger_failed",
+                        ledger=_provider_name(ledger),
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        action="lease-expires",
+                        session=acct.name,
+                    )
         ended = self._clock.now()
         bus = acct.bus
         session = self._session
