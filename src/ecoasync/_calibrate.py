@@ -32,7 +32,6 @@ import itertools
 import math
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple, cast
 
@@ -69,9 +68,9 @@ def _dot(x: Sequence[float], y: Sequence[float]) -> float:
     return total
 
 
-@dataclass(frozen=True, slots=True)
-class Calibration:
-    """What the last day of actuals says about the forecast (see the module docstring).
+class Calibration(NamedTuple):
+    """What the last day of actuals says about the forecast (see the module docstring). An
+    immutable value; a replay makes one per job.
 
     ``shift`` is in slots (positive: the grid runs ahead of the forecast); ``bias``,
     ``sigma`` and ``last_error`` are in gCO2eq/kWh; ``origin`` is the start of the first

@@ -305,6 +305,8 @@ class Assessment:
         best_t: float | None = None,
         integ: _Integrator | None = None,
         jitter: float = 0.0,
+        t_now: float = 0.0,
+        t_deadline: float = 0.0,
     ) -> None:
         self.created_at = created_at
         self.deadline = deadline
@@ -324,8 +326,8 @@ class Assessment:
         self._best_t = best_t
         self._integ = integ
         self._jitter = jitter
-        self._t_now = created_at.timestamp()
-        self._t_deadline = deadline.timestamp()
+        self._t_now = t_now  # (POSIX seconds of created_at and deadline: a waiting job's)
+        self._t_deadline = t_deadline
         self._choices: tuple[Choice, ...] | None = None
 
     @property
@@ -513,6 +515,8 @@ def assess(
         best_t=best_t,
         integ=integ,
         jitter=policy.jitter.total_seconds(),
+        t_now=t_now,
+        t_deadline=t_deadline,
     )
 
 

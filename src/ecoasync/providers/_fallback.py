@@ -54,6 +54,8 @@ class FallbackProvider:
                     f"FallbackProvider takes forecast providers (with .name and async .forecast), got {item!r}"
                 )
         self.providers: tuple[ForecastProvider, ...] = tuple(items)
+        # (found once: a runtime protocol check costs microseconds, and sessions ask per call)
+        self._with_history = tuple(p for p in items if isinstance(p, HistoryProvider))
         self.timeout = None if timeout is None else seconds("timeout", timeout)
         self.name = name or "fallback(" + ",".join(_name(p) for p in items) + ")"
         zone = getattr(items[0], "zone", None)
@@ -70,7 +72,7 @@ class FallbackProvider:
         return await self._ask(self.providers, "forecast", start, end)
 
     async def history(self, start: datetime, end: datetime) -> Forecast:
-        with_history = [p for p in self.providers if isinstance(p, HistoryProvider)]
+        with_history = self._with_history
         if not with_history:
             raise ForecastUnavailable(
                 f"{self.name}: none of its providers has history",
@@ -86,8 +88,7 @@ class FallbackProvider:
 
     def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first history provider's in-memory answer; None as soon as one would need I/O."""
-        with_history = [p for p in self.providers if isinstance(p, HistoryProvider)]
-        return _first_in_memory(with_history, "history_nowait", start, end)
+        return _first_in_memory(self._with_history, "history_nowait", start, end)
 
     async def _ask(
         self, providers: Sequence[object], method: str, start: datetime, end: datetime
@@ -155,8 +156,9 @@ class FallbackProvider:
 
 
 def _labelled(forecast: Forecast, provider: object) -> Forecast:
-    name = _name(provider)
-    return forecast if forecast.provider == name else forecast.with_source(provider=name)
+    """``forecast`` labelled with ``provider``'s name: the same object for the same answer
+    (``with_source`` keeps its copies), so what sessions share on it stays shared."""
+    return forecast.with_source(provider=_name(provider))
 
 
 def _first_in_memory(
