@@ -1,10 +1,15 @@
-"""Parsing of human durations such as ``"90m"``, ``"4h"``, ``"1h30m"`` or ``"PT4H"``."""
+"""Parsing of human durations such as ``"90m"``, ``"4h"``, ``"1h30m"`` or ``"PT4H"``.
+
+Layer: values. Imports values only (``_checks``).
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from datetime import timedelta
+
+from ._checks import is_number
 
 __all__ = ["format_duration", "parse_duration"]
 
@@ -38,7 +43,7 @@ def parse_duration(value: object, *, field: str) -> timedelta:
         raise ValueError(
             f"{field} must be a duration like '90m', '4h', '1h30m' or 'PT4H', got {value!r}"
         )
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value) and math.isfinite(value):
         raise TypeError(
             f"{field} must be a timedelta or a string like '4h', got the number {value!r}; "
             f"write '{value}h' or '{value}m' or timedelta(...)"

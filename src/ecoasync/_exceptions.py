@@ -8,11 +8,17 @@
     │   ├── ForecastUnavailable        a provider failed (network, HTTP status, payload)
     │   │   └── ForecastTimeout (+ TimeoutError)  no answer by the caller's deadline
     │   └── ForecastDataError (+ ValueError)  a trace file or payload is malformed
-    └── CarbonBudgetExceeded           a call was refused: the session's budget is spent
+    ├── CarbonBudgetExceeded           a call was refused: the session's budget is spent
+    ├── UnknownRegionError (+ ValueError)  a cloud region the table does not know
+    ├── SimulationError (+ ValueError)  a trace cannot be replayed (``ecoasync simulate``)
+    ├── TelemetryInputError            a telemetry file cannot be read at all (``ecoasync report``)
+    └── PlotInputError                 an input cannot be plotted (``ecoasync plot``)
 
 Misuse that is a programming error (calling the sync API from inside an event loop,
 say) raises plain ``RuntimeError`` or ``TypeError`` with a message that says what to
 use instead. The user's own exceptions are never wrapped.
+
+Layer: values. Imports nothing from ecoasync.
 """
 
 from __future__ import annotations
@@ -24,7 +30,11 @@ __all__ = [
     "ForecastError",
     "ForecastTimeout",
     "ForecastUnavailable",
+    "PlotInputError",
     "PolicyError",
+    "SimulationError",
+    "TelemetryInputError",
+    "UnknownRegionError",
 ]
 
 
@@ -112,3 +122,27 @@ class CarbonBudgetExceeded(EcoAsyncError):
         self.session_id = session_id
         self.session_name = session_name
         self.model = model
+
+
+class UnknownRegionError(EcoAsyncError, ValueError):
+    """A cloud region (or cloud) that the table does not know.
+
+    ``region`` is what was asked for, ``suggestions`` the closest known names.
+    """
+
+    def __init__(self, message: str, *, region: str, suggestions: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.region = region
+        self.suggestions = suggestions
+
+
+class SimulationError(EcoAsyncError, ValueError):
+    """The trace cannot be replayed (with the reason and the fix)."""
+
+
+class TelemetryInputError(EcoAsyncError):
+    """A telemetry input cannot be read at all (missing, a directory, unreadable)."""
+
+
+class PlotInputError(EcoAsyncError):
+    """The input cannot be plotted (with the reason)."""

@@ -1,4 +1,7 @@
-"""Forecast values: slots of grid carbon intensity, in gCO2eq/kWh, on UTC times."""
+"""Forecast values: slots of grid carbon intensity, in gCO2eq/kWh, on UTC times.
+
+Layer: values. Imports values only (``_checks``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple, overload
+
+from ._checks import is_number
 
 __all__ = ["Forecast", "Gap", "Signal", "Slot", "as_utc"]
 
@@ -59,7 +64,7 @@ class Signal:
 
 
 def _check_intensity(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(
             f"{what} must be a number in gCO2eq/kWh, got {type(value).__name__}: {value!r}"
         )

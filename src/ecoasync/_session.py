@@ -346,7 +346,7 @@ class _SessionManager:
             return assessment.plan(rng=_RNG)
         # the ledger spreads the jobs planned together over the starts each would accept; one
         # that fails costs the spreading, never the session
-        ledger = policy.ledger or _LEDGER
+        ledger = _LEDGER if policy.ledger is None else policy.ledger
         try:
             self._claim = claim = await ledger.claim(
                 acct.session_id,
@@ -426,7 +426,7 @@ class _SessionManager:
             status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
         claim, self._claim = self._claim, None
         if claim is not None:  # the job no longer holds its slot
-            ledger = acct.policy.ledger or _LEDGER
+            ledger = _LEDGER if acct.policy.ledger is None else acct.policy.ledger
             with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True):
                 try:
                     await ledger.release(claim)

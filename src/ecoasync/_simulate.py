@@ -12,6 +12,9 @@ charged the *actual* intensity of the slot it starts in:
   ties): the most any strategy could have saved.
 
 The planner is given the forecast with the actuals taken out, so it cannot see the future.
+
+Layer: decisions (pure). Imports values and the planner; never a provider, the bus or the
+session.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._checks import is_whole
+from ._exceptions import SimulationError
 from ._forecast import Forecast, Slot
 from ._ledger import Claim, SlotLedger
 from ._planner import _slot_length, assess, plan
@@ -47,10 +51,6 @@ DEFAULT_ENERGY_KWH = 0.0005
 """Energy per simulated job: about one LLM answer of a few hundred tokens."""
 
 Progress = Callable[[int, int], None]
-
-
-class SimulationError(ValueError):
-    """The trace cannot be replayed (with the reason and the fix)."""
 
 
 @dataclass(frozen=True, slots=True)

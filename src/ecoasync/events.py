@@ -12,6 +12,9 @@ In the order a session emits them::
 
 ``ForecastFailed`` comes before ``Planned`` when the provider failed. ``Completed`` is always
 the last event of a session, whatever happened (``status`` says what).
+
+Layer: values. Imports values only (``_plan``, ``_records``): the bus, the sinks and the
+context read events without depending on the planner or the calibration.
 """
 
 from __future__ import annotations
