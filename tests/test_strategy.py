@@ -699,3 +699,30 @@ def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
     variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))
     expected = min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
     assert _lowest(variances, span) == expected
+
+
+def test_a_fallback_over_an_in_memory_provider_keeps_what_sessions_share() -> None:
+    """FallbackProvider relabels its providers' answers; the relabelled forecast and history
+    are the same objects for the same slices, so the sessions planned in one slot share one
+    fit and one window, as they do on the bare provider."""
+    from ecoasync.providers import FallbackProvider, StaticForecastProvider
+
+    inner = StaticForecastProvider(_day_with_actuals(), name="grid")
+    inner.name = "renamed"  # its answers say "grid": the fallback relabels each one
+    fallback = FallbackProvider([inner])
+    now = T0 + timedelta(hours=17)
+    policy = Policy(max_delay="4h", provider=fallback)
+    seen = set()
+    for second in range(1, 21):  # twenty sessions arriving in one slot
+        at = now + timedelta(seconds=second)
+        forecast = fallback.forecast_nowait(at, at + timedelta(hours=7))
+        history = fallback.history_nowait(at - timedelta(hours=24), at)
+        assert forecast is not None and history is not None
+        assert (forecast.provider, history.provider) == ("renamed", "renamed")
+        p = plan(forecast, at, policy, history=history)
+        assert p.provider == "renamed"
+        # the slice the planner read (up to the deadline, the window and the calibration's
+        # reach) holds the window it keeps
+        relevant = forecast.between(at, at + timedelta(hours=6, minutes=30, microseconds=1))
+        seen.add((id(forecast), id(history), id(relevant._windows[0]), id(history._fits[0])))
+    assert len(seen) == 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from types import MappingProxyType
 
 from ._checks import is_number
 
 __all__ = ["format_duration", "parse_duration"]
 
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
+_UNITS = MappingProxyType({"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0})
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
 _ISO = re.compile(
     r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
