@@ -35,7 +35,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "ecoasync.events",
     ),
     # pure decisions over values: the planner, the calibration, the simulator
-    "decisions": ("ecoasync._calibrate", "ecoasync._planner", "ecoasync._simulate"),
+    "decisions": (
+        "ecoasync._calibrate",
+        "ecoasync._planner",
+        "ecoasync._shift",
+        "ecoasync._simulate",
+        "ecoasync._windows",
+    ),
     "providers": ("ecoasync.providers",),
     "bus": ("ecoasync._bus",),
     "session": ("ecoasync._context", "ecoasync._session"),

@@ -330,14 +330,14 @@ def test_what_the_planner_computes_is_kept_on_the_forecast_and_dies_with_it() ->
     import gc
 
     from ecoasync._calibrate import _Fit
-    from ecoasync._planner import _Window
     from ecoasync._simulate import synthetic_trace
+    from ecoasync._windows import Window
 
     def alive() -> tuple[int, int]:
         gc.collect()
         objects = gc.get_objects()
         return (
-            sum(isinstance(o, _Window) for o in objects),
+            sum(isinstance(o, Window) for o in objects),
             sum(isinstance(o, _Fit) for o in objects),
         )
 

@@ -693,7 +693,7 @@ def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
     """_lowest picks the whole shift min() picks with the key (variance, |shift|): ties (also of
     0.0 and -0.0) to the smaller |shift| and then the smaller shift, and wherever min() leaves
     a NaN or an infinity."""
-    from ecoasync._calibrate import _lowest
+    from ecoasync._shift import _lowest
 
     few = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, math.inf, -math.inf, math.nan])
     variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))

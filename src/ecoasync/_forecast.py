@@ -201,7 +201,7 @@ class Forecast(Sequence[Slot]):
     _fits: tuple[Any, ...] = field(repr=False, compare=False)
     """The calibrations fitted on this forecast as history (see ``_calibrate.calibrate_ahead``)."""
     _windows: tuple[Any, ...] = field(repr=False, compare=False)
-    """The planner's windows on this forecast (see ``_planner._window``)."""
+    """The planner's windows on this forecast (see ``_windows.window_of``)."""
 
     def __init__(
         self,

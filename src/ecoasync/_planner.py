@@ -5,28 +5,28 @@
 (:attr:`Assessment.choices`) and makes the :class:`~ecoasync.Plan` at the start chosen
 (:meth:`Assessment.plan`). :func:`plan` does both in one call. The live session, the simulator
 and the benchmarks all plan through them; what they compute once per forecast is kept on that
-forecast (see :func:`_window`).
+forecast (see :func:`~ecoasync._windows.window_of`).
 
 Layer: decisions (pure). Imports values (``_forecast``, ``_plan``, ``_policy``, ``_ledger``'s
-``Choice``) and the calibration; never a provider, the bus or the session.
+``Choice``), the window means (``_windows``) and the calibration; never a provider, the bus or
+the session.
 """
 
 from __future__ import annotations
 
-import itertools
-import operator
 import random
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from ._calibrate import MAX_SHIFT, PESSIMISM, Calibration, calibrate_ahead
+from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead
 from ._forecast import Forecast, Signal, as_utc
 from ._ledger import Choice
 from ._plan import Decision, Plan
 from ._policy import Policy
+from ._windows import Integrator, window_mean, window_of
 
 if TYPE_CHECKING:
     from ._ledger import SlotLedger
@@ -44,58 +44,6 @@ __all__ = [
 _EPS = 1e-9
 _ZERO = timedelta(0)
 _MICROSECOND = timedelta(microseconds=1)
-
-
-class _Integrator:
-    """Time-weighted integrals of a piecewise-constant forecast, by prefix sums."""
-
-    def __init__(
-        self,
-        starts: Sequence[float],
-        ends: Sequence[float],
-        values: Sequence[float],
-    ) -> None:
-        self.starts = starts
-        self.ends = ends
-        self.values = values
-        widths = list(map(operator.sub, ends, starts))
-        self._area = list(itertools.accumulate(map(operator.mul, widths, values), initial=0.0))
-        self._covered = list(itertools.accumulate(widths, initial=0.0))
-
-    @classmethod
-    def of(cls, forecast: Forecast) -> _Integrator:
-        columns = forecast._columns()
-        return cls(columns.starts, columns.ends, columns.forecasts)
-
-    def means(self, starts: Iterable[float], span: float) -> list[float | None]:
-        """The time-weighted mean over the covered part of ``[t, t + span]``, for every ``t`` in
-        ``starts``; None where none of it is covered."""
-        bounds, ends, values = self.starts, self.ends, self.values
-        area, covered = self._area, self._covered
-        out: list[float | None] = []
-        for a in starts:
-            b = a + span
-            # the area and the covered time from the first slot's start up to b, then up to a
-            i = bisect_right(bounds, b) - 1
-            if i < 0:
-                area_b = cov_b = 0.0
-            else:
-                inside = (ends[i] if ends[i] < b else b) - bounds[i]
-                area_b, cov_b = area[i] + inside * values[i], covered[i] + inside
-            i = bisect_right(bounds, a) - 1
-            if i < 0:
-                area_a = cov_a = 0.0
-            else:
-                inside = (ends[i] if ends[i] < a else a) - bounds[i]
-                area_a, cov_a = area[i] + inside * values[i], covered[i] + inside
-            out.append(None if cov_b - cov_a <= _EPS else (area_b - area_a) / (cov_b - cov_a))
-        return out
-
-
-def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> float | None:
-    """The time-weighted mean forecast over ``[start, start + duration]`` (its covered part)."""
-    a = as_utc(start).timestamp()
-    return _Integrator.of(forecast).means((a,), max(duration.total_seconds(), _EPS))[0]
 
 
 def run_now_plan(
@@ -169,66 +117,8 @@ def _slot_length(forecast: Forecast | None) -> timedelta | None:
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
 
 
-def _bends(integ: _Integrator, span: float) -> list[float]:
-    """The starts where a ``span``-long window's mean can bend, sorted.
-
-    The window mean is piecewise linear in the start time: its minimum over a budget lies at
-    either end of it or where the window's start or end crosses a slot boundary (the
-    calibrated strategy's uncertainty term is concave in the start, which keeps this true).
-    """
-    boundaries = {*integ.starts, *integ.ends}
-    return sorted({*boundaries, *[b - span for b in boundaries]})
-
-
-class _Window:
-    """What the plans made on one forecast window share (see :func:`_window`): the integrator
-    of its slots, the starts where a window mean can bend, and the means from the last range of
-    them a plan asked for."""
-
-    __slots__ = ("_last", "calibration", "integ", "points", "span", "used")
-
-    def __init__(
-        self, calibration: Calibration | None, used: int, span: float, integ: _Integrator
-    ) -> None:
-        self.calibration = calibration
-        self.used = used
-        self.span = span
-        self.integ = integ
-        self.points = _bends(integ, span)
-        self._last: tuple[int, int, list[float | None]] = (0, 0, [])
-
-    def means(self, lo: int, hi: int) -> list[float | None]:
-        """The window mean from each of ``points[lo:hi]`` (not to be changed: it may be shared).
-
-        The sessions planned in one slot ask for the same range; a replay asks once per window,
-        and pays only for the range it reads."""
-        known_lo, known_hi, means = self._last  # (one tuple: a thread sees all of it or none)
-        if known_lo != lo or known_hi != hi:
-            means = self.integ.means(self.points[lo:hi], self.span)
-            self._last = (lo, hi, means)
-        return means
-
-
-def _window(relevant: Forecast, calibration: Calibration | None, used: int, span: float) -> _Window:
-    """The :class:`_Window` of the first ``used`` slots of ``relevant`` for a ``span``-long
-    window, their intensities read as they are or, with a ``calibration``, as it expects them.
-
-    None of it depends on when the plan is made, so it is kept on ``relevant`` (its last few):
-    the sessions planned on the same shared forecast slice in one slot compute it once.
-    """
-    for window in relevant._windows:
-        if window.calibration is calibration and window.used == used and window.span == span:
-            return cast("_Window", window)
-    columns = relevant._columns()
-    starts = columns.starts[:used]
-    values = columns.forecasts[:used] if calibration is None else calibration.expected_all(starts)
-    window = _Window(calibration, used, span, _Integrator(starts, columns.ends[:used], values))
-    relevant._keep("_windows", window)
-    return window
-
-
 def _jitter(
-    integ: _Integrator,
+    integ: Integrator,
     best: float,
     t_now: float,
     t_deadline: float,
@@ -303,7 +193,7 @@ class Assessment:
         forecast_error: str | None = None,
         offered: Sequence[tuple[float, float, float]] = (),
         best_t: float | None = None,
-        integ: _Integrator | None = None,
+        integ: Integrator | None = None,
         jitter: float = 0.0,
         t_now: float = 0.0,
         t_deadline: float = 0.0,
@@ -459,7 +349,7 @@ def assess(
     if calibrating and slot is not None:
         calibration = calibrate_ahead(history, now, slot, relevant)
     # the candidates: now, the deadline and the points where the mean bends between them
-    shared = _window(relevant, calibration, used, span)
+    shared = window_of(relevant, calibration, used, span)
     integ, points = shared.integ, shared.points
     lo, hi = bisect_right(points, t_now), bisect_left(points, t_deadline)
     ends = (t_now, t_deadline) if t_deadline > t_now else (t_now,)  # (far from 1970, 1 µs is not)
