@@ -3,7 +3,7 @@ async generator closed early; and what ``@carbon_aware`` refuses to wrap."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import anyio
 import pytest
@@ -37,7 +37,7 @@ async def test_a_session_in_an_async_generator_closed_early_is_cancelled(
     done: list[Completed] = []
     bus.subscribe(done.append, Completed)
 
-    async def numbers() -> AsyncIterator[int]:
+    async def numbers() -> AsyncGenerator[int, None]:
         async with carbon_session(GRID, bus=bus):
             for n in range(10):
                 yield n
