@@ -22,6 +22,11 @@ from ecoasync.providers import (
     CsvForecastProvider,
     ElectricityMapsProvider,
     FallbackProvider,
+    ForecastBy,
+    ForecastNowait,
+    ForecastProvider,
+    HistoryBy,
+    HistoryNowait,
     HistoryProvider,
     Retry,
     StaticForecastProvider,
@@ -871,3 +876,27 @@ async def test_no_worker_thread_once_httpx_is_loaded(
     async with uk(server, sleep) as provider:
         assert len(await provider.forecast(NOW, NOW + timedelta(hours=1))) == 3
     assert threads == []
+
+
+def test_capabilities_are_types_checked_by_mypy_and_at_run_time() -> None:
+    """Each provider's optional capabilities, as protocols: mypy checks the assignments below,
+    ``isinstance`` checks the same at run time (decided once per class)."""
+    live = UKCarbonIntensityProvider()
+    static = StaticForecastProvider(synthetic_day())
+    fallback = FallbackProvider([live, static])
+    by: list[ForecastBy | HistoryBy] = [live, live]
+    nowait: list[ForecastNowait | HistoryNowait] = [live, static, fallback]
+    history: list[HistoryProvider] = [live, static, fallback]
+    for provider in (live, static, fallback):
+        assert isinstance(provider, ForecastNowait) and isinstance(provider, HistoryNowait)
+        assert isinstance(provider, HistoryProvider)
+        assert isinstance(provider, ForecastBy) == (provider is live)
+    assert len(by) + len(nowait) + len(history) == 8
+    failing = FailingProvider()
+    assert not isinstance(failing, ForecastNowait | HistoryProvider | ForecastBy)
+    assert isinstance(failing, ForecastProvider)
+
+    class Blocked(StaticForecastProvider):
+        forecast_nowait = None  # type: ignore[assignment]  # a subclass that opts out
+
+    assert not isinstance(Blocked(synthetic_day()), ForecastNowait)

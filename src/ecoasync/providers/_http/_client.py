@@ -18,8 +18,9 @@ import ssl
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Final, cast
 
 import anyio
 import anyio.lowlevel
@@ -121,9 +122,12 @@ class Client:
         self.requests += 1
         try:
             with anyio.fail_after(self.timeout):
-                async with client.stream("GET", path, params=params, auth=auth) as answer:
+                async with (
+                    client.stream("GET", path, params=params, auth=auth) as answer,
+                    aclosing(cast("AsyncGenerator[bytes]", answer.aiter_bytes())) as chunks,
+                ):
                     body = bytearray()
-                    async for chunk in answer.aiter_bytes():
+                    async for chunk in chunks:
                         body += chunk
                         if len(body) > MAX_BODY_BYTES:
                             raise AttemptFailed(
