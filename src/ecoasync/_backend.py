@@ -5,6 +5,7 @@ imports anyio, and asyncio or trio for the loop that runs; nothing of ecoasync.
 
 - :func:`current_loop` names the running event loop: HTTP clients and shared requests belong
   to one loop each, so two loops in two threads never wake each other's tasks;
+  :func:`loop_token` is its anyio token, for calls into it from other threads;
 - :class:`Gate` parks tasks until it opens. On asyncio each parked task awaits a bare future
   of its own (about a tenth of an ``anyio.Event``, and no coroutine frame, which matters when
   ten thousand sessions wait on one request); elsewhere the gate is one ``anyio.Event``;
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+import weakref
 from collections.abc import Awaitable
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Gate", "current_loop", "wait_all_tasks_blocked"]
+__all__ = ["Gate", "current_loop", "loop_token", "wait_all_tasks_blocked"]
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -36,6 +38,24 @@ def current_loop() -> object:
     """The running event loop (weak-referenceable, hashable): asyncio's loop, trio's token."""
     loop = _asyncio_loop()
     return loop if loop is not None else anyio.lowlevel.current_token().native_token
+
+
+_TOKENS: weakref.WeakKeyDictionary[object, anyio.lowlevel.EventLoopToken] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each running loop's token, while the loop lives (the token is the loop's, like a RunVar)."""
+
+
+def loop_token() -> anyio.lowlevel.EventLoopToken:
+    """The running loop's anyio token (``anyio.from_thread.run(..., token=)``).
+
+    One per loop: every session keeps it, and one made per session would cost 100 bytes
+    each (a megabyte for ten thousand waiting sessions) and half a microsecond."""
+    loop = current_loop()
+    token = _TOKENS.get(loop)
+    if token is None:
+        token = _TOKENS[loop] = anyio.lowlevel.current_token()
+    return token
 
 
 class Gate:

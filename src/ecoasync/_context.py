@@ -21,6 +21,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._backend import loop_token
 from ._exceptions import CarbonBudgetExceeded
 from ._records import CallRecord, IntensitySource, ModelUsage, TagUsage
 from .events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event
@@ -185,7 +186,7 @@ class Accounting:
     # --- the loop this session runs on, so that other threads can emit on it ---
 
     def bind_loop(self) -> None:
-        self._token = anyio.lowlevel.current_token()
+        self._token = loop_token()
         self._loop_thread = threading.get_ident()
 
     def event_fields(self, at: datetime) -> dict[str, Any]:
