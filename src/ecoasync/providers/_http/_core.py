@@ -27,7 +27,7 @@ from ..._forecast import Forecast
 from ..._log import get_logger
 from ._cache import TtlCache
 from ._client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Client
-from ._flight import Flight, Flights
+from ._flight import Flights
 from ._payload import decode
 from ._retry import AttemptFailed, Retry, Retrying, Sleep
 from ._secrets import Scrubber, Secret, SecretHeader, forget_locals
@@ -253,10 +253,9 @@ class HttpCore:
             if failure is not None:
                 await anyio.lowlevel.checkpoint()
                 raise _copy(failure, " (a recent failure, remembered for a few seconds)")
-            flights = self.flights.here()
-            flight = flights.get(key)
+            flight = self.flights.here().get(key)
             if flight is None:
-                return _view(await self._lead(flights, key, ttl, fetch, zone, deadline), window)
+                return _view(await self._lead(key, ttl, fetch, zone, deadline), window)
             if deadline is None or flight.deadline <= deadline:
                 await flight.join()  # the request's own bound comes first
             else:
@@ -272,7 +271,6 @@ class HttpCore:
 
     async def _lead(
         self,
-        flights: dict[Hashable, Flight[object]],
         key: Hashable,
         ttl: float,
         fetch: Callable[[Hashable], Awaitable[T]],
@@ -297,7 +295,7 @@ class HttpCore:
 
         try:
             value = await self.flights.lead(
-                flights,
+                self.flights.here(),
                 key,
                 answer,
                 deadline=deadline,
