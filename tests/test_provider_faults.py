@@ -167,3 +167,24 @@ async def test_the_body_of_a_redirect_is_not_a_forecast(server: GridServer) -> N
     assert "HTTP 302 Found: a redirect to http://127.0.0.1:" in str(caught.value)
     assert "not followed (set base_url to where it leads)" in caught.value.cause
     assert server.count() == 1  # not retried
+
+
+async def test_a_client_that_cannot_be_made_is_forecast_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: making the client (importing httpx, building TLS, reading proxy settings) can
+    fail too, and leaves as the documented error, not as an ImportError."""
+    from ecoasync.providers._http import _client
+
+    def broken(tls: bool) -> None:
+        raise ImportError("No module named 'httpcore'")
+
+    monkeypatch.setattr(_client, "_loaded", lambda tls: False)
+    monkeypatch.setattr(_client, "_load", broken)
+    provider = UKCarbonIntensityProvider(base_url="https://grid.invalid", sleep=no_sleep)
+    with pytest.raises(ForecastUnavailable) as caught:
+        await provider.forecast(NOW, NOW + timedelta(hours=1))
+    error = caught.value
+    assert (error.provider, error.zone) == ("uk-carbon-intensity", "GB")
+    assert error.cause == "could not make the HTTP client: ImportError: No module named 'httpcore'"
+    assert isinstance(error.__cause__, ImportError)
