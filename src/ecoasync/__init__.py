@@ -42,6 +42,13 @@ from ._records import CallRecord as CallRecord
 from ._records import ModelUsage as ModelUsage
 from ._records import SessionRecord as SessionRecord
 from ._records import TagUsage as TagUsage
+from ._routes import Candidate as Candidate
+from ._routes import Route as Route
+from ._routes import RouteChoice as RouteChoice
+from ._routes import RouteError as RouteError
+from ._routes import Routes as Routes
+from ._routing import choose_route as choose_route
+from ._routing import choose_route_sync as choose_route_sync
 from ._session import Session as Session
 from ._session import carbon_session as carbon_session
 from ._session import default_bus as default_bus
@@ -51,6 +58,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "CallRecord",
+    "Candidate",
     "CarbonBudgetExceeded",
     "Clock",
     "EcoAsyncError",
@@ -67,6 +75,10 @@ __all__ = [
     "Plan",
     "Policy",
     "PolicyError",
+    "Route",
+    "RouteChoice",
+    "RouteError",
+    "Routes",
     "Session",
     "SessionRecord",
     "Signal",
@@ -79,6 +91,8 @@ __all__ = [
     "carbon_aware",
     "carbon_session",
     "carbon_session_sync",
+    "choose_route",
+    "choose_route_sync",
     "default_bus",
     "default_ledger",
     "events",
