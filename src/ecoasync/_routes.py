@@ -79,7 +79,7 @@ def _latency(value: object, what: str) -> timedelta | None:
         except (TypeError, ValueError):
             parsed = None
     if parsed is None or parsed < timedelta(0):
-        raise PolicyError(
+        raise RouteError(
             f"{what} must be a duration >= 0 such as '250ms', '1.5s' or a timedelta, got {value!r}",
             field=what,
             value=value,
@@ -95,7 +95,7 @@ def _number(value: object, what: str, *, low: float, high: float = math.inf) -> 
         or not low <= value <= high
     ):
         bounds = f"in [{low:g}, {high:g}]" if high != math.inf else f">= {low:g}"
-        raise PolicyError(
+        raise RouteError(
             f"{what} must be a finite number {bounds}, got {value!r}", field=what, value=value
         )
     return float(value)
@@ -326,7 +326,7 @@ class Route:
         if not self.grid_known:
             return "its grid is unknown (a cross-region deployment never meets a residency label)"
         labels = ", ".join(sorted(self.tags)) or "none"
-        return f"its labels ({labels}) are not in residency"
+        return f"its labels ({labels}) are not in residency {{{', '.join(sorted(residency))}}}"
 
 
 def _labels(value: object, what: str) -> frozenset[str] | None:
