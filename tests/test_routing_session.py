@@ -300,7 +300,8 @@ def test_the_chosen_pair_never_beats_running_at_once_at_home_the_wrong_way(
     rs = Routes(routes, residency=residency)
     routed = run_plan(rs, policy)
     # never worse in expected intensity than running at once at home
-    home_plan = plan(home.provider.all(), START, policy)  # type: ignore[union-attr]
+    # (as a session without routes plans: with an empty slot ledger)
+    home_plan = plan(home.provider.all(), START, policy, ledger=ecoasync.SlotLedger())  # type: ignore[union-attr]
     assert home_plan.now_intensity is not None
     assert routed.state.choice.intensity <= home_plan.now_intensity + 1e-9
     # constraints hold: the chosen route carries the residency label
