@@ -19,7 +19,7 @@ import ecoasync
 from ecoasync import Forecast, Policy, Route, RouteError, Routes, Slot, carbon_session
 from ecoasync._planner import plan
 from ecoasync._routing import plan_routes
-from ecoasync.events import CallRecorded, ForecastFailed, Planned, Routed
+from ecoasync.events import CallRecorded, ForecastFailed, Routed
 from ecoasync.testing import (
     CapturedEvents,
     FailingProvider,

@@ -397,7 +397,8 @@ class Routes(Sequence[Route]):
         max_latency: a ceiling on a route's latency (measured, else configured); routes with
             no latency figure pass.
         max_share: the largest share (``0.5``) of this set's running sessions one route may
-            hold; a full route is passed over for the next best (if all are full, the best is
+            hold, counting the new one (a route holding ``ceil(max_share * (running + 1))`` is
+            full); a full route is passed over for the next best (if all are full, the best is
             taken). ``None``: no cap.
         latency_weight: see ``strategy``; gCO2eq/kWh per second of latency.
         latency_percentile: which percentile of the measured latencies counts (default 0.9).

@@ -144,8 +144,8 @@ def decide(
     (then the intensity); ``balanced``: ``intensity + latency_weight * latency_s`` (a route
     whose latency is unknown counts as the slowest known one). A candidate over
     ``max_latency`` is skipped; with ``max_share``, a route already holding
-    ``max(1, floor(max_share * (running + 1)))`` of the ``loads`` is passed over for the next
-    best (all full: the best). Ties go to ``home``, then to the order given.
+    ``ceil(max_share * (running + 1))`` of the ``loads`` (the jobs running on each route) is
+    passed over for the next best (all full: the best). Ties go to ``home``, then to the order given.
 
     Returns every candidate (scored, or with ``skipped`` set), the winner and a sentence.
 
@@ -207,7 +207,7 @@ def decide(
     note = ""
     if max_share is not None and loads:
         running = sum(loads.values())
-        cap = max(1, math.floor(max_share * (running + 1) + 1e-9))
+        cap = math.ceil(max_share * (running + 1) - 1e-9)
         free = [k for k in order if loads.get(out[k].route, 0) < cap]
         if not free:
             note = f"; every route holds its max_share ({max_share:g}), so the best was taken"
