@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ async def summarise(route: Route, text: str) -> str:
 async def job(n: int) -> None:
     async with ecoasync.carbon_session(policy, bus=bus, name=f"summary-{n}") as session:
         for part in range(3):
-            await session.routed(lambda route: summarise(route, f"document {n}, part {part}"))
+            await session.routed(partial(summarise, text=f"document {n}, part {part}"))
 
 
 def narrate(event: events.Event) -> None:
