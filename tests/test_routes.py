@@ -230,6 +230,7 @@ async def test_choose_route_skips_a_hanging_and_a_failing_zone_within_the_bound(
     by = {c.route: c for c in choice.candidates}
     assert by["virginia"].skipped == "provider gave no answer within 0.5 s"
     assert "provider failed" in (by["oregon"].skipped or "")
+    assert by["frankfurt"].intensity is not None
     assert by["stockholm"].intensity == pytest.approx(by["frankfurt"].intensity / 20)
     assert by["stockholm"].signal == "average/lifecycle"
     assert choice.home == "frankfurt" and choice.home_intensity == by["frankfurt"].intensity

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ecoasync import Forecast, Policy
 from ecoasync._simulate import SimulationError, replay, synthetic_trace
-from ecoasync._simulate_routes import replay_routes
+from ecoasync._simulate_routes import Mode, replay_routes
 
 
 def renamed(trace: Forecast, zone: str) -> Forecast:
@@ -31,8 +31,9 @@ def test_one_route_is_todays_replay_bit_for_bit(seed: int, strategy: str, delay:
     trace = synthetic_trace(3, seed=seed)
     policy = Policy(max_delay=delay, strategy=strategy)  # type: ignore[arg-type]
     today = replay(trace, policy)
-    for mode in ("temporal", "both"):
-        routed = replay_routes({"home": trace}, policy, mode=mode)  # type: ignore[arg-type]
+    modes: tuple[Mode, ...] = ("temporal", "both")
+    for mode in modes:
+        routed = replay_routes({"home": trace}, policy, mode=mode)
         assert routed.figures == today  # every float, every delay, every day
         assert routed.jobs == {"home": today.scenarios}
 

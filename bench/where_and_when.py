@@ -1,6 +1,6 @@
 """Where and when, on a year of real multi-region data: temporal, spatial and both side by side.
 
-    python bench/routing.py [REGIONS_DIR] [--max-delay 4h] [--strategy calibrated]
+    python bench/where_and_when.py [REGIONS_DIR] [--max-delay 4h] [--strategy calibrated]
                             [--error 0.1] [--persistence 0.8] [--seed 0] [--out PATH]
 
 REGIONS_DIR defaults to $ECOASYNC_SHARED_DATA/regions (../shared/data/regions): a year of
@@ -23,6 +23,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def figures(result: RoutedReplay) -> dict[str, Any]:
     return out
 
 
-def table(title: str, results: dict[str, RoutedReplay]) -> None:
+def table(title: str, results: Mapping[str, RoutedReplay]) -> None:
     print(title)
     print(f"  {'':<28}" + "".join(f"{mode:>14}" for mode in MODES))
     for label, key, fmt in ROWS:
@@ -118,7 +119,7 @@ def main() -> None:
             )
             for k, zone in enumerate(zones)
         }
-        results = {}
+        results: dict[str, RoutedReplay] = {}
         seconds = {}
         for mode in MODES:
             began = time.perf_counter()
@@ -138,7 +139,7 @@ def main() -> None:
             "modes": {m: figures(r) for m, r in results.items()},
             "seconds": seconds,
         }
-    path = write_json("routing", out, args.out)
+    path = write_json("where_and_when", out, args.out)
     print(f"wrote {path}")
 
 
