@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import ecoasync
 from ecoasync import Forecast, Policy, Route, RouteError, Routes, Slot, carbon_session
 from ecoasync._planner import plan
-from ecoasync._routing import plan_routes
+from ecoasync._routed import plan_routes
 from ecoasync.events import CallRecorded, ForecastFailed, Routed
 from ecoasync.testing import (
     CapturedEvents,

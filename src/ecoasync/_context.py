@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ._forecast import Forecast
     from ._planner import Plan
     from ._policy import Policy
-    from ._routing import RouteState
+    from ._routed import RouteState
 
 __all__ = ["Accounting", "budget_spent", "call_tags", "current", "tagged"]
 

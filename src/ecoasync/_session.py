@@ -29,8 +29,9 @@ from ._records import CallRecord, SessionRecord, Status
 from .events import Completed, ForecastFailed, Planned, Started
 
 if TYPE_CHECKING:
-    from ._routes import Route, RouteChoice
-    from ._routing import RoutedPlan
+    from ._routed import RoutedPlan
+    from ._routes import Route
+    from ._routing import RouteChoice
 
 __all__ = ["COMPLETION_TIMEOUT_S", "Session", "carbon_session", "default_bus"]
 
@@ -193,13 +194,13 @@ class Session:
     async def routed(self, call: Callable[[Route], Awaitable[T]]) -> T:
         """``await call(session.route)``, falling over to the next-best allowed route when the
         route fails (a timeout, a connection error, HTTP 5xx); see ``docs/guides/routing.md``."""
-        from ._routing import run_routed
+        from ._routed import run_routed
 
         return await run_routed(self._acct, call)
 
     def routed_sync(self, call: Callable[[Route], T]) -> T:
         """The sync twin of :meth:`routed`, for the body of ``carbon_session_sync``."""
-        from ._routing import run_routed_sync
+        from ._routed import run_routed_sync
 
         return run_routed_sync(self._acct, call)
 
@@ -368,7 +369,7 @@ class _SessionManager:
     async def _route(self, submitted: datetime) -> Forecast:
         """Plan every route (their forecasts fetched at once) and keep the chosen pair; the
         chosen route's forecast is what the session then reads."""
-        from ._routing import plan_routes
+        from ._routed import plan_routes
 
         policy = self._acct.policy
         assert policy.routes is not None
@@ -413,7 +414,7 @@ class _SessionManager:
         acct = self._acct
         policy = acct.policy
         if policy.routes is not None:  # issue 15: a constraint is no forecast failure
-            from ._routing import failed_routes
+            from ._routed import failed_routes
 
             if isinstance(exc, PolicyError):
                 raise exc

@@ -27,8 +27,7 @@ from typing import Any, Final, Literal
 from ._forecast import Forecast
 from ._planner import plan
 from ._policy import Policy
-from ._routes import Candidate
-from ._routing import decide
+from ._routing import Candidate, decide
 from ._simulate import (
     DEFAULT_ENERGY_KWH,
     DayFigures,

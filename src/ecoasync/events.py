@@ -30,7 +30,7 @@ from ._records import (
     Status,
     to_jsonable,
 )
-from ._routes import RouteChoice
+from ._routing import RouteChoice
 
 __all__ = [
     "BudgetTripped",
