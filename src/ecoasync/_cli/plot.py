@@ -65,7 +65,7 @@ def _main(args: argparse.Namespace) -> int:
         render,
     )
     from .._report._summary import breakdown, select
-    from .report import DEFAULT_PATH
+    from .report import DEFAULT_PATH, warn_about_input
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".svg"):
@@ -103,12 +103,7 @@ def _main(args: argparse.Namespace) -> int:
             )
         else:
             loaded = load(paths, fmt=args.format)
-            if loaded.skipped:
-                print(
-                    f"ecoasync plot: skipped {loaded.skipped} malformed line(s); the first at "
-                    f"{loaded.first_bad}",
-                    file=sys.stderr,
-                )
+            warn_about_input("ecoasync plot", loaded)
             ids = {r.session_id for r in loaded.rows}
             every = select(loaded.rows, args.since, args.until)
             top = [r for r in every if r.parent_id is None or r.parent_id not in ids]
