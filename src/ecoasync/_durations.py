@@ -6,7 +6,7 @@ import math
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "human_duration", "parse_duration"]
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
@@ -63,3 +63,17 @@ def format_duration(value: timedelta) -> str:
     if seconds or not parts:
         parts.append(f"{seconds:.3g}s")
     return sign + "".join(parts)
+
+
+def human_duration(value: timedelta | float) -> str:
+    """A delay for people (a timedelta or seconds): ``3 h 58 min``, ``4 h``, ``25 min``,
+    ``40 s``, ``0 min``; to the minute from one minute on."""
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    if 0.5 <= total < 59.5:
+        return f"{sign}{total:.0f} s"
+    hours, minutes = divmod(round(total / 60), 60)
+    if not hours:
+        return f"{sign}{minutes} min"
+    return f"{sign}{hours} h" + (f" {minutes} min" if minutes else "")
