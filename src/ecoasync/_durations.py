@@ -10,6 +10,7 @@ __all__ = ["format_duration", "human_duration", "parse_duration"]
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
+_ZERO = re.compile(r"^0+(\.0*)?$")
 _ISO = re.compile(
     r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
 )
@@ -19,12 +20,17 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     """Turn a ``timedelta``, a string like ``"4h"``/``"90m"``/``"1h30m"``/``"PT4H"`` into a timedelta.
 
     Raises ``TypeError``/``ValueError`` naming ``field`` for anything else. Numbers are refused
-    on purpose: ``4`` could mean hours or seconds.
+    on purpose, ``4`` could mean hours or seconds, except zero (``0`` or ``"0"``), which is
+    zero in every unit.
     """
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)
     if isinstance(value, str):
         text = value.strip()
+        if _ZERO.match(text):
+            return timedelta(0)
         if text.startswith("-"):
             return -parse_duration(text[1:], field=field)
         iso = _ISO.match(text.upper())

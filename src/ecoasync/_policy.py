@@ -40,7 +40,7 @@ def _duration(
     except (TypeError, ValueError) as exc:
         raise PolicyError(str(exc), field=name, value=value) from None
     if parsed < timedelta(0):
-        raise _error(name, value, f">= 0 (a duration such as '90m'), not {format_duration(parsed)}")
+        raise _error(name, value, ">= 0 (a duration such as '90m')")
     if parsed > upper:
         raise _error(name, value, f"at most {format_duration(upper)}")
     return parsed

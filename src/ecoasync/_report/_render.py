@@ -41,7 +41,9 @@ def fmt_pct(value: float | None) -> str:
 
 
 def fmt_h(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h"
+    from .._durations import human_duration
+
+    return human_duration(seconds)
 
 
 class Table:
