@@ -54,7 +54,9 @@ def test_other_numbers_still_need_a_unit(number: float) -> None:
 def test_a_negative_delay_is_named_once() -> None:
     with pytest.raises(PolicyError) as caught:
         Policy(max_delay="-1h")
-    assert str(caught.value) == "Policy.max_delay must be >= 0 (a duration such as '90m'), got '-1h'"
+    assert (
+        str(caught.value) == "Policy.max_delay must be >= 0 (a duration such as '90m'), got '-1h'"
+    )
     assert str(caught.value).count("-1h") == 1
 
 
@@ -76,8 +78,7 @@ def test_simulate_says_a_negative_delay_once(
     code, out, err = simulate(capsys, "--trace", str(trace), "--max-delay=-1h")
     assert (code, out) == (2, "")
     assert err == (
-        "ecoasync simulate: Policy.max_delay must be >= 0 (a duration such as '90m'), "
-        "got '-1h'\n"
+        "ecoasync simulate: Policy.max_delay must be >= 0 (a duration such as '90m'), got '-1h'\n"
     )
 
 
