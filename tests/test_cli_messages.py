@@ -9,6 +9,7 @@ import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,12 +42,13 @@ def simulate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
 
 
 @pytest.mark.parametrize("zero", [0, 0.0, "0", "00", "0.0", "0m", "0h", "PT0S"])
-def test_a_zero_delay_is_zero_in_any_unit(zero: object) -> None:
+def test_a_zero_delay_is_zero_in_any_unit(zero: Any) -> None:
     assert Policy(max_delay=zero).max_delay == timedelta(0)
+    assert Policy(max_delay=0) == Policy()  # the default, typed: Literal[0]
 
 
 @pytest.mark.parametrize("number", [1, 0.5, -1])
-def test_other_numbers_still_need_a_unit(number: float) -> None:
+def test_other_numbers_still_need_a_unit(number: Any) -> None:
     with pytest.raises(PolicyError, match=f"got the number {number}; write '{number}h'"):
         Policy(max_delay=number)
 
