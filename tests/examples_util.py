@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,14 +39,15 @@ def run_python(
     *args: str,
     cwd: Path = ROOT,
     block: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` as a user would, offline (see ``tests/shims/sitecustomize.py``),
-    with the packages in ``block`` made impossible to import. Fails if the program tried to
-    reach anything beyond loopback."""
+    with the packages in ``block`` made impossible to import and ``env`` added to the
+    environment. Fails if the program tried to reach anything beyond loopback."""
     with tempfile.TemporaryDirectory() as tmp:
         attempts = Path(tmp) / "network.log"
-        env = {
+        environ = {
             **os.environ,
             "PYTHONWARNINGS": "error::DeprecationWarning",
             "NO_COLOR": "1",
@@ -55,15 +56,16 @@ def run_python(
             ),
             "ECOASYNC_TEST_OFFLINE": str(attempts),
             "ECOASYNC_TEST_BLOCK": ",".join(block),
+            **(env or {}),
         }
-        env.pop("FORCE_COLOR", None)
+        environ.pop("FORCE_COLOR", None)
         result = subprocess.run(
             [sys.executable, *args],
             cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=env,
+            env=environ,
             check=False,
         )
         tried = attempts.read_text().split() if attempts.exists() else []
@@ -71,9 +73,11 @@ def run_python(
     return result
 
 
-def run_example(relative: str, *args: str, timeout: float = 60) -> str:
+def run_example(
+    relative: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> str:
     """Run ``python examples/<relative> ARGS`` as a user would; its stdout (fails on exit != 0)."""
-    result = run_python(str(EXAMPLES / relative), *args, timeout=timeout)
+    result = run_python(str(EXAMPLES / relative), *args, env=env, timeout=timeout)
     assert result.returncode == 0, (
         f"examples/{relative} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
