@@ -14,9 +14,10 @@ hour of the synthetic grid day. Three steps, each a plain (sync) function under
 
 Every session's record goes to a ``JsonlSink`` (by default a fresh
 ``ecoasync-examples/nightly.jsonl`` in the temporary folder, kept afterwards); at the end the
-script prints and runs ``ecoasync report PATH --by model``, which works after it too. Offline: the real ``openai.OpenAI`` client talks to
-``ecoasync.testing.FakeLLM`` through the SDK's own mock transport, and a virtual clock makes
-the night pass in a second. In production, drop the fake and the clock; nothing else changes.
+script prints and runs ``ecoasync report PATH --by model``, which works after it too.
+Offline: the real ``openai.OpenAI`` client talks to ``ecoasync.testing.FakeLLM`` through the
+SDK's own mock transport, and a virtual clock makes the night pass in a second. In
+production, drop the fake and the clock; nothing else changes.
 """
 
 from __future__ import annotations
