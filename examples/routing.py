@@ -1,5 +1,7 @@
 """Where and when: one service, three regions, each job routed to the greenest it may use.
 
+Needs the ``openai`` extra: ``pip install "ecoasync[openai]"``.
+
 ``python examples/routing.py [TELEMETRY.jsonl]``. A summarising service holds three
 OpenAI-compatible clients, one per region of the same model (Frankfurt, its home; Stockholm;
 Paris). Every job runs in a ``carbon_session`` whose policy lists the three as routes: the
@@ -8,7 +10,8 @@ at most half of the running jobs on any one region (``max_share``), EU residency
 ``session.routed(...)`` calls the chosen region and falls over to the next best when it
 answers 5xx: Stockholm has an outage for the first batch. A chat reply that cannot wait asks
 ``choose_route`` where to go right now. At the end, ``ecoasync report --by route`` says where
-the carbon (and the water) went.
+the carbon (and the water) went (the telemetry is by default a fresh
+``ecoasync-examples/routing.jsonl`` in the temporary folder, kept afterwards).
 
 Offline: each client is the real ``openai.AsyncOpenAI`` talking to ``ecoasync.testing.FakeLLM``
 through the SDK's mock transport, each region's grid is a static forecast (in production, e.g.
@@ -17,6 +20,7 @@ through the SDK's mock transport, each region's grid is a static forecast (in pr
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,11 @@ from ecoasync import Route, Routes, events
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.sinks import JsonlSink
 from ecoasync.testing import FakeLLM, VirtualClock
+
+try:
+    import openai  # noqa: F401  (FakeLLM below builds the real SDK's clients)
+except ImportError:
+    sys.exit('examples/routing.py needs the openai extra: pip install "ecoasync[openai]"')
 
 DAY = datetime(2026, 3, 18, tzinfo=UTC)
 
@@ -137,13 +146,20 @@ async def serve(telemetry: Path) -> None:
 
 def main(telemetry: Path) -> None:
     anyio.run(serve, telemetry)
-    print(f"\n$ ecoasync report {telemetry.name} --by route\n")
-    subprocess.run(
-        [sys.executable, "-m", "ecoasync", "report", str(telemetry), "--by", "route", "--plain"],
-        check=True,
-    )
+    command = ["ecoasync", "report", str(telemetry), "--by", "route"]
+    print(f"\n$ {shlex.join(command)}\n", flush=True)
+    subprocess.run([sys.executable, "-m", *command, "--plain"], check=True)
+
+
+def fresh_telemetry(name: str) -> Path:
+    """A new telemetry file in the temporary folder, kept after the script ends so that the
+    printed ``ecoasync report`` command finds it."""
+    folder = Path(tempfile.gettempdir()) / "ecoasync-examples"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.unlink(missing_ok=True)
+    return path
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "routing.jsonl")
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else fresh_telemetry("routing.jsonl"))

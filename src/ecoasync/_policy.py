@@ -45,7 +45,7 @@ def _duration(
     except (TypeError, ValueError) as exc:
         raise PolicyError(str(exc), field=name, value=value) from None
     if parsed < timedelta(0):
-        raise _error(name, value, f">= 0 (a duration such as '90m'), not {format_duration(parsed)}")
+        raise _error(name, value, ">= 0 (a duration such as '90m')")
     if parsed > upper:
         raise _error(name, value, f"at most {format_duration(upper)}")
     return parsed
@@ -132,7 +132,8 @@ class Policy:
 
     Args:
         max_delay: how long the work may wait for a greener slot (``timedelta`` or ``"90m"``,
-            ``"4h"``, ``"1h30m"``, ``"PT4H"``). ``0`` (the default) never waits but still measures.
+            ``"4h"``, ``"1h30m"``, ``"PT4H"``). ``0`` (the default; also ``"0"``) never waits
+            but still measures; other plain numbers are refused (hours or seconds?).
         provider: where forecasts come from. ``None`` uses the keyless UK Carbon Intensity API.
         jitter: at most this much random spread added inside the chosen slot, so that many jobs
             do not all wake at the same instant. Never leaves the slot or the delay budget.
@@ -181,7 +182,7 @@ class Policy:
     def __init__(
         self,
         *,
-        max_delay: timedelta | str = timedelta(0),
+        max_delay: timedelta | str | Literal[0] = timedelta(0),
         provider: ForecastProvider | None = None,
         jitter: timedelta | str = timedelta(minutes=5),
         min_improvement: float = 0.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,10 +40,12 @@ class CallRecord:
     (gCO2eq/kWh of the grid when the call ran); ``baseline_g`` is the same energy at the
     intensity of submission time. Embodied (manufacturing) impacts are kept apart: shifting
     work in time does not change them. ``known_model`` is False when EcoLogits does not know
-    the model: the energy is then 0 and flagged, never silently. ``route`` names the route
-    the call ran on in a routed session.
+    the model: the energy is then 0 and flagged, never silently. ``call_id`` is unique per
+    call (made when the record is): reports use it to drop a call read twice from copied or
+    overlapping telemetry files. ``route`` names the route the call ran on in a routed session.
     """
 
+    call_id: str = field(default_factory=lambda: secrets.token_hex(16))
     provider: str
     requested_model: str
     effective_model: str

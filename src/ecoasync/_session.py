@@ -164,9 +164,19 @@ class Session:
         stream: bool = False,
     ) -> CallRecord | None:
         """Charge a call made without an instrumented SDK (self-hosted, another client) to
-        this session, like an instrumented call: see :func:`ecoasync.record_call`."""
+        this session, like an instrumented call: see :func:`ecoasync.record_call`.
+
+        Raises ``RuntimeError`` once the session has completed: its record and its
+        ``Completed`` event are final, so a call charged later would be in neither.
+        """
         from ._instrument import record_call
 
+        if self._record is not None or self._make_record is not None:
+            raise RuntimeError(
+                f"session {self.name!r} has completed: record_call() must run inside its "
+                "'async with' block (its record and its Completed event are final; record the "
+                "call in a new session, or in the enclosing one)"
+            )
         return await record_call(
             provider=provider,
             model=model,

@@ -244,9 +244,16 @@ def _routes_main(
     return 0
 
 
-def _table(result: Any, policy: Any, energy: float, path: str) -> str:
-    from .._durations import format_duration
+def _pct(value: float) -> str:
+    """A signed percentage; a change that rounds to zero is +0.00, never -0.00."""
+    return f"{round(value, 2) + 0.0:+.2f} %"
 
+
+def _table(result: Any, policy: Any, energy: float, path: str) -> str:
+    from .._durations import format_duration, human_duration
+
+    saved = result.baseline_g - result.oracle_g > 1e-12
+    capture = f"{result.oracle_capture_pct:.1f} %" if saved else "- (no start saves anything)"
     lines = [
         f"{path}: {result.scenarios:,} jobs over {result.days} days, "
         f"max_delay {format_duration(policy.max_delay)}, {energy:g} kWh each, "
@@ -254,13 +261,13 @@ def _table(result: Any, policy: Any, energy: float, path: str) -> str:
         "",
         f"  {'run at once':<22}{result.baseline_g:>12.3f} gCO2eq",
         f"  {'ecoasync planner':<22}{result.scheduled_g:>12.3f} gCO2eq  "
-        f"({-result.reduction_pct:+.2f} %)",
+        f"({_pct(-result.reduction_pct)})",
         f"  {'oracle (hindsight)':<22}{result.oracle_g:>12.3f} gCO2eq  "
-        f"({-100 * (1 - result.oracle_g / result.baseline_g):+.2f} %)",
+        f"({_pct(-100 * (1 - result.oracle_g / result.baseline_g))})",
         "",
-        f"  share of the oracle's savings  {result.oracle_capture_pct:.1f} %",
-        f"  delay                          mean {result.mean_delay_h:.2f} h, "
-        f"median {result.median_delay_h:.2f} h",
+        f"  share of the oracle's savings  {capture}",
+        f"  delay                          mean {human_duration(result.mean_delay_h * 3600)}, "
+        f"median {human_duration(result.median_delay_h * 3600)}",
         f"  worse than running at once     {result.regressions:,} jobs",
     ]
     return "\n".join(lines)

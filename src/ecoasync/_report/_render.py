@@ -45,7 +45,9 @@ def fmt_pct(value: float | None) -> str:
 
 
 def fmt_h(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h"
+    from .._durations import human_duration
+
+    return human_duration(seconds)
 
 
 class Table:
@@ -223,6 +225,16 @@ def _header(s: dict[str, Any]) -> str:
     return f"ecoasync report: {files} file{'s' if files != 1 else ''}{span}"
 
 
+def _nothing(s: dict[str, Any]) -> str:
+    """What to say when no session is counted: about the range only if one was given."""
+    since, until = s["since"], s["until"]
+    if since and until:
+        return f"no sessions from {since} until {until}"
+    if since or until:
+        return f"no sessions {'from ' + since + ' on' if since else 'before ' + until}"
+    return "no completed sessions in the input"
+
+
 def _footer(s: dict[str, Any]) -> list[str]:
     lines = [f"  ! {flag}" for flag in s["flags"]]
     lines.append("  Equivalence constants:")
@@ -248,7 +260,7 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         console = Console(file=out)
         console.print(f"[bold]{_header(s)}[/bold]")
         if s["sessions"] == 0:
-            console.print("  no sessions in this range")
+            console.print(f"  {_nothing(s)}", highlight=False, markup=False)
         for t in tables:
             console.print(t.rich())
         for line in _footer(s):
@@ -256,7 +268,7 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         return
     print(_header(s), file=out)
     if s["sessions"] == 0:
-        print("  no sessions in this range", file=out)
+        print(f"  {_nothing(s)}", file=out)
     for t in tables:
         print(file=out)
         print(t.plain(), file=out)

@@ -16,6 +16,7 @@ __all__ = [
     "Equivalence",
     "breakdown",
     "data_quality",
+    "duplicates_note",
     "equivalences",
     "select",
     "summary",
@@ -205,6 +206,8 @@ def data_quality(top: Sequence[Row], loaded: Loaded | None = None) -> dict[str, 
         out["skipped_lines"] = loaded.skipped
         out["first_bad_line"] = loaded.first_bad
         out["incomplete_session_calls"] = loaded.orphan_calls
+        out["duplicate_sessions"] = loaded.duplicate_sessions
+        out["duplicate_calls"] = loaded.duplicate_calls
     return out
 
 
@@ -242,12 +245,24 @@ def flags(quality: dict[str, Any]) -> list[str]:
             f"skipped {quality['skipped_lines']} malformed line(s); the first at "
             f"{quality['first_bad_line']}"
         )
+    if quality.get("duplicate_sessions") or quality.get("duplicate_calls"):
+        out.append(duplicates_note(quality["duplicate_sessions"], quality["duplicate_calls"]))
     if quality.get("incomplete_session_calls"):
         out.append(
             f"{quality['incomplete_session_calls']} call(s) of sessions without a 'completed' "
             "line (still running or interrupted) are not in the totals"
         )
     return out
+
+
+def duplicates_note(sessions: int, calls: int) -> str:
+    """The sentence that says how many records read twice were dropped."""
+    parts = [f"{sessions} session record(s)"] if sessions else []
+    parts += [f"{calls} call line(s)"] if calls else []
+    return (
+        f"dropped {' and '.join(parts)} read more than once (the same file twice, a copy, "
+        "or overlapping rotated files): each record counts once"
+    )
 
 
 def summary(
