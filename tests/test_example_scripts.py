@@ -7,6 +7,8 @@ import ast
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,7 @@ def test_every_example_is_run_by_a_test() -> None:
         "service/demo.py",
         "batch_job.py",
         "agent.py",
+        "routing.py",
     }
     missing = set(scripts()) - tested
     assert not missing, f"examples without a test: {sorted(missing)}"
@@ -206,6 +209,7 @@ def test_an_explicit_telemetry_path_is_used_as_given(tmp_path: Path) -> None:
 
 EXTRAS = [
     ("batch_job.py", ["openai"], "openai extra", "openai"),
+    ("routing.py", ["openai"], "openai extra", "openai"),
     ("agent.py", ["anthropic"], "openai and anthropic extras", "openai,anthropic"),
     ("agent.py", ["openai"], "openai and anthropic extras", "openai,anthropic"),
     ("agent_demo.py", ["openai", "anthropic"], "openai and anthropic extras", "openai,anthropic"),
@@ -236,3 +240,32 @@ def test_every_example_that_needs_an_extra_names_it() -> None:
         text = (EXAMPLES / script).read_text("utf-8")
         if "FakeLLM" in text or "from rich" in text or "from app import" in text:
             assert script in named, f"{script} needs an extra: test its hint"
+
+
+def test_routing(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    telemetry = tmp_path / "routing.jsonl"
+    out = run_example("routing.py", str(telemetry))
+    assert "stockholm failed" in out and "now paris" in out  # the outage, fallen over
+    assert "max_share 0.5" in out  # jobs spread over the regions
+    assert "a chat reply that cannot wait goes to" in out
+    assert "By route (baseline: at once, at home)" in out
+    records = completed_records(telemetry)
+    assert {r["route"] for r in records.values()} == {"stockholm", "paris"}
+    assert all(float(r["emitted_g"]) < float(r["baseline_g"]) for r in records.values())  # type: ignore[arg-type]
+    failed = [r for r in records.values() if r["failed_routes"]]
+    assert failed and all(r["failed_routes"] == ["stockholm"] for r in failed)
+    lines = [json.loads(line) for line in telemetry.read_text().splitlines()]
+    routed = [line for line in lines if line["event"] == "routed"]
+    assert {line["reason"] for line in routed} == {"planned", "failover"}
+    assert all("target" not in line["choice"]["route"] for line in routed)
+    report = subprocess.run(
+        [sys.executable, "-m", "ecoasync", "report", str(telemetry), "--by", "route", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    by_route = {row["route"]: row for row in json.loads(report.stdout)["by_route"]}
+    assert set(by_route) == {"stockholm", "paris"}
+    assert by_route["stockholm"]["water_l"] > 0 and by_route["paris"]["basis"] == ["average/direct"]
+    assert sum(row["sessions"] for row in by_route.values()) == 8

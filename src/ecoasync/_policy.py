@@ -9,11 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any, Literal, Never, cast
+from typing import TYPE_CHECKING, Any, Literal, Never, cast
 
 from ._durations import format_duration, parse_duration
 from ._exceptions import PolicyError
 from ._provider import ForecastProvider
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._routes import Route, Routes
 
 __all__ = ["STRATEGIES", "OnForecastError", "Policy", "Strategy"]
 
@@ -150,6 +155,11 @@ class Policy:
             start whose gain is larger than the error it can still make; without actuals it
             behaves like ``"lowest"``. ``"lowest"`` is the published EcoTracker rule: the lowest
             forecast within the budget. See ``docs/benchmarks.md`` for the evidence.
+        routes: where the work may run (:class:`~ecoasync.Route` values, or
+            :class:`~ecoasync.Routes` with a strategy and constraints): the session then
+            chooses the pair (route, start) with the lowest expected intensity, each route
+            planned on its own provider's forecast; ``provider`` is not used. See
+            ``docs/guides/routing.md``.
 
     Raises:
         PolicyError: a value is not allowed; the message names the field, the value and what
@@ -167,6 +177,7 @@ class Policy:
     expected_duration: timedelta | None
     forecast_timeout: timedelta
     strategy: Strategy
+    routes: Routes | None = field(hash=False)
 
     def __init__(
         self,
@@ -182,6 +193,7 @@ class Policy:
         expected_duration: timedelta | str | None = None,
         forecast_timeout: timedelta | str = timedelta(seconds=30),
         strategy: Strategy = "calibrated",
+        routes: Routes | Iterable[Route] | None = None,
         **unknown: Never,
     ) -> None:
         if unknown:
@@ -196,6 +208,14 @@ class Policy:
             raise _error("on_forecast_error", on_forecast_error, "'run_now' or 'raise'")
         if strategy not in STRATEGIES:
             raise _error("strategy", strategy, "one of " + ", ".join(map(repr, STRATEGIES)))
+        if routes is not None:  # issue 15: where and when
+            from ._routes import Routes
+
+            if provider is not None:
+                raise _error(
+                    "provider", provider, "None with routes (give each Route its provider)"
+                )
+            routes = Routes.of(routes)
         values: dict[str, Any] = {
             "max_delay": _duration("max_delay", max_delay, upper=_MAX_DELAY_LIMIT),
             "provider": provider,
@@ -216,6 +236,7 @@ class Policy:
             "forecast_timeout": _duration(
                 "forecast_timeout", forecast_timeout, upper=timedelta(minutes=10)
             ),
+            "routes": routes,
         }
         if values["expected_duration"] is not None and values["expected_duration"] <= timedelta(0):
             raise _error(

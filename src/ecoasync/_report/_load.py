@@ -89,6 +89,8 @@ class Row:
     models: Mapping[str, Part] = field(default_factory=dict)
     by_tag: Mapping[str, Part] = field(default_factory=dict)
     origin: str = "ecoasync"
+    route: str | None = None
+    water_l: float = 0.0
 
     @property
     def when(self) -> datetime:
@@ -219,6 +221,8 @@ def row_from_record(record: Mapping[str, Any]) -> Row:
         run_intensity=_opt(record.get("run_intensity")),
         models=_parts(record.get("models")),
         by_tag=_parts(record.get("by_tag")),
+        route=_str(record.get("route")),
+        water_l=_num(record.get("water_l")),
     )
 
 

@@ -36,6 +36,10 @@ def fmt_kwh(kwh: float) -> str:
     return f"{kwh * 1e3:,.3f} Wh"
 
 
+def fmt_l(litres: float) -> str:
+    return f"{litres:,.3f} L" if abs(litres) >= 1 else f"{litres * 1e3:,.3f} mL"
+
+
 def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} %"
 
@@ -104,6 +108,8 @@ def _summary_table(s: dict[str, Any]) -> Table:
     t.add("Baseline (run at once)", f"{fmt_g(s['baseline_g'])} CO2eq")
     t.add("Avoided by waiting", f"{fmt_g(s['avoided_g'])} CO2eq ({fmt_pct(s['avoided_pct'])})")
     t.add("Embodied (apart)", f"{fmt_g(s['embodied_g'])} CO2eq")
+    if s.get("water_l"):
+        t.add("Water (usage)", fmt_l(s["water_l"]))
     t.add("Average delay", f"{fmt_h(s['mean_delay_s'])} (max {fmt_h(s['max_delay_s'])})")
     t.add("Downgrades", f"{s['downgrades']:,}")
     t.add("Budget trips", f"{s['budget_trips']:,}")
@@ -158,6 +164,35 @@ def _breakdown_table(s: dict[str, Any]) -> Table:
                 fmt_kwh(r["energy_kwh"]),
                 fmt_g(r["emitted_g"]),
                 fmt_pct(r["share_pct"]),
+            )
+        return t
+    if by == "route":  # issue 15: where the carbon (and water) went, with its basis
+        t = Table(
+            "By route (baseline: at once, at home)",
+            [
+                "route",
+                "sessions",
+                "calls",
+                "emitted",
+                "baseline",
+                "avoided",
+                "water",
+                "share",
+                "basis",
+            ],
+            right=[1, 2, 3, 4, 5, 6, 7],
+        )
+        for r in rows:
+            t.add(
+                r["route"],
+                f"{r['sessions']:,}",
+                f"{r['calls']:,}",
+                fmt_g(r["emitted_g"]),
+                fmt_g(r["baseline_g"]),
+                fmt_g(r["avoided_g"]),
+                fmt_l(r["water_l"]),
+                fmt_pct(r["share_pct"]),
+                ", ".join(r["basis"]),
             )
         return t
     t = Table(

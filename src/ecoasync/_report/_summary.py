@@ -86,6 +86,7 @@ def totals(top: Sequence[Row], every: Sequence[Row] | None = None) -> dict[str, 
         "avoided_g": avoided,
         "avoided_pct": (100.0 * avoided / baseline) if baseline > 0 else None,
         "embodied_g": sum(r.embodied_g for r in top),
+        "water_l": sum(r.water_l for r in top),
         "mean_delay_s": (sum(delays) / len(delays)) if delays else 0.0,
         "max_delay_s": max(delays, default=0.0),
         "downgrades": sum(r.downgrades for r in every),
@@ -105,6 +106,7 @@ _SESSION_KEYS: Final[dict[str, Callable[[Row], str]]] = {
     "name": lambda r: r.name,
     "signal": lambda r: r.signal or "(unknown)",
     "status": lambda r: r.status,
+    "route": lambda r: r.route or "(none)",
 }
 BREAKDOWNS: Final[tuple[str, ...]] = ("model", "tag", *_SESSION_KEYS)
 
@@ -159,6 +161,8 @@ def breakdown(by: str, top: Sequence[Row], every: Sequence[Row]) -> list[dict[st
         t = totals(groups_top[key], groups_every[key])
         t.pop("statuses")
         t["share_pct"] = (100.0 * t["emitted_g"] / grand) if grand > 0 else None
+        if by == "route":  # issue 15: say what the figures are (location-based or marginal)
+            t["basis"] = sorted({r.signal or "(unknown)" for r in groups_top[key]})
         rows.append({by: key, **t})
     if by == "day":
         rows.sort(key=lambda d: d["day"])
