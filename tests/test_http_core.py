@@ -530,3 +530,23 @@ async def test_a_waiter_with_an_earlier_deadline_leaves_alone() -> None:
         with pytest.raises(ForecastTimeout, match="no answer by the deadline"):
             await core.cached("k", 60.0, slow, deadline=now + 0.05)
     assert got == ["v"]
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    """The HTTP core's layers, bottom up; a layer may import those before it, never after."""
+    import ast
+    from pathlib import Path
+
+    from ecoasync.providers import _http as package
+
+    order = ["_secrets", "_retry", "_payload", "_client", "_flight", "_cache", "_core"]
+    folder = Path(package.__file__).parent
+    assert sorted(p.stem for p in folder.glob("_*.py") if p.stem != "__init__") == sorted(order)
+    for rank, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        }
+        assert imported <= set(order[:rank]), (name, imported - set(order[:rank]))
