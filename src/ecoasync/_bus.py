@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
+from ._backend import current_loop
 from ._log import get_logger
 from .events import Event
 
@@ -312,7 +313,7 @@ class EventBus:
             self.dropped += 1
             return
         if rests:
-            sub._rest = (_loop(), anyio.current_time() + self.handler_timeout)
+            sub._rest = (current_loop(), anyio.current_time() + self.handler_timeout)
         event = delivery.items[delivery.begun - 1][0]
         self._failed(sub, event, TimeoutError(), timed_out=True, rests=rests)
 
@@ -322,7 +323,7 @@ class EventBus:
         rest = sub._rest
         if rest is None:
             return False
-        if rest[0] is _loop() and anyio.current_time() < rest[1]:
+        if rest[0] is current_loop() and anyio.current_time() < rest[1]:
             return True
         sub._rest = None
         return False
@@ -404,16 +405,6 @@ class _Countdown:
         self.left -= 1
         if self.left == 0:
             self.finished.set()
-
-
-def _loop() -> object:
-    """The running event loop (asyncio) or run (trio), to tell one from another."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        return trio.lowlevel.current_trio_token()
 
 
 def _self_cancelled() -> bool:

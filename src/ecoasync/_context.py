@@ -8,7 +8,6 @@ anything but the bus.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -22,6 +21,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._backend import loop_token
 from ._exceptions import CarbonBudgetExceeded
 from ._records import CallRecord, IntensitySource, ModelUsage, TagUsage
 from .events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._forecast import Forecast
     from ._planner import Plan
     from ._policy import Policy
+    from ._routed import RouteState
 
 __all__ = ["Accounting", "budget_spent", "call_tags", "current", "tagged"]
 
@@ -61,24 +62,6 @@ def tagged(*tags: str) -> Iterator[tuple[str, ...]]:
         yield combined
     finally:
         _call_tags.reset(token)
-
-
-_last_token: tuple[object, anyio.lowlevel.EventLoopToken] | None = None
-
-
-def _loop_token() -> anyio.lowlevel.EventLoopToken:
-    """The running loop's token, remembered for the last asyncio loop (a hot path)."""
-    global _last_token
-    try:
-        loop: object = asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.lowlevel.current_token()  # trio
-    last = _last_token
-    if last is not None and last[0] is loop:
-        return last[1]
-    token = anyio.lowlevel.current_token()
-    _last_token = (loop, token)
-    return token
 
 
 def budget_spent(spent_g: float, budget_g: float | None) -> bool:
@@ -157,10 +140,12 @@ class Accounting:
         "plan",
         "policy",
         "refused",
+        "route",
         "session_id",
         "tags",
         "tripped",
         "unknown_models",
+        "water_l",
     )
 
     def __init__(
@@ -196,6 +181,8 @@ class Accounting:
         self.downgrades = 0
         self.refused = 0
         self.tripped = False
+        self.route: RouteState | None = None  # issue 15: where a routed session runs
+        self.water_l = 0.0
         # made on the first call (a waiting session holds none of them)
         self.unknown_models: dict[str, None] | None = None
         self.models: dict[str, _ModelAcc] | None = None
@@ -208,7 +195,7 @@ class Accounting:
     # --- the loop this session runs on, so that other threads can emit on it ---
 
     def bind_loop(self) -> None:
-        self._token = _loop_token()
+        self._token = loop_token()
         self._loop_thread = threading.get_ident()
 
     def event_fields(self, at: datetime) -> dict[str, Any]:
@@ -341,6 +328,7 @@ class Accounting:
         self.emitted_g += call.emitted_g
         self.baseline_g += call.baseline_g
         self.embodied_g += call.embodied_g
+        self.water_l += call.water_usage_l
         if not call.known_model:
             self.note_unknown(call.effective_model)
         if self.models is None:
