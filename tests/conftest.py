@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -12,6 +13,19 @@ import ecoasync
 from ecoasync.testing import VirtualClock
 
 ROOT = Path(__file__).resolve().parent.parent
+
+SDKS = ("openai", "anthropic", "ecologits", "httpx", "httpx2")
+
+
+def pytest_report_header() -> str:
+    """The SDK versions this run tests against (the README names the ones CI ran with)."""
+    versions = []
+    for name in SDKS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return "SDKs: " + ", ".join(versions)
 
 
 def shared_data() -> Path:

@@ -359,14 +359,20 @@ def test_what_the_planner_computes_is_kept_on_the_forecast_and_dies_with_it() ->
 
 def test_the_pure_layers_keep_nothing_at_module_level() -> None:
     """No module-level "last N" caches or mutable state in the values and decisions modules
-    (``functools`` caches of pure functions of hashable inputs aside)."""
+    (``functools`` caches of pure functions of hashable inputs aside; a table of constants is
+    declared ``Final``)."""
     import importlib
 
     from tests.test_layers import LAYERS
 
     for name in (*LAYERS["values"], *LAYERS["decisions"]):
         module = importlib.import_module(name)
+        constants = {
+            attr
+            for attr, annotation in vars(module).get("__annotations__", {}).items()
+            if str(annotation).startswith("Final")
+        }
         for attr, value in vars(module).items():
-            if attr.startswith("__"):
+            if attr.startswith("__") or attr in constants:
                 continue
             assert not isinstance(value, dict | list | set | bytearray), f"{name}.{attr}"

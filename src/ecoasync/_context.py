@@ -8,10 +8,9 @@ anything but the bus.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._backend import loop_token
 from ._exceptions import CarbonBudgetExceeded
 from ._records import CallRecord, IntensitySource, ModelUsage, TagUsage
 from .events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._forecast import Forecast
     from ._planner import Plan
     from ._policy import Policy
+    from ._routed import RouteState
 
 __all__ = ["Accounting", "budget_spent", "call_tags", "current", "tagged"]
 
@@ -61,24 +62,6 @@ def tagged(*tags: str) -> Iterator[tuple[str, ...]]:
         yield combined
     finally:
         _call_tags.reset(token)
-
-
-_last_token: tuple[object, anyio.lowlevel.EventLoopToken] | None = None
-
-
-def _loop_token() -> anyio.lowlevel.EventLoopToken:
-    """The running loop's token, remembered for the last asyncio loop (a hot path)."""
-    global _last_token
-    try:
-        loop: object = asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.lowlevel.current_token()  # trio
-    last = _last_token
-    if last is not None and last[0] is loop:
-        return last[1]
-    token = anyio.lowlevel.current_token()
-    _last_token = (loop, token)
-    return token
 
 
 def budget_spent(spent_g: float, budget_g: float | None) -> bool:
@@ -144,6 +127,7 @@ class Accounting:
         "downgrades",
         "embodied_g",
         "emitted_g",
+        "ended",
         "energy_kwh",
         "energy_kwh_max",
         "energy_kwh_min",
@@ -151,14 +135,17 @@ class Accounting:
         "forecast",
         "models",
         "name",
+        "open_calls",
         "parent",
         "plan",
         "policy",
         "refused",
+        "route",
         "session_id",
         "tags",
         "tripped",
         "unknown_models",
+        "water_l",
     )
 
     def __init__(
@@ -194,17 +181,21 @@ class Accounting:
         self.downgrades = 0
         self.refused = 0
         self.tripped = False
+        self.route: RouteState | None = None  # issue 15: where a routed session runs
+        self.water_l = 0.0
         # made on the first call (a waiting session holds none of them)
         self.unknown_models: dict[str, None] | None = None
         self.models: dict[str, _ModelAcc] | None = None
         self.by_tag: dict[str, _TagAcc] | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
+        self.ended = False  # Completed is built: calls finishing later go to an open ancestor
+        self.open_calls: set[Callable[[], None]] | None = None  # streams not yet finished
 
     # --- the loop this session runs on, so that other threads can emit on it ---
 
     def bind_loop(self) -> None:
-        self._token = _loop_token()
+        self._token = loop_token()
         self._loop_thread = threading.get_ident()
 
     def event_fields(self, at: datetime) -> dict[str, Any]:
@@ -337,6 +328,7 @@ class Accounting:
         self.emitted_g += call.emitted_g
         self.baseline_g += call.baseline_g
         self.embodied_g += call.embodied_g
+        self.water_l += call.water_usage_l
         if not call.known_model:
             self.note_unknown(call.effective_model)
         if self.models is None:
@@ -365,6 +357,30 @@ class Accounting:
         first = model not in self.unknown_models
         self.unknown_models[model] = None
         return first
+
+    # --- calls still open when the session ends ---
+
+    def opened(self, finish: Callable[[], None]) -> None:
+        """Remember a call that is charged later (a stream): :meth:`end` finishes it."""
+        with self._lock:
+            if self.open_calls is None:
+                self.open_calls = set()
+            self.open_calls.add(finish)
+
+    def closed(self, finish: Callable[[], None]) -> None:
+        with self._lock:
+            if self.open_calls:
+                self.open_calls.discard(finish)
+
+    def end(self) -> None:
+        """The session completes: charge the calls still open (a stream left unfinished is
+        charged for what it received), then mark it ended."""
+        while self.open_calls:
+            with self._lock:
+                finish = self.open_calls.pop() if self.open_calls else None
+            if finish is not None:
+                finish()
+        self.ended = True
 
     # --- emitting from wherever the call ran ---
 
@@ -406,4 +422,7 @@ def set_current(acct: Accounting | None) -> object:
 
 
 def reset_current(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+    """Undo :func:`set_current`. From another task or context (a session left elsewhere than
+    it was entered) there is nothing of this context to undo: the session still completes."""
+    with suppress(ValueError):  # "created in a different Context"
+        _current.reset(token)  # type: ignore[arg-type]

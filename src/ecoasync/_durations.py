@@ -12,10 +12,11 @@ from types import MappingProxyType
 
 from ._checks import is_number
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "human_duration", "parse_duration"]
 
 _UNITS = MappingProxyType({"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0})
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
+_ZERO = re.compile(r"^0+(\.0*)?$")
 _ISO = re.compile(
     r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
 )
@@ -25,25 +26,34 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     """Turn a ``timedelta``, a string like ``"4h"``/``"90m"``/``"1h30m"``/``"PT4H"`` into a timedelta.
 
     Raises ``TypeError``/``ValueError`` naming ``field`` for anything else. Numbers are refused
-    on purpose: ``4`` could mean hours or seconds.
+    on purpose, ``4`` could mean hours or seconds, except zero (``0`` or ``"0"``), which is
+    zero in every unit.
     """
     if isinstance(value, timedelta):
         return value
+    if is_number(value) and value == 0:
+        return timedelta(0)
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("-"):
-            return -parse_duration(text[1:], field=field)
-        iso = _ISO.match(text.upper())
-        if iso and any(iso.groups()):
-            d, h, m, s = (float(g) if g else 0.0 for g in iso.groups())
-            return timedelta(days=d, hours=h, minutes=m, seconds=s)
-        compact = text.replace(" ", "")
-        parts = _PART.findall(compact)
-        if parts and "".join(n + u for n, u in parts).lower() == compact.lower():
-            return timedelta(seconds=sum(float(n) * _UNITS[u.lower()] for n, u in parts))
-        raise ValueError(
-            f"{field} must be a duration like '90m', '4h', '1h30m' or 'PT4H', got {value!r}"
-        )
+        sign = 1.0
+        if text.startswith("-"):  # one minus sign, no more ("--4h" is a typo, not 4 h)
+            sign, text = -1.0, text[1:].lstrip()
+        if _ZERO.match(text):
+            return timedelta(0)
+        seconds = _seconds(text)
+        if seconds is None:
+            raise ValueError(
+                f"{field} must be a duration like '90m', '4h', '1h30m' or 'PT4H', got {_shown(value)}"
+            )
+        try:
+            if not math.isfinite(seconds):
+                raise OverflowError  # one message for both ways of being too long
+            return timedelta(seconds=sign * seconds)
+        except OverflowError:
+            raise ValueError(
+                f"{field} is too long: {_shown(value)} is more than the {_MAX_DAYS:,} days a "
+                "duration can hold"
+            ) from None
     if is_number(value) and math.isfinite(value):
         raise TypeError(
             f"{field} must be a timedelta or a string like '4h', got the number {value!r}; "
@@ -52,6 +62,29 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     raise TypeError(
         f"{field} must be a timedelta or a string like '4h', got {type(value).__name__}: {value!r}"
     )
+
+
+_MAX_DAYS = timedelta.max.days
+
+
+def _shown(text: str) -> str:
+    """``repr(text)``, cut short if long (an error message should not be 400 nines)."""
+    shown = repr(text)
+    return shown if len(shown) <= 40 else f"{shown[:30]}...' ({len(text)} characters)"
+
+
+def _seconds(text: str) -> float | None:
+    """The seconds ``text`` says (ISO 8601 or compact form, no sign), or None if it is not a
+    duration. May be infinite or too large for a timedelta."""
+    iso = _ISO.match(text.upper())
+    if iso and any(iso.groups()):
+        d, h, m, s = (float(g) if g else 0.0 for g in iso.groups())
+        return d * 86400.0 + h * 3600.0 + m * 60.0 + s
+    compact = text.replace(" ", "")
+    parts = _PART.findall(compact)
+    if parts and "".join(n + u for n, u in parts).lower() == compact.lower():
+        return sum(float(n) * _UNITS[u.lower()] for n, u in parts)
+    return None
 
 
 def format_duration(value: timedelta) -> str:
@@ -69,3 +102,17 @@ def format_duration(value: timedelta) -> str:
     if seconds or not parts:
         parts.append(f"{seconds:.3g}s")
     return sign + "".join(parts)
+
+
+def human_duration(value: timedelta | float) -> str:
+    """A delay for people (a timedelta or seconds): ``3 h 58 min``, ``4 h``, ``25 min``,
+    ``40 s``, ``0 min``; to the minute from one minute on."""
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    if 0.5 <= total < 59.5:
+        return f"{sign}{total:.0f} s"
+    hours, minutes = divmod(round(total / 60), 60)
+    if not hours:
+        return f"{sign}{minutes} min"
+    return f"{sign}{hours} h" + (f" {minutes} min" if minutes else "")

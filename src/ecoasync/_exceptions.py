@@ -4,6 +4,7 @@
 
     EcoAsyncError                      root of everything ecoasync raises on its own
     ├── PolicyError (+ ValueError)     a Policy field or another option has a bad value
+    │   └── RouteError                 routes that cannot be used as given (ecoasync._routes)
     ├── ForecastError                  a forecast could not be had or used
     │   ├── ForecastUnavailable        a provider failed (network, HTTP status, payload)
     │   │   └── ForecastTimeout (+ TimeoutError)  no answer by the caller's deadline
@@ -12,6 +13,7 @@
     ├── UnknownRegionError (+ ValueError)  a cloud region the table does not know
     ├── SimulationError (+ ValueError)  a trace cannot be replayed (``ecoasync simulate``)
     ├── TelemetryInputError            a telemetry file cannot be read at all (``ecoasync report``)
+    │   └── TelemetryConflict          two records of one session disagree
     └── PlotInputError                 an input cannot be plotted (``ecoasync plot``)
 
 Misuse that is a programming error (calling the sync API from inside an event loop,
@@ -33,6 +35,7 @@ __all__ = [
     "PlotInputError",
     "PolicyError",
     "SimulationError",
+    "TelemetryConflict",
     "TelemetryInputError",
     "UnknownRegionError",
 ]
@@ -141,7 +144,12 @@ class SimulationError(EcoAsyncError, ValueError):
 
 
 class TelemetryInputError(EcoAsyncError):
-    """A telemetry input cannot be read at all (missing, a directory, unreadable)."""
+    """A telemetry input cannot be read at all (missing, a directory, unreadable, or none of
+    its lines is telemetry)."""
+
+
+class TelemetryConflict(TelemetryInputError):
+    """Two records of one session disagree: adding either up would be a guess."""
 
 
 class PlotInputError(EcoAsyncError):

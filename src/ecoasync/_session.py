@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -18,17 +18,31 @@ from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
-from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
+from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable, PolicyError
 from ._forecast import Forecast
 from ._ledger import Claim, default_ledger
 from ._log import get_logger
 from ._planner import Plan, assess, run_now_plan
 from ._policy import Policy
-from ._provider import ForecastProvider
+from ._provider import (
+    ForecastBy,
+    ForecastNowait,
+    ForecastProvider,
+    HistoryBy,
+    HistoryNowait,
+    HistoryProvider,
+)
 from ._records import CallRecord, SessionRecord, Status
 from .events import Completed, ForecastFailed, Planned, Started
 
+if TYPE_CHECKING:
+    from ._routed import RoutedPlan
+    from ._routes import Route
+    from ._routing import RouteChoice
+
 __all__ = ["COMPLETION_TIMEOUT_S", "Session", "carbon_session", "default_bus"]
+
+T = TypeVar("T")
 
 log = get_logger()
 
@@ -160,9 +174,19 @@ class Session:
         stream: bool = False,
     ) -> CallRecord | None:
         """Charge a call made without an instrumented SDK (self-hosted, another client) to
-        this session, like an instrumented call: see :func:`ecoasync.record_call`."""
+        this session, like an instrumented call: see :func:`ecoasync.record_call`.
+
+        Raises ``RuntimeError`` once the session has completed: its record and its
+        ``Completed`` event are final, so a call charged later would be in neither.
+        """
         from ._instrument import record_call
 
+        if self._record is not None or self._make_record is not None:
+            raise RuntimeError(
+                f"session {self.name!r} has completed: record_call() must run inside its "
+                "'async with' block (its record and its Completed event are final; record the "
+                "call in a new session, or in the enclosing one)"
+            )
         return await record_call(
             provider=provider,
             model=model,
@@ -173,6 +197,32 @@ class Session:
             stream=stream,
             session=self._acct,
         )
+
+    @property
+    def route(self) -> Route | None:
+        """Where the work runs in a session with ``Policy(routes=...)`` (its ``target`` is
+        yours to call), after any failover; None without routes."""
+        state = self._acct.route
+        return state.current if state is not None else None
+
+    @property
+    def routing(self) -> RouteChoice | None:
+        """Why the session runs where it does: every candidate route with its figures."""
+        state = self._acct.route
+        return state.choice if state is not None else None
+
+    async def routed(self, call: Callable[[Route], Awaitable[T]]) -> T:
+        """``await call(session.route)``, falling over to the next-best allowed route when the
+        route fails (a timeout, a connection error, HTTP 5xx); see ``docs/guides/routing.md``."""
+        from ._routed import run_routed
+
+        return await run_routed(self._acct, call)
+
+    def routed_sync(self, call: Callable[[Route], T]) -> T:
+        """The sync twin of :meth:`routed`, for the body of ``carbon_session_sync``."""
+        from ._routed import run_routed_sync
+
+        return run_routed_sync(self._acct, call)
 
     def tagged(self, *tags: str) -> AbstractContextManager[tuple[str, ...]]:
         """Tag the calls made inside the block, e.g. by agent: ``with session.tagged("critic"):``."""
@@ -196,8 +246,10 @@ class _SessionManager:
         "_acct",
         "_claim",
         "_clock",
+        "_deadline",
         "_parent",
         "_provider",
+        "_routed",
         "_session",
         "_started",
         "_submitted",
@@ -229,7 +281,7 @@ class _SessionManager:
         if policy is None:
             # a nested session without its own policy runs at once under its parent's rules
             policy = (
-                parent_acct.policy.evolve(max_delay=timedelta(0))
+                parent_acct.policy.evolve(max_delay=timedelta(0), routes=None)
                 if parent_acct
                 else _DEFAULT_POLICY
             )
@@ -251,6 +303,11 @@ class _SessionManager:
         self._submitted: datetime | None = None
         self._started: datetime | None = None
         self._claim: Claim | None = None
+        self._deadline: float | None = None
+        """When the provider's answers are due (``anyio.current_time()``), once one is awaited."""
+        self._routed: RoutedPlan | None = None
+        if parent_acct is not None and policy.routes is None:
+            self._acct.route = parent_acct.route  # calls run where the parent's do
 
     async def __aenter__(self) -> Session:
         if self._submitted is not None:
@@ -312,6 +369,8 @@ class _SessionManager:
         """The forecast the plan reads: the parent's, or the provider's if it is in memory;
         else the provider's answer to await (bounded by the policy's ``forecast_timeout``)."""
         policy = self._acct.policy
+        if policy.routes is not None:  # where and when, chosen together
+            return self._route(submitted)
         parent = self._parent
         if (
             parent is not None
@@ -324,15 +383,46 @@ class _SessionManager:
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
             window += MAX_SHIFT  # the calibration reads the forecast up to MAX_SHIFT further
         end = submitted + policy.max_delay + window
-        nowait = getattr(provider, "forecast_nowait", None)
-        cached = nowait(submitted, end) if nowait is not None else None
-        if cached is not None:
-            return cast("Forecast", cached)
-        return _bounded(provider, "forecast", submitted, end, policy)
+        if isinstance(provider, ForecastNowait):
+            cached = provider.forecast_nowait(submitted, end)
+            if cached is not None:
+                return cached
+        # one deadline for the whole entry: the history the planner reads gets what is left
+        self._deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
+        if isinstance(provider, ForecastBy):
+            return provider.forecast_by(submitted, end, self._deadline)
+        return _within(provider.forecast, submitted, end, deadline=self._deadline)
+
+    async def _route(self, submitted: datetime) -> Forecast:
+        """Plan every route (their forecasts fetched at once) and keep the chosen pair; the
+        chosen route's forecast is what the session then reads."""
+        from ._routed import plan_routes
+
+        policy = self._acct.policy
+        assert policy.routes is not None
+        window = policy.expected_duration or timedelta(hours=1)
+        calibrating = policy.strategy == "calibrated" and policy.max_delay > timedelta(0)
+        self._routed = routed = await plan_routes(
+            policy.routes,
+            submitted,
+            policy,
+            end=submitted
+            + policy.max_delay
+            + window
+            + (MAX_SHIFT if calibrating else timedelta(0)),
+            rng=_RNG,
+            history=(lambda provider: _history(provider, submitted, policy))
+            if calibrating
+            else None,
+        )
+        state = routed.state
+        return state.forecasts[state.current.name]
 
     async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
         acct = self._acct
         policy = acct.policy
+        if self._routed is not None:  # the route and its start were chosen together
+            return await self._routed.state.enter(acct, self._routed)
         acct.forecast = forecast
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
@@ -340,7 +430,8 @@ class _SessionManager:
         history = None
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
             # the calibration learns the forecast's error from the grid's recent actuals
-            history = await _history(self._provider or _default_provider(), submitted, policy)
+            provider = self._provider or _default_provider()
+            history = await _history(provider, submitted, policy, self._deadline)
         assessment = assess(forecast, submitted, policy, history=history)
         if assessment.decision != "wait":  # only jobs that wait for a slot can herd into it
             return assessment.plan(rng=_RNG)
@@ -369,8 +460,14 @@ class _SessionManager:
     async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
         acct = self._acct
         policy = acct.policy
-        provider = self._provider or _default_provider()
-        name = _provider_name(provider)
+        if policy.routes is not None:  # a constraint is no forecast failure
+            from ._routed import failed_routes
+
+            if isinstance(exc, PolicyError):
+                raise exc
+            acct.route = await failed_routes(acct, policy.routes, submitted, exc)
+        provider = self._provider or (None if policy.routes is not None else _default_provider())
+        name = _provider_name(provider) if provider is not None else "routes"
         if isinstance(exc, TimeoutError):
             error = (
                 f"no answer within forecast_timeout={policy.forecast_timeout.total_seconds():g}s"
@@ -418,8 +515,8 @@ class _SessionManager:
         error: str | None = None
         if exc is None:
             status = "aborted" if acct.tripped else "completed"
-        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
-            status = "cancelled"
+        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt | GeneratorExit):
+            status = "cancelled"  # (GeneratorExit: an async generator closed early)
         elif isinstance(exc, CarbonBudgetExceeded):
             status, error = "aborted", str(exc)
         else:
@@ -438,6 +535,9 @@ class _SessionManager:
                         action="lease-expires",
                         session=acct.name,
                     )
+        if self._routed is not None:  # nor its route's slot and share
+            self._routed.state.leave()
+        acct.end()  # streams still open are charged for what they received; later calls are not
         ended = self._clock.now()
         bus = acct.bus
         session = self._session
@@ -448,16 +548,12 @@ class _SessionManager:
         record = self._record(submitted, started, ended, status, error)
         session._record = record
         completed = Completed(**self._acct.event_fields(ended), status=status, record=record)
-        pending = True
-        if not bus.needs_await:
-            bus.emit_nowait(completed)  # only sync handlers: nothing to await or shield
-            if not bus.has_pending():
-                return
-            pending = False
+        # sync handlers (the sinks) have it now, before any async handler is awaited
+        bus.emit_nowait(completed)
+        if not bus.has_pending():
+            return
         with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
             await bus.flush()
-            if pending:
-                await bus.emit(completed)
         if scope.cancelled_caught:
             log.error(
                 "ecoasync.completed_not_delivered",
@@ -465,6 +561,9 @@ class _SessionManager:
                 session_id=acct.session_id,
                 timeout_s=COMPLETION_TIMEOUT_S,
             )
+        if exc is None:
+            # a deadline that passed while Completed was delivered is raised now, not lost
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     def _record(
         self,
@@ -521,6 +620,9 @@ class _SessionManager:
             unknown_models=tuple(acct.unknown_models or ()),
             models=acct.frozen_models(),
             by_tag=acct.frozen_tags(),
+            route=acct.route.current.name if acct.route is not None else None,
+            failed_routes=tuple(acct.route.failed) if acct.route is not None else (),
+            water_l=acct.water_l,
         )
 
 
@@ -537,20 +639,33 @@ def _auto_instrument() -> None:
     _ensure_instrumented()
 
 
-async def _history(provider: object, submitted: datetime, policy: Policy) -> Forecast | None:
+async def _history(
+    provider: object, submitted: datetime, policy: Policy, deadline: float | None = None
+) -> Forecast | None:
     """The provider's closed slots with actuals over the calibration's look-back, or None.
 
-    Only providers with an async ``history(start, end)`` are asked; a failure or a timeout
-    falls back to the forecast alone (logged, never raised).
+    Only a :class:`HistoryProvider` is asked, until ``deadline`` (the entry's: what the
+    forecast left; None: the forecast came from memory, so ``forecast_timeout`` from now); a
+    failure or a timeout falls back to the forecast alone (logged, never raised).
     """
-    fetch = getattr(provider, "history", None)
-    if fetch is None or not callable(fetch):
+    if not isinstance(provider, HistoryProvider):
         return None
-    nowait = getattr(provider, "history_nowait", None)
+    start = submitted - LOOKBACK
     try:
-        history = nowait(submitted - LOOKBACK, submitted) if nowait is not None else None
+        history = (
+            provider.history_nowait(start, submitted)
+            if isinstance(provider, HistoryNowait)
+            else None
+        )
         if history is None:
-            history = await _bounded(provider, "history", submitted - LOOKBACK, submitted, policy)
+            if deadline is None:
+                deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
+            elif deadline <= anyio.current_time():
+                raise TimeoutError("the forecast took all of forecast_timeout")
+            if isinstance(provider, HistoryBy):
+                history = await provider.history_by(start, submitted, deadline)
+            else:
+                history = await _within(provider.history, start, submitted, deadline=deadline)
     except Exception as exc:
         log.warning(
             "ecoasync.history_failed",
@@ -562,31 +677,17 @@ async def _history(provider: object, submitted: datetime, policy: Policy) -> For
     return history if isinstance(history, Forecast) else None
 
 
-def _bounded(
-    provider: object, method: str, start: datetime, end: datetime, policy: Policy
-) -> Awaitable[Forecast]:
-    """``provider.<method>(start, end)``, to be awaited, bounded by ``policy.forecast_timeout``.
-
-    A provider with ``<method>_by(start, end, deadline)`` (the HTTP providers) carries the
-    deadline on its shared request, so the thousands of sessions that wait on one request
-    hold no timer (and no extra frame) each; any other provider is awaited in a timeout scope.
-    """
-    timeout = policy.forecast_timeout.total_seconds()
-    by = getattr(provider, method + "_by", None)
-    if by is not None:
-        return cast("Awaitable[Forecast]", by(start, end, anyio.current_time() + timeout))
-    return _within(getattr(provider, method), start, end, seconds=timeout)
-
-
 async def _within(
     call: Callable[[datetime, datetime], Awaitable[Forecast]],
     start: datetime,
     end: datetime,
     *,
-    seconds: float,
+    deadline: float,
 ) -> Forecast:
-    with anyio.fail_after(seconds):
+    """``call(start, end)``, or ``TimeoutError`` at ``deadline`` (``anyio.current_time()``)."""
+    with anyio.CancelScope(deadline=deadline):
         return await call(start, end)
+    raise TimeoutError
 
 
 def _provider_name(provider: object) -> str:

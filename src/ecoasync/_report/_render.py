@@ -11,6 +11,19 @@ from ._summary import EQUIVALENCES
 __all__ = ["Table", "fmt_g", "fmt_kwh", "render_report", "use_rich"]
 
 
+_CONTROLS = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+"""Control characters (ESC, newlines, C1, bidirectional overrides) and how they are shown."""
+
+
+def printable(text: str) -> str:
+    """``text`` (a tag, a model, a session name: anything telemetry carried) with its control
+    characters shown as escapes, so it cannot drive the terminal or break the layout."""
+    return text.translate(_CONTROLS)
+
+
 def use_rich(stream: TextIO, plain: bool) -> bool:
     """Rich output only on a terminal, when rich is installed and not refused."""
     if plain or not stream.isatty():
@@ -36,12 +49,18 @@ def fmt_kwh(kwh: float) -> str:
     return f"{kwh * 1e3:,.3f} Wh"
 
 
+def fmt_l(litres: float) -> str:
+    return f"{litres:,.3f} L" if abs(litres) >= 1 else f"{litres * 1e3:,.3f} mL"
+
+
 def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} %"
 
 
 def fmt_h(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h"
+    from .._durations import human_duration
+
+    return human_duration(seconds)
 
 
 class Table:
@@ -54,7 +73,7 @@ class Table:
         self.rows: list[list[str]] = []
 
     def add(self, *cells: object) -> None:
-        self.rows.append([str(c) for c in cells])
+        self.rows.append([printable(str(c)) for c in cells])
 
     def plain(self) -> str:
         widths = [len(h) for h in self.headers]
@@ -77,12 +96,13 @@ class Table:
 
     def rich(self) -> Any:
         from rich.table import Table as RichTable
+        from rich.text import Text
 
         table = RichTable(title=self.title, title_justify="left", show_header=any(self.headers))
         for i, header in enumerate(self.headers):
             table.add_column(header, justify="right" if i in self.right else "left")
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # text, never markup ("[/bold]")
         return table
 
 
@@ -102,6 +122,8 @@ def _summary_table(s: dict[str, Any]) -> Table:
     t.add("Baseline (run at once)", f"{fmt_g(s['baseline_g'])} CO2eq")
     t.add("Avoided by waiting", f"{fmt_g(s['avoided_g'])} CO2eq ({fmt_pct(s['avoided_pct'])})")
     t.add("Embodied (apart)", f"{fmt_g(s['embodied_g'])} CO2eq")
+    if s.get("water_l"):
+        t.add("Water (usage)", fmt_l(s["water_l"]))
     t.add("Average delay", f"{fmt_h(s['mean_delay_s'])} (max {fmt_h(s['max_delay_s'])})")
     t.add("Downgrades", f"{s['downgrades']:,}")
     t.add("Budget trips", f"{s['budget_trips']:,}")
@@ -158,6 +180,35 @@ def _breakdown_table(s: dict[str, Any]) -> Table:
                 fmt_pct(r["share_pct"]),
             )
         return t
+    if by == "route":  # where the carbon (and water) went, with its basis
+        t = Table(
+            "By route (baseline: at once, at home)",
+            [
+                "route",
+                "sessions",
+                "calls",
+                "emitted",
+                "baseline",
+                "avoided",
+                "water",
+                "share",
+                "basis",
+            ],
+            right=[1, 2, 3, 4, 5, 6, 7],
+        )
+        for r in rows:
+            t.add(
+                r["route"],
+                f"{r['sessions']:,}",
+                f"{r['calls']:,}",
+                fmt_g(r["emitted_g"]),
+                fmt_g(r["baseline_g"]),
+                fmt_g(r["avoided_g"]),
+                fmt_l(r["water_l"]),
+                fmt_pct(r["share_pct"]),
+                ", ".join(r["basis"]),
+            )
+        return t
     t = Table(
         f"By {by}",
         [by, "sessions", "calls", "energy", "emitted", "baseline", "avoided", "delay", "share"],
@@ -188,6 +239,16 @@ def _header(s: dict[str, Any]) -> str:
     return f"ecoasync report: {files} file{'s' if files != 1 else ''}{span}"
 
 
+def _nothing(s: dict[str, Any]) -> str:
+    """What to say when no session is counted: about the range only if one was given."""
+    since, until = s["since"], s["until"]
+    if since and until:
+        return f"no sessions from {since} until {until}"
+    if since or until:
+        return f"no sessions {'from ' + since + ' on' if since else 'before ' + until}"
+    return "no completed sessions in the input"
+
+
 def _footer(s: dict[str, Any]) -> list[str]:
     lines = [f"  ! {flag}" for flag in s["flags"]]
     lines.append("  Equivalence constants:")
@@ -211,20 +272,20 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         from rich.console import Console
 
         console = Console(file=out)
-        console.print(f"[bold]{_header(s)}[/bold]")
+        console.print(printable(_header(s)), style="bold", markup=False, highlight=False)
         if s["sessions"] == 0:
-            console.print("  no sessions in this range")
+            console.print(f"  {_nothing(s)}", highlight=False, markup=False)
         for t in tables:
             console.print(t.rich())
         for line in _footer(s):
-            console.print(line, highlight=False, markup=False)
+            console.print(printable(line), highlight=False, markup=False)
         return
-    print(_header(s), file=out)
+    print(printable(_header(s)), file=out)
     if s["sessions"] == 0:
-        print("  no sessions in this range", file=out)
+        print(f"  {_nothing(s)}", file=out)
     for t in tables:
         print(file=out)
         print(t.plain(), file=out)
     print(file=out)
     for line in _footer(s):
-        print(line, file=out)
+        print(printable(line), file=out)

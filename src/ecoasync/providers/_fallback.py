@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 import anyio
 
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast, Signal
 from .._log import get_logger
-from .._provider import ForecastProvider, HistoryProvider
+from .._provider import ForecastNowait, ForecastProvider, HistoryNowait, HistoryProvider
 from ._live import seconds
 
 __all__ = ["FallbackProvider"]
@@ -54,8 +54,11 @@ class FallbackProvider:
                     f"FallbackProvider takes forecast providers (with .name and async .forecast), got {item!r}"
                 )
         self.providers: tuple[ForecastProvider, ...] = tuple(items)
-        # (found once: a runtime protocol check costs microseconds, and sessions ask per call)
+        # the capabilities, found once: a runtime protocol check costs microseconds, and every
+        # session asks for its forecast and history
         self._with_history = tuple(p for p in items if isinstance(p, HistoryProvider))
+        self._forecast_nowait = tuple((p, isinstance(p, ForecastNowait)) for p in items)
+        self._history_nowait = tuple((p, isinstance(p, HistoryNowait)) for p in self._with_history)
         self.timeout = None if timeout is None else seconds("timeout", timeout)
         self.name = name or "fallback(" + ",".join(_name(p) for p in items) + ")"
         zone = getattr(items[0], "zone", None)
@@ -84,11 +87,17 @@ class FallbackProvider:
 
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first provider's in-memory answer; None as soon as one would need I/O."""
-        return _first_in_memory(self.providers, "forecast_nowait", start, end)
+        return _first_in_memory(
+            (cast("ForecastNowait", p).forecast_nowait(start, end) if can else None, p)
+            for p, can in self._forecast_nowait
+        )
 
     def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first history provider's in-memory answer; None as soon as one would need I/O."""
-        return _first_in_memory(self._with_history, "history_nowait", start, end)
+        return _first_in_memory(
+            (cast("HistoryNowait", p).history_nowait(start, end) if can else None, p)
+            for p, can in self._history_nowait
+        )
 
     async def _ask(
         self, providers: Sequence[object], method: str, start: datetime, end: datetime
@@ -161,16 +170,11 @@ def _labelled(forecast: Forecast, provider: object) -> Forecast:
     return forecast.with_source(provider=_name(provider))
 
 
-def _first_in_memory(
-    providers: Sequence[object], method: str, start: datetime, end: datetime
-) -> Forecast | None:
-    """What the first provider with a non-empty answer gives through its ``*_nowait`` method,
-    labelled with it; None as soon as one has nothing in memory (it would need I/O)."""
-    for provider in providers:
-        nowait = getattr(provider, method, None)
-        if nowait is None:
-            return None
-        found = nowait(start, end)
+def _first_in_memory(answers: Iterable[tuple[Forecast | None, object]]) -> Forecast | None:
+    """The first non-empty in-memory answer, labelled with the provider it is paired with;
+    None as soon as one provider has nothing in memory (it would need I/O). ``answers`` is
+    lazy: providers after the one that decides are not asked."""
+    for found, provider in answers:
         if found is None:
             return None
         if found:
