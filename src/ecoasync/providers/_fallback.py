@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self, cast
+from typing import Self
 
 import anyio
 
@@ -54,11 +54,6 @@ class FallbackProvider:
                     f"FallbackProvider takes forecast providers (with .name and async .forecast), got {item!r}"
                 )
         self.providers: tuple[ForecastProvider, ...] = tuple(items)
-        # the capabilities, found once: a runtime protocol check costs microseconds, and every
-        # session asks for its forecast and history
-        self._with_history = tuple(p for p in items if isinstance(p, HistoryProvider))
-        self._forecast_nowait = tuple((p, isinstance(p, ForecastNowait)) for p in items)
-        self._history_nowait = tuple((p, isinstance(p, HistoryNowait)) for p in self._with_history)
         self.timeout = None if timeout is None else seconds("timeout", timeout)
         self.name = name or "fallback(" + ",".join(_name(p) for p in items) + ")"
         zone = getattr(items[0], "zone", None)
@@ -75,7 +70,7 @@ class FallbackProvider:
         return await self._ask(self.providers, "forecast", start, end)
 
     async def history(self, start: datetime, end: datetime) -> Forecast:
-        with_history = self._with_history
+        with_history = [p for p in self.providers if isinstance(p, HistoryProvider)]
         if not with_history:
             raise ForecastUnavailable(
                 f"{self.name}: none of its providers has history",
@@ -88,15 +83,16 @@ class FallbackProvider:
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first provider's in-memory answer; None as soon as one would need I/O."""
         return _first_in_memory(
-            (cast("ForecastNowait", p).forecast_nowait(start, end) if can else None, p)
-            for p, can in self._forecast_nowait
+            (p.forecast_nowait(start, end) if isinstance(p, ForecastNowait) else None, p)
+            for p in self.providers
         )
 
     def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first history provider's in-memory answer; None as soon as one would need I/O."""
         return _first_in_memory(
-            (cast("HistoryNowait", p).history_nowait(start, end) if can else None, p)
-            for p, can in self._history_nowait
+            (p.history_nowait(start, end) if isinstance(p, HistoryNowait) else None, p)
+            for p in self.providers
+            if isinstance(p, HistoryProvider)
         )
 
     async def _ask(
