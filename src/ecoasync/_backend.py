@@ -11,6 +11,8 @@ imports anyio, and asyncio or trio for the loop that runs; nothing of ecoasync.
   ten thousand sessions wait on one request); elsewhere the gate is one ``anyio.Event``;
 - :func:`wait_all_tasks_blocked` returns once no other task of the loop can run (the virtual
   clock jumps then);
+- :func:`is_cancellation` tells a cancellation from any loop, or none (the sync API ends
+  sessions without one);
 - :func:`spawn` starts a task that nobody awaits and that may outlive its spawner (an async
   event handler, a forecast fetched while a session's body runs).
 """
@@ -28,7 +30,14 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Gate", "current_loop", "loop_token", "spawn", "wait_all_tasks_blocked"]
+__all__ = [
+    "Gate",
+    "current_loop",
+    "is_cancellation",
+    "loop_token",
+    "spawn",
+    "wait_all_tasks_blocked",
+]
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -42,6 +51,15 @@ def current_loop() -> object:
     """The running event loop (weak-referenceable, hashable): asyncio's loop, trio's token."""
     loop = _asyncio_loop()
     return loop if loop is not None else anyio.lowlevel.current_token().native_token
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is an event loop's cancellation (asyncio's or trio's), with or without
+    a loop running (``anyio.get_cancelled_exc_class()`` needs one)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled)
 
 
 _TOKENS: weakref.WeakKeyDictionary[object, anyio.lowlevel.EventLoopToken] = (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 import anyio
 import anyio.lowlevel
 
-from ._backend import spawn
+from ._backend import is_cancellation, spawn
 from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._clock import Clock, current_clock
@@ -349,7 +349,8 @@ class _SessionManager:
             if acct.bus.listens(Started):
                 await acct.bus.emit(self._started_event(submitted, started))
         except BaseException as exc:
-            await self._complete(submitted, None, exc)
+            if self._end(submitted, None, exc):
+                await self._deliver(exc)
             raise
         self._started = started
         self._token = set_current(acct)
@@ -392,7 +393,8 @@ class _SessionManager:
             reset_current(self._token)
             self._token = None
         assert self._submitted is not None, "__aexit__ without a successful __aenter__"
-        await self._complete(self._submitted, self._started, exc)
+        if self._end(self._submitted, self._started, exc):
+            await self._deliver(exc)
 
     def _exit_nowait(self, exc: BaseException | None) -> bool:
         """Leave a session entered with :meth:`_enter_nowait`, in the same thread. Returns
@@ -466,7 +468,7 @@ class _SessionManager:
                 )
             forecast = found
         history = None
-        if forecast and _reads_history(policy) and isinstance(provider, HistoryProvider):
+        if _reads_history(policy) and forecast and isinstance(provider, HistoryProvider):
             try:
                 history = (
                     provider.history_nowait(submitted - LOOKBACK, submitted)
@@ -627,23 +629,18 @@ class _SessionManager:
             submitted, policy, decision="forecast-unavailable", forecast_error=error, provider=name
         )
 
-    async def _complete(
-        self, submitted: datetime, started: datetime | None, exc: BaseException | None
-    ) -> None:
-        if self._end(submitted, started, exc):
-            await self._deliver(exc)
-
     def _end(
         self, submitted: datetime, started: datetime | None, exc: BaseException | None
     ) -> bool:
-        """Complete the session and give ``Completed`` to the sync handlers, without awaiting.
-        Returns whether async handlers still wait for events (then await :meth:`_deliver`)."""
+        """Complete the session and give ``Completed`` to the sync handlers, without awaiting
+        (a coroutine less for every session). Returns whether async handlers still wait for
+        events: then await :meth:`_deliver`."""
         acct = self._acct
         status: Status
         error: str | None = None
         if exc is None:
             status = "aborted" if acct.tripped else "completed"
-        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt | GeneratorExit):
+        elif isinstance(exc, KeyboardInterrupt | GeneratorExit) or is_cancellation(exc):
             status = "cancelled"  # (GeneratorExit: an async generator closed early)
         elif isinstance(exc, CarbonBudgetExceeded):
             status, error = "aborted", str(exc)
