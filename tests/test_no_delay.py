@@ -95,7 +95,10 @@ async def call(session: ecoasync.Session) -> ecoasync.CallRecord:
 
 
 async def test_entering_does_not_wait_for_a_hanging_provider(
-    clock: VirtualClock, gated: GatedProvider, bus: EventBus
+    clock: VirtualClock,
+    gated: GatedProvider,
+    bus: EventBus,
+    logs: list[MutableMapping[str, Any]],
 ) -> None:
     with capture_events(bus) as events, anyio.fail_after(10):
         async with carbon_session(Policy(provider=gated), bus=bus) as session:
@@ -109,6 +112,8 @@ async def test_entering_does_not_wait_for_a_hanging_provider(
     assert record is not None
     assert (record.baseline_intensity, record.baseline_intensity_source) == (None, "none")
     assert record.forecast_error is None and record.emitted_g == pytest.approx(first.emitted_g)
+    fallback = logged(logs, "ecoasync.intensity_fallback")[0]
+    assert fallback["zone"] == "GB" and fallback["reason"].startswith("no forecast yet")
     await until(gated.asked.is_set)  # asked in the background (once the task has run)
     assert gated.calls == 1
 
