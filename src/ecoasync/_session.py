@@ -761,7 +761,7 @@ def _auto_instrument() -> None:
 
 def _reads_history(policy: Policy) -> bool:
     """Whether plans under ``policy`` read the grid's history (issue 6: the calibration)."""
-    return policy.strategy == "calibrated" and policy.max_delay > timedelta(0)
+    return policy.strategy == "calibrated" and bool(policy.max_delay)
 
 
 def _fetches_later(policy: Policy) -> bool:
