@@ -1,6 +1,9 @@
-"""The sync API: ``carbon_session_sync`` and ``@carbon_aware``, driving the async core through
-anyio's blocking portal. No second implementation: the same session runs in the portal's loop,
-while the body runs in the caller's thread with the caller's context variables."""
+"""The sync API: ``carbon_session_sync`` and ``@carbon_aware``, over the async core.
+
+No second implementation. A session that awaits nothing (its plan made from memory, running
+now, no async handler on its bus) enters and exits in the caller's thread; any other runs in
+the loop behind anyio's blocking portal, crossed to only to wait, fetch or feed an async
+handler. The body always runs in the caller's thread with the caller's context variables."""
 
 from __future__ import annotations
 
