@@ -862,7 +862,8 @@ def carbon_session(
         tags: labels for events and reports (e.g. ``["team:search"]``).
         clock: time source; ``None`` uses the context's clock (see ``ecoasync.testing``).
 
-    Entering blocks for the forecast and the wait; exiting blocks at most
-    ``COMPLETION_TIMEOUT_S`` to deliver ``Completed``.
+    Entering blocks for the forecast (not with no delay budget: then it is fetched while the
+    body runs) and the wait; exiting blocks at most ``COMPLETION_TIMEOUT_S`` to deliver
+    ``Completed``.
     """
     return _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)

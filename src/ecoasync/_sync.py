@@ -240,10 +240,12 @@ def carbon_session_sync(
 ) -> _SyncSession:
     """The sync twin of :func:`carbon_session`: ``with carbon_session_sync(policy) as session:``.
 
-    Entering blocks this thread for the forecast and the wait (Ctrl-C cancels cleanly and the
-    session is recorded as cancelled). The body runs in this thread with its context
-    variables; the session itself runs in a shared background event loop. Raises
-    ``RuntimeError`` when called from a thread that runs an event loop.
+    Entering blocks this thread for the forecast and the wait, if any (Ctrl-C cancels cleanly
+    and the session is recorded as cancelled); a session that runs now with its forecast in
+    memory is planned in this thread, and one with no delay budget never waits for its
+    forecast. The body runs in this thread with its context variables; a session that waits
+    runs in a shared background event loop. Raises ``RuntimeError`` when called from a thread
+    that runs an event loop.
     """
     manager = _SessionManager(
         policy, bus=bus, name=name, tags=tags, clock=clock or current_clock(), parent=current()
