@@ -5,8 +5,8 @@
 Measures, in one run:
 - an empty ``async with`` (the floor) vs ``carbon_session`` with no wait and a forecast already
   in memory (a static provider), on asyncio;
-- a plain function call vs the same function under ``@carbon_aware`` (sync, through the
-  blocking portal).
+- a plain function call vs the same function under ``@carbon_aware`` (sync; no delay budget,
+  so planned in the calling thread without crossing to the blocking portal).
 Prints a table and writes JSON. Target (issue 2): at most 20 µs per session over the floor.
 """
 
@@ -130,7 +130,7 @@ def main() -> None:
     )
     print(f"{'plain sync call':<44} {figures['plain_call_us']:>10.3f}")
     print(
-        f"{'@carbon_aware sync call (blocking portal)':<44} {figures['carbon_aware_sync_call_us']:>10.2f}"
+        f"{'@carbon_aware sync call (planned inline)':<44} {figures['carbon_aware_sync_call_us']:>10.2f}"
     )
     print(f"{'  ratio':<44} {figures['sync_ratio']:>10.0f}x")
     print(f"written to {write_json('overhead', figures, args.out)}")
