@@ -255,6 +255,5 @@ def choose_route_sync(
     from . import _sync
 
     _sync._refuse_inside_event_loop("choose_route_sync()", "'await ecoasync.choose_route(...)'")
-    _sync._keep_portal_alive()
-    with _sync._PORTALS as portal:
+    with _sync._shared_portals() as portal:
         return portal.call(functools.partial(choose_route, routes, strategy, **options))

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+import anyio
+
 from .._checks import is_number, is_whole
 from .._context import Accounting, current
 from .._log import get_logger
@@ -130,6 +132,10 @@ def _patch(sdk: str) -> None:
         setattr(wrapper, _MARK, target)
         setattr(cls, target.method, wrapper)
         _state.patched[key] = (cls, original)
+    # The SDKs' HTTP layer reads anyio.EndOfStream when a stream's generator is closed, and
+    # anyio resolves that name lazily: an abandoned stream finalized at interpreter exit, when
+    # importing no longer works, then printed a traceback. Resolve it while importing works.
+    _ = anyio.EndOfStream
 
 
 class _LoaderProxy(importlib.abc.Loader):

@@ -266,11 +266,21 @@ def intensity_for(
         zone=zone,
         mix_zone=mix.zone,
         intensity=round(mix.gwp_g_per_kwh, 2),
-        reason="no forecast: the annual electricity mix of the zone"
-        if mix.zone != "WOR"
-        else "no forecast and no known zone: the world's average electricity mix",
+        reason=_why_no_forecast(acct)
+        + (
+            ": the annual electricity mix of the zone"
+            if mix.zone != "WOR"
+            else " and no known zone: the world's average electricity mix"
+        ),
     )
     return mix.gwp_g_per_kwh, "mix"
+
+
+def _why_no_forecast(acct: Accounting) -> str:
+    plan = acct.plan
+    if plan is not None and plan.decision == "no-delay-budget" and acct.late_failure is None:
+        return "no forecast yet (no delay budget: it is fetched while the session runs)"
+    return "no forecast"
 
 
 def build_record(call: Call, usage: Usage, latency_s: float) -> tuple[CallRecord, _impacts.Impacts]:
