@@ -348,6 +348,7 @@ class _SessionManager:
                     plan_ = await self._plan(submitted, forecast)
             elif isinstance(planned, Assessment):
                 plan_ = await self._claimed(submitted, planned)
+                planned = None  # (what it assessed is not kept while the session waits)
             else:
                 plan_ = planned
             acct.plan = plan_
