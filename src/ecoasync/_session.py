@@ -22,9 +22,9 @@ from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable, PolicyError
 from ._forecast import Forecast
-from ._ledger import Reservation, default_ledger
+from ._ledger import Claim, Ledger, SlotLedger, default_ledger
 from ._log import get_logger
-from ._planner import Plan, plan, run_now_plan
+from ._planner import Assessment, Plan, assess, run_now_plan
 from ._policy import Policy
 from ._provider import (
     ForecastBy,
@@ -55,6 +55,9 @@ _DEFAULT_BUS = EventBus()
 _DEFAULT_POLICY = Policy()
 _RNG = random.Random()
 _LEDGER = default_ledger()
+_LEASE_MARGIN: Final = timedelta(minutes=15)
+"""How long a claim outlives the latest the work can start plus its window (a body that runs
+longer only lets its slot look emptier sooner)."""
 _NO_PARENT: Final = object()
 
 Spawn: TypeAlias = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
@@ -246,11 +249,11 @@ class _SessionManager:
 
     __slots__ = (
         "_acct",
+        "_claim",
         "_clock",
         "_deadline",
         "_parent",
         "_provider",
-        "_reservation",
         "_routed",
         "_session",
         "_started",
@@ -304,12 +307,17 @@ class _SessionManager:
         self._token: object | None = None
         self._submitted: datetime | None = None
         self._started: datetime | None = None
-        self._reservation: Reservation | None = None
+        self._claim: Claim | None = None
         self._deadline: float | None = None
         """When the provider's answers are due (``anyio.current_time()``), once one is awaited."""
         self._routed: RoutedPlan | None = None
         if parent_acct is not None and policy.routes is None:
             self._acct.route = parent_acct.route  # calls run where the parent's do
+
+    @property
+    def _ledger(self) -> Ledger:
+        ledger = self._acct.policy.ledger
+        return _LEDGER if ledger is None else ledger
 
     def _begin(self) -> datetime:
         if self._submitted is not None:
@@ -325,8 +333,8 @@ class _SessionManager:
         acct = self._acct
         acct.bind_loop()
         try:
-            plan_ = self._plan_nowait(submitted, spawn, may_wait=True)
-            if plan_ is None:
+            planned = self._plan_nowait(submitted, spawn)
+            if planned is None:
                 # the wait for the provider's answer happens in this frame, not one more down:
                 # ten thousand sessions waiting on one request keep as little as possible each
                 try:
@@ -338,6 +346,11 @@ class _SessionManager:
                     plan_ = await self._forecast_failed(submitted, exc)
                 else:
                     plan_ = await self._plan(submitted, forecast)
+            elif isinstance(planned, Assessment):
+                plan_ = await self._claimed(submitted, planned)
+                planned = None  # (what it assessed is not kept while the session waits)
+            else:
+                plan_ = planned
             acct.plan = plan_
             if acct.bus.listens(Planned):
                 await acct.bus.emit(self._planned_event(submitted))
@@ -366,9 +379,9 @@ class _SessionManager:
             return None
         submitted = self._begin()
         try:
-            plan_ = self._plan_nowait(submitted, spawn_fetch, may_wait=False)
-            if plan_ is None:
-                self._submitted = None  # not entered: __aenter__ begins again
+            plan_ = self._plan_nowait(submitted, spawn_fetch)
+            if not isinstance(plan_, Plan):  # it awaits its forecast, or it waits for a slot
+                self._submitted = None  # not entered (nothing claimed): __aenter__ begins again
                 return None
             acct.plan = plan_
             if bus.listens(Planned):
@@ -419,20 +432,18 @@ class _SessionManager:
             intensity_source=source,
         )
 
-    def _plan_nowait(
-        self, submitted: datetime, spawn_fetch: Spawn, *, may_wait: bool
-    ) -> Plan | None:
-        """The plan, if making it awaits nothing; else None (then fetch, and :meth:`_plan`).
+    def _plan_nowait(self, submitted: datetime, spawn_fetch: Spawn) -> Plan | Assessment | None:
+        """The plan, if making it awaits nothing; the assessment of a job that waits (then
+        :meth:`_claimed` claims its slot); else None (then fetch, and :meth:`_plan`).
 
         It awaits nothing when the forecast is the parent's or in the provider's memory (and
         so is the history the strategy reads), or when the session has no delay budget: then
         it runs now, and its forecast is fetched while the body runs (``spawn_fetch`` starts
-        that; see :func:`_fetches_later`). ``may_wait=False``: None for a plan that waits too
-        (nothing reserved), for a caller that cannot wait without a loop.
+        that; see :func:`_fetches_later`).
         """
         acct = self._acct
         policy = acct.policy
-        if policy.routes is not None:  # issue 15: every route's forecast, fetched at once
+        if policy.routes is not None:  # every route's forecast, fetched at once
             return None
         parent = self._parent
         provider = self._provider or _default_provider()
@@ -480,22 +491,21 @@ class _SessionManager:
             if history is None:
                 acct.forecast = forecast  # only the history is fetched, by _plan
                 return None
-        plan_ = self._plan_from(submitted, forecast, history, reserve=may_wait)
-        return plan_ if may_wait or not plan_.waits else None
+        return self._plan_from(submitted, forecast, history)
 
     def _forecast_end(self, submitted: datetime) -> datetime:
         """The end of the forecast a session needs: its delay budget and its window."""
         policy = self._acct.policy
         window = policy.expected_duration or timedelta(hours=1)
         if _reads_history(policy):
-            window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
+            window += MAX_SHIFT  # the calibration reads the forecast a little further
         return submitted + policy.max_delay + window
 
     def _forecast_source(self, submitted: datetime) -> Awaitable[Forecast]:
         """The provider's answer to await (bounded by the policy's ``forecast_timeout``), or
-        every route's (issue 15)."""
+        every route's."""
         policy = self._acct.policy
-        if policy.routes is not None:  # issue 15: where and when, chosen together
+        if policy.routes is not None:  # where and when, chosen together
             return self._route(submitted)
         provider = self._provider or _default_provider()
         end = self._forecast_end(submitted)
@@ -550,31 +560,67 @@ class _SessionManager:
 
     async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
         acct = self._acct
-        if self._routed is not None:  # issue 15: the route and its start were chosen together
+        if self._routed is not None:  # the route and its start were chosen together
             return await self._routed.state.enter(acct, self._routed)
         history = None
-        if forecast and _reads_history(acct.policy):  # issue 6: the calibrated strategy
+        if forecast and _reads_history(acct.policy):  # the calibrated strategy
             provider = self._provider or _default_provider()
             history = await _history(provider, submitted, acct.policy, self._deadline)
-        return self._plan_from(submitted, forecast, history, reserve=True)
+        planned = self._plan_from(submitted, forecast, history)
+        return planned if isinstance(planned, Plan) else await self._claimed(submitted, planned)
 
     def _plan_from(
-        self, submitted: datetime, forecast: Forecast, history: Forecast | None, *, reserve: bool
-    ) -> Plan:
-        """The plan from the forecast (and history) in hand; a plan that waits reserves its
-        slot in the ledger if ``reserve``."""
+        self, submitted: datetime, forecast: Forecast, history: Forecast | None
+    ) -> Plan | Assessment:
+        """The plan from the forecast (and history) in hand; for a job that waits, its
+        assessment, whose start the ledger chooses (:meth:`_claimed`)."""
         acct = self._acct
         policy = acct.policy
         acct.forecast = forecast
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
             return run_now_plan(submitted, policy, decision="no-forecast", forecast=forecast)
-        # --- begin: calibrated strategy and slot ledger (issue 6) ---
-        plan_ = plan(forecast, submitted, policy, rng=_RNG, history=history, ledger=_LEDGER)
-        if plan_.waits and reserve:  # only jobs that wait for a slot can herd into it
-            self._reservation = _LEDGER.reserve(plan_)
-        # --- end ---
-        return plan_
+        assessment = assess(forecast, submitted, policy, history=history)
+        if assessment.decision != "wait":  # only jobs that wait for a slot can herd into it
+            return assessment.plan(rng=_RNG)
+        return assessment
+
+    async def _claimed(self, submitted: datetime, assessment: Assessment) -> Plan:
+        """The plan at the start the ledger grants: it spreads the jobs planned together over
+        the starts each would accept. A ledger that fails costs the spreading, never the
+        session."""
+        acct = self._acct
+        policy = acct.policy
+        ledger = self._ledger
+        lease = policy.max_delay + assessment.window + _LEASE_MARGIN
+        try:
+            if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
+                claim = ledger.claim_nowait(
+                    acct.session_id,
+                    assessment.ledger_zone,
+                    assessment.choices,
+                    lease=lease,
+                    now=submitted,
+                )
+            else:
+                claim = await ledger.claim(
+                    acct.session_id,
+                    assessment.ledger_zone,
+                    assessment.choices,
+                    lease=lease,
+                    now=submitted,
+                )
+        except Exception as exc:
+            log.warning(
+                "ecoasync.ledger_failed",
+                ledger=_provider_name(ledger),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                action="plan-without-spreading",
+                session=acct.name,
+            )
+            return assessment.plan(rng=_RNG)
+        self._claim = claim
+        return assessment.plan(claim.start, rng=_RNG)
 
     def _failure(self, at: datetime, provider: object, exc: Exception) -> ForecastFailed:
         """Log a forecast that failed, and the event that says so."""
@@ -609,7 +655,7 @@ class _SessionManager:
     async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
         acct = self._acct
         policy = acct.policy
-        if policy.routes is not None:  # issue 15: a constraint is no forecast failure
+        if policy.routes is not None:  # a constraint is no forecast failure
             from ._routed import failed_routes
 
             if isinstance(exc, PolicyError):
@@ -646,10 +692,13 @@ class _SessionManager:
             status, error = "aborted", str(exc)
         else:
             status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
-        if self._reservation is not None:  # issue 6: the job no longer holds its slot
-            _LEDGER.release(self._reservation)
-            self._reservation = None
-        if self._routed is not None:  # issue 15: nor its route's slot and share
+        claim = self._claim
+        if claim is not None:  # the job no longer holds its slot
+            ledger = self._ledger
+            if type(ledger) is SlotLedger:
+                ledger.release_nowait(claim)
+                claim = self._claim = None  # (a ledger out of process: released by _deliver)
+        if self._routed is not None:  # nor its route's slot and share
             self._routed.state.leave()
         acct.end()  # streams still open are charged for what they received; later calls are not
         ended = self._clock.now()
@@ -660,17 +709,32 @@ class _SessionManager:
         if not (bus.listens(Completed) or bus.has_pending()):
             # nobody listens: build the record only if someone reads session.record
             session._make_record = partial(self._record, submitted, started, ended, status, error)
-            return False
+            return claim is not None
         record = self._record(submitted, started, ended, status, error)
         session._record = record
         completed = Completed(**self._acct.event_fields(ended), status=status, record=record)
         # sync handlers (the sinks) have it now, before any async handler is awaited
         bus.emit_nowait(completed)
-        return bus.has_pending()
+        return claim is not None or bus.has_pending()
 
     async def _deliver(self, exc: BaseException | None) -> None:
-        """Deliver the events async handlers wait for, ``Completed`` last (shielded, bounded)."""
+        """Release the claim of a ledger out of process, and deliver the events async handlers
+        wait for, ``Completed`` last (shielded, bounded)."""
         acct = self._acct
+        claim, self._claim = self._claim, None
+        if claim is not None:  # the job no longer holds its slot; if that fails, its lease ends
+            ledger = self._ledger
+            with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True):
+                try:
+                    await ledger.release(claim)
+                except Exception as exc_:
+                    log.warning(
+                        "ecoasync.ledger_failed",
+                        ledger=_provider_name(ledger),
+                        error=f"{type(exc_).__name__}: {exc_}"[:300],
+                        action="lease-expires",
+                        session=acct.name,
+                    )
         with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
             await acct.bus.flush()
         if scope.cancelled_caught:
@@ -760,12 +824,12 @@ def _auto_instrument() -> None:
 
 
 def _reads_history(policy: Policy) -> bool:
-    """Whether plans under ``policy`` read the grid's history (issue 6: the calibration)."""
+    """Whether plans under ``policy`` read the grid's history (the calibration)."""
     return policy.strategy == "calibrated" and bool(policy.max_delay)
 
 
 def _fetches_later(policy: Policy) -> bool:
-    """Whether a session enters without its forecast when none is in memory (issue 18).
+    """Whether a session enters without its forecast when none is in memory.
 
     With no delay budget there is nothing to wait for: the session runs now, its forecast is
     fetched while the body runs, and calls are charged at the grid's intensity once it is

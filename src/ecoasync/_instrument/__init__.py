@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from .._checks import is_number, is_whole
 from .._context import Accounting, current
 from .._log import get_logger
 from .._records import CallRecord
@@ -248,13 +249,9 @@ def _manual(
         raise ValueError(f"provider must be a non-empty string, got {provider!r}")
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a non-empty model id, got {model!r}")
-    if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 0:
+    if not is_whole(output_tokens) or output_tokens < 0:
         raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
-    if (
-        isinstance(latency_s, bool)
-        or not isinstance(latency_s, int | float)
-        or not 0 <= latency_s < float("inf")
-    ):
+    if not is_number(latency_s) or not 0 <= latency_s < float("inf"):
         raise ValueError(f"latency_s must be a finite number of seconds >= 0, got {latency_s!r}")
     if acct is None:
         acct = current()
