@@ -7,13 +7,13 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import warnings
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecoasync import Policy, PolicyError
+from ecoasync import Plan, Policy, PolicyError
 from ecoasync._cli import main
 from ecoasync._durations import human_duration
 from ecoasync.providers import synthetic_day
@@ -108,6 +108,9 @@ def test_cli_delays_are_for_people(trace: Path, capsys: pytest.CaptureFixture[st
     assert main(["demo"]) == 0
     demo = capsys.readouterr().out
     assert "waited 9 h 30 min" in demo and "waited 4 h," in demo
+    # the plans' reasons read their delays the same way (they said 9h30m beside 9 h 30 min)
+    assert "waiting 9 h 30 min for" in demo and "waiting 4 h for" in demo
+    assert not re.search(r"\d+h\d\dm", demo)
     for text in (out, demo):
         assert not re.search(r"\d:\d\d:\d\d", text), "no raw timedelta"
 
@@ -184,3 +187,29 @@ def test_the_session_header_names_the_sdk_versions_and_the_readme_their_lines() 
     for sdk in ("openai", "anthropic"):
         major = importlib.metadata.version(sdk).split(".")[0]
         assert re.search(rf"\*\*{sdk} {major}\.\d+\*\*", readme), f"README: tested {sdk} version"
+
+
+@pytest.mark.parametrize(
+    ("delay", "text"),
+    [
+        (timedelta(minutes=237), "3 h 57 min"),
+        (timedelta(hours=4), "4 h"),
+        (timedelta(minutes=30), "30 min"),
+    ],
+)
+def test_a_plans_reason_reads_its_delay_as_the_reports_do(delay: timedelta, text: str) -> None:
+    now = datetime(2026, 3, 18, 17, tzinfo=UTC)
+    plan = Plan(
+        created_at=now,
+        start=now + delay,
+        deadline=now + timedelta(hours=10),
+        decision="wait",
+        now_intensity=259.0,
+        planned_intensity=197.0,
+        candidates=9,
+        slot_start=now + delay,
+        jitter=timedelta(0),
+        window=timedelta(minutes=30),
+    )
+    assert plan.reason.startswith(f"waiting {text} for 197 gCO2eq/kWh instead of 259 now")
+    assert human_duration(plan.delay) == text

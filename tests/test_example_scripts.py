@@ -159,7 +159,7 @@ def test_batch_job(tmp_path: Path) -> None:
     pytest.importorskip("openai")
     out = run_example("batch_job.py", env={"TMPDIR": str(tmp_path)})
     assert "downgraded gpt-4o -> gpt-4o-mini" in out  # the urgent digest at 18:00
-    assert "summarise_tickets: waiting 6h00m" in out  # the plan moves it to the night
+    assert "summarise_tickets: waiting 6 h for" in out  # the plan moves it to the night
     assert "budget tripped" in out and "refused a gpt-4o call" in out
     telemetry, command = printed_report(out, tmp_path, "nightly.jsonl")
     assert command[2:] == ["--by", "model"]

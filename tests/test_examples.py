@@ -23,7 +23,7 @@ def run(*args: str) -> str:
 def test_demo_command() -> None:
     out = run("-m", "ecoasync", "demo")
     assert "summarise-reports" in out
-    assert "waiting 4h00m" in out
+    assert "waiting 4 h for" in out  # the plan reads its delay as the table does
     assert out.count("completed") >= 3
     assert re.search(r"nightly-embeddings +9 h 30 min .* 58 %", out)  # its saving on the day
 
@@ -46,19 +46,20 @@ def test_demo_has_no_seed_option(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("at", ["00:00", "08:00", "17:00", "23:59"])
-def test_demo_table_agrees_with_its_events(at: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--at", at]) == 0
-    out = capsys.readouterr().out
+def test_demo_table_agrees_with_its_events(at: str) -> None:
+    # as a user runs it: a fresh process, where the first measured call imports EcoLogits
+    # (the virtual clock jumped meanwhile and every call was stamped at the last job's slot)
+    out = run("-m", "ecoasync", "demo", "--at", at)
     jobs = ("chat-reply", "summarise-reports", "nightly-embeddings")
-    events: dict[str, dict[str, str]] = {job: {} for job in jobs}
-    for job in jobs:
-        for kind, rest in re.findall(rf"^  \d\d:\d\dZ  (\w+) +{job} +(.*)$", out, re.M):
-            events[job][kind] = rest
+    events: dict[str, list[tuple[str, str, str]]] = {
+        job: re.findall(rf"^  (\d\d:\d\dZ)  (\w+) +{job} +(.*)$", out, re.M) for job in jobs
+    }
     table = {
         m["job"]: m
         for m in re.finditer(
             r"^    (?P<job>[\w-]+) +(?P<waited>[\d hmins]+?) +(?P<now>\d+) → (?P<plan>\d+) +"
-            r"(?P<at>\d+) → (?P<ran>\d+) +(?P<emitted>[\d.]+) g ",
+            r"(?P<at>\d+) → (?P<ran>\d+) +(?P<emitted>[\d.]+) g +(?P<once>[\d.]+) g +"
+            r"(?P<avoided>-?\d+) %$",
             out,
             re.M,
         )
@@ -66,20 +67,44 @@ def test_demo_table_agrees_with_its_events(at: str, capsys: pytest.CaptureFixtur
     assert set(table) == set(jobs), out
     for job in jobs:
         row, seen = table[job], events[job]
-        waiting = re.search(r"for (\d+) gCO2eq/kWh instead of (\d+) now", seen["planned"])
+        assert [kind for _, kind, _ in seen] == [
+            "planned", "started", *["call_recorded"] * 3, "completed"
+        ], out  # fmt: skip
+        (_, _, planned), (ran_at, _, started), *calls, (_, _, completed) = seen
+        waiting = re.search(r"for (\d+) gCO2eq/kWh instead of (\d+) now", planned)
         if waiting:
             assert (row["plan"], row["now"]) == waiting.groups()
         else:
-            assert seen["planned"].startswith("running now") and row["plan"] == row["now"]
-        assert seen["started"] == f"grid at {row['ran']} gCO2eq/kWh (actual)"
-        assert seen["completed"] == (f"completed, waited {row['waited']}, {row['emitted']} gCO2eq")
+            assert planned.startswith("running now") and row["plan"] == row["now"]
+        assert started == f"grid at {row['ran']} gCO2eq/kWh (actual)"
+        assert completed == f"completed, waited {row['waited']}, {row['emitted']} gCO2eq"
+        # each call is made (and charged) when the job ran, at the intensity the table shows
+        emitted = 0.0
+        for when, _, call in calls:
+            line = re.fullmatch(
+                r"gpt-4o-mini: [\d.]+ Wh at (\d+) gCO2eq/kWh, ([\d.]+) gCO2eq", call
+            )
+            assert when == ran_at and line and line[1] == row["ran"], (job, out)
+            emitted += float(line[2])
+        assert emitted == pytest.approx(float(row["emitted"]), abs=0.002)
+        # the same calls at submission: the avoided share follows from the two intensities
+        # (integers in the output, so within their rounding)
+        ran, now = int(row["ran"]), int(row["at"])
+        lowest, highest = (
+            100 * (1 - (ran + 0.5) / (now - 0.5)),
+            100 * (1 - (ran - 0.5) / (now + 0.5)),
+        )
+        assert lowest - 0.5 <= int(row["avoided"]) <= highest + 0.5, (job, out)
+    # submitted together, measured at the same moment: chat-reply, which ran then, says what
+    chat = table["chat-reply"]
+    assert {table[job]["at"] for job in jobs} == {chat["ran"]} and chat["avoided"] == "0"
     assert "covers none" not in out and "unknown" not in out
 
 
 def test_quickstart_example() -> None:
     out = run("examples/quickstart.py")
     assert out.splitlines()[:1] == ["17:00Z planned"]
-    assert "waiting 3h5" in out or "waiting 4h00m" in out
+    assert re.search(r"waiting (3 h 5\d min|4 h) for", out), out
     assert "completed" in out
 
 

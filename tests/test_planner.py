@@ -29,7 +29,7 @@ def test_waits_for_the_lowest_slot_within_the_budget() -> None:
     assert p.planned_intensity == 100
     assert p.now_intensity == 300
     assert p.delay == timedelta(hours=1)
-    assert "waiting 1h00m for 100" in p.reason
+    assert "waiting 1 h for 100" in p.reason
 
 
 def test_deadline_is_inclusive() -> None:

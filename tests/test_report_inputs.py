@@ -154,6 +154,43 @@ def test_two_different_records_of_one_session_are_refused(
     assert code == 2 and "two different records" in err
 
 
+def test_two_different_records_of_one_call_are_refused(
+    telemetry: Telemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # they were dropped as duplicates of each other, whichever came first counting
+    path, _ = telemetry
+    lines = lines_of(path)
+    number, line = next((n, x) for n, x in enumerate(lines, 1) if x["event"] == "call_recorded")
+    edited = [dict(x) for x in lines]
+    edited[number - 1] = {**line, "call": {**line["call"], "emitted_g": 99.0, "route": "x"}}
+    other = write(tmp_path / "edited.jsonl", edited)
+    code, out, err = report(capsys, str(path), str(other))
+    assert code == 2 and out == ""
+    assert err == (
+        f"ecoasync report: call {line['call']['call_id']} of session {line['session_id']} "
+        f"({line['session_name']!r}) has two different records, at {path}:{number} and at "
+        f"{other}:{number} (they differ in emitted_g, route); a copy was edited or two runs "
+        "share a call id: remove the wrong record and report again\n"
+    )
+    code, _, err = report(capsys, str(path), str(other), "--esg", "csv")
+    assert code == 2 and "two different records" in err
+
+
+def test_a_copy_of_a_call_written_another_way_counts_once(
+    telemetry: Telemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = telemetry
+    lines = lines_of(path)
+    calls = sum(1 for line in lines if line["event"] == "call_recorded")
+    # the same records, keys in another order and spaced out (as a JSON tool may rewrite them)
+    rewritten = tmp_path / "rewritten.jsonl"
+    rewritten.write_text("".join(json.dumps(x, sort_keys=True) + "\n" for x in lines), "utf-8")
+    once, _ = report_json(capsys, str(path))
+    both, _ = report_json(capsys, str(path), str(rewritten))
+    assert {k: both[k] for k in FIGURES} == {k: once[k] for k in FIGURES}
+    assert both["data_quality"]["duplicate_calls"] == calls
+
+
 def test_files_written_before_calls_had_an_id_dedupe_by_content(
     telemetry: Telemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

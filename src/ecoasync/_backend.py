@@ -9,8 +9,9 @@ imports anyio, and asyncio or trio for the loop that runs; nothing of ecoasync.
 - :class:`Gate` parks tasks until it opens. On asyncio each parked task awaits a bare future
   of its own (about a tenth of an ``anyio.Event``, and no coroutine frame, which matters when
   ten thousand sessions wait on one request); elsewhere the gate is one ``anyio.Event``;
-- :func:`wait_all_tasks_blocked` returns once no other task of the loop can run (the virtual
-  clock jumps then);
+- :func:`wait_all_tasks_blocked` returns once no other task of the loop can run;
+  :func:`wait_idle` also waits for the thread work started with :func:`run_sync` (or held
+  with :func:`holding_idle`): a virtual clock jumps only then;
 - :func:`is_cancellation` tells a cancellation from any loop, or none (the sync API ends
   sessions without one);
 - :func:`spawn` starts a task that nobody awaits and that may outlive its spawner (an async
@@ -24,19 +25,26 @@ import contextvars
 import importlib
 import sys
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
+
+T = TypeVar("T")
 
 __all__ = [
     "Gate",
     "current_loop",
+    "holding_idle",
     "is_cancellation",
     "loop_token",
+    "run_sync",
     "spawn",
     "wait_all_tasks_blocked",
+    "wait_idle",
 ]
 
 
@@ -145,6 +153,62 @@ async def wait_all_tasks_blocked(patience: int) -> None:
         await anyio.lowlevel.checkpoint()
         if not ready:
             return
+
+
+class _Busy:
+    """The work in worker threads a loop's tasks are waiting for, while it runs."""
+
+    __slots__ = ("count", "done")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = Gate()  # opened when the count falls to zero
+
+
+_BUSY: anyio.lowlevel.RunVar[_Busy] = anyio.lowlevel.RunVar("ecoasync_busy")
+
+
+def _busy() -> _Busy:
+    try:
+        return _BUSY.get()
+    except LookupError:
+        busy = _Busy()
+        _BUSY.set(busy)
+        return busy
+
+
+@contextmanager
+def holding_idle() -> Iterator[None]:
+    """Inside the block, the running loop is not idle (:func:`wait_idle` waits).
+
+    For a task awaiting work that ends on its own, in a worker thread: the task counts as
+    blocked, yet the work is under way. Never hold it across a wait for the clock itself.
+    """
+    busy = _busy()
+    busy.count += 1
+    try:
+        yield
+    finally:
+        busy.count -= 1
+        if not busy.count:
+            busy.done.open()
+
+
+async def run_sync(fn: Callable[..., T], *args: object) -> T:
+    """``anyio.to_thread.run_sync(fn, *args)``, with the loop held busy until it returns."""
+    with holding_idle():
+        return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def wait_idle(patience: int) -> None:
+    """Return once no other task of the running loop can run and no work held with
+    :func:`holding_idle` (as :func:`run_sync` does) is in flight: a virtual clock may jump."""
+    while True:
+        await wait_all_tasks_blocked(patience)
+        busy = _busy()
+        if not busy.count:
+            return
+        await busy.done.park()
 
 
 _SPAWNED: set[asyncio.Task[None]] = set()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from ._durations import human_duration
 from ._forecast import Signal
 
 __all__ = ["Decision", "Plan"]
@@ -70,8 +71,8 @@ class Plan:
         if self.decision == "wait":
             assert self.planned_intensity is not None and self.now_intensity is not None
             return (
-                f"waiting {_hm(self.delay)} for {self.planned_intensity:.0f} gCO2eq/kWh instead of "
-                f"{self.now_intensity:.0f} now ({(self.improvement or 0) * 100:.0f} % lower; "
+                f"waiting {human_duration(self.delay)} for {self.planned_intensity:.0f} gCO2eq/kWh "
+                f"instead of {self.now_intensity:.0f} now ({(self.improvement or 0) * 100:.0f} % lower; "
                 f"best of {self.candidates} starts before {self.deadline:%H:%M}Z)"
             )
         if self.decision == "now-is-best":
@@ -86,8 +87,3 @@ class Plan:
         if self.decision == "no-forecast":
             return "running now: the forecast covers none of the delay budget"
         return f"running now: the forecast failed ({self.forecast_error})"
-
-
-def _hm(delta: timedelta) -> str:
-    minutes = round(delta.total_seconds() / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"

@@ -14,14 +14,14 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from ._backend import Gate, wait_all_tasks_blocked
+from ._backend import Gate, holding_idle, wait_idle
 from ._bus import EventBus, Subscription
 from ._clock import use_clock
 from ._exceptions import ForecastUnavailable
@@ -51,8 +51,10 @@ class VirtualClock:
     ``sleep_until`` registers the deadline and yields until no other task of the event loop
     is ready to run (on asyncio and trio), then jumps the time to the earliest pending
     deadline and wakes whoever waits for it, like trio's ``MockClock(autojump_threshold=0)``.
-    A task waiting on real I/O does not hold the time back. Time never goes backwards; use
-    :meth:`advance` to move it by hand.
+    A task waiting on real I/O does not hold the time back, nor (as with trio's clock) does
+    one waiting for a worker thread: ecoasync's own work in threads (importing EcoLogits,
+    reading a CSV trace, flushing a JSONL file) holds it, and so does :meth:`hold` around
+    yours. Time never goes backwards; use :meth:`advance` to move it by hand.
 
     With ``autojump=False`` the time moves only when :meth:`advance` is called: for tests
     where work must still be waiting at a given moment (a service shutting down with jobs
@@ -135,9 +137,20 @@ class VirtualClock:
 
     async def _drive(self, me: _Sleeper) -> None:
         while self._now < me.deadline:
-            await wait_all_tasks_blocked(self._patience)  # everyone done at this instant
+            await wait_idle(self._patience)  # everyone done at this instant, threads too
             if (head := self._head()) is not None:
                 self._jump_to(head.deadline)
+
+    def hold(self) -> AbstractContextManager[None]:
+        """A block in which the time does not jump: put it around work in a worker thread::
+
+            with clock.hold():
+                rows = await anyio.to_thread.run_sync(load_fixtures)
+
+        Use it in the event loop's thread (it holds the loop, so every virtual clock driven
+        there), around work that ends on its own: never around a wait for the clock.
+        """
+        return holding_idle()
 
     @classmethod
     @contextmanager

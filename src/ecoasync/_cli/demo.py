@@ -81,7 +81,10 @@ def _fmt(event: events.Event) -> str:
         return f"{head} grid at {event.intensity:.0f} gCO2eq/kWh ({event.intensity_source})"
     if isinstance(event, events.CallRecorded):
         c = event.call
-        return f"{head} {c.effective_model}: {c.energy_kwh * 1000:.2f} Wh, {c.emitted_g:.3f} gCO2eq"
+        return (
+            f"{head} {c.effective_model}: {c.energy_kwh * 1000:.2f} Wh at "
+            f"{_g_per_kwh(c.intensity)} gCO2eq/kWh, {c.emitted_g:.3f} gCO2eq"
+        )
     if isinstance(event, events.Completed):
         r = event.record
         waited = human_duration(r.delay_s)

@@ -16,8 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
-
+from .._backend import run_sync
 from .._checks import is_number
 
 __all__ = [
@@ -197,9 +196,10 @@ def _ecologits() -> Any:
 
 async def load() -> None:
     """Import EcoLogits in a worker thread unless done: the import takes 0.1-0.3 s, which
-    the first call measured on an event loop would otherwise block it for."""
+    the first call measured on an event loop would otherwise block it for. A virtual clock
+    does not jump meanwhile (the call is stamped when it was made)."""
     if _ecologits.cache_info().currsize == 0:
-        await anyio.to_thread.run_sync(_ecologits)
+        await run_sync(_ecologits)
 
 
 # ISO 3166 alpha-2 → alpha-3 for grid zones (Electricity Maps, UK CI API: "GB", "DE", "US-CAL-CISO").

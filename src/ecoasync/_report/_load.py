@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 from .._exceptions import TelemetryConflict, TelemetryInputError
 from ._rows import Part, Row, parse_time, row_from_peer, row_from_record
@@ -71,9 +71,32 @@ class Loaded:
         return [r for r in self.rows if r.parent_id is None or r.parent_id not in ids]
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        yield from enumerate(handle, start=1)
+def _lines(path: str) -> Iterator[tuple[int, int, str]]:
+    """Each line's number, where it starts (bytes) and text."""
+    with open(path, "rb") as handle:
+        start = 0
+        for number, raw in enumerate(handle, start=1):
+            yield number, start, raw.decode("utf-8", errors="replace")
+            start += len(raw)
+
+
+def _record_at(path: str, start: int) -> Any:
+    """The JSON record of the line starting at byte ``start`` (read again: one was kept by its
+    digest only)."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        return json.loads(handle.readline().decode("utf-8", errors="replace"))
+
+
+def _differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The fields two records disagree on (their calls' fields by name, once each)."""
+    names = [k for k in dict.fromkeys([*a, *b]) if k != "call" and a.get(k) != b.get(k)]
+    first, second = a.get("call"), b.get("call")
+    if isinstance(first, dict) and isinstance(second, dict):
+        names += [k for k in dict.fromkeys([*first, *second]) if first.get(k) != second.get(k)]
+    elif first != second:
+        names.append("call")
+    return list(dict.fromkeys(names))
 
 
 def _check(path: str) -> None:
@@ -90,7 +113,8 @@ class _Seen:
 
     def __init__(self) -> None:
         self.sessions: dict[str, tuple[Row, str]] = {}  # id -> the row kept, where it was read
-        self.calls: set[str] = set()
+        # call id -> the hash of the line kept, its file, where it was read, its first byte
+        self.calls: dict[str, tuple[int, str, str, int]] = {}
         self.calls_by_session: Counter[str] = Counter()
         self.kept: Counter[int] = Counter()  # records without an id, by text: copies kept
         self.here: Counter[int] = Counter()  # ... and how often the current input has each
@@ -124,6 +148,29 @@ class _Seen:
             "edited or two runs share a session id: remove the wrong record and report again"
         )
 
+    def new_call(
+        self, call_id: str, text: str, data: dict[str, Any], path: str, where: str, at: int
+    ) -> bool:
+        """Whether the call line ``data`` (``text``, starting at byte ``at``) is a call not read
+        before; raises if it contradicts the one read. Calls are many: each is kept as the hash
+        of its line, and the line read again only when a copy is not the same text."""
+        first = self.calls.get(call_id)
+        if first is None:
+            self.calls[call_id] = (hash(text), path, where, at)
+            return True
+        digest, first_path, first_where, first_at = first
+        if digest == hash(text):
+            return False
+        differ = _differ(_record_at(first_path, first_at), data)
+        if not differ:
+            return False  # the same record, written another way
+        raise TelemetryConflict(
+            f"call {call_id} of session {data.get('session_id')} "
+            f"({data.get('session_name')!r}) has two different records, at {first_where} and at "
+            f"{where} (they differ in {', '.join(differ)}); a copy was edited or two runs share "
+            "a call id: remove the wrong record and report again"
+        )
+
 
 def load(paths: Iterable[str | os.PathLike[str]], *, fmt: str = "auto") -> Loaded:
     """Read every path. ``fmt``: ``ecoasync`` (JsonlSink lines), ``llm-eco-tracker`` (its
@@ -146,8 +193,8 @@ def load(paths: Iterable[str | os.PathLike[str]], *, fmt: str = "auto") -> Loade
         seen.next_input()
         lines, skipped = out.lines, out.skipped
         try:
-            for number, line in _lines(path):
-                _read_line(out, line, f"{path}:{number}", fmt, seen)
+            for number, start, line in _lines(path):
+                _read_line(out, line, path, number, start, fmt, seen)
         except OSError as exc:
             raise TelemetryInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         lines, skipped = out.lines - lines, out.skipped - skipped
@@ -165,7 +212,10 @@ def load(paths: Iterable[str | os.PathLike[str]], *, fmt: str = "auto") -> Loade
     return out
 
 
-def _read_line(out: Loaded, line: str, where: str, fmt: str, seen: _Seen) -> None:
+def _read_line(
+    out: Loaded, line: str, path: str, number: int, start: int, fmt: str, seen: _Seen
+) -> None:
+    where = f"{path}:{number}"
     text = line.strip()
     if not text:
         return
@@ -204,8 +254,7 @@ def _read_line(out: Loaded, line: str, where: str, fmt: str, seen: _Seen) -> Non
             if call_id is None:  # written before calls had an id
                 new = seen.new_text(text)
             else:
-                new = str(call_id) not in seen.calls
-                seen.calls.add(str(call_id))
+                new = seen.new_call(str(call_id), text, data, path, where, start)
             if not new:
                 out.duplicate_calls += 1
                 return

@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 
+from .._backend import run_sync
 from .._exceptions import ForecastDataError
 from .._forecast import Forecast, Signal, Slot, as_utc
 
@@ -132,7 +132,7 @@ class CsvForecastProvider:
             return self._forecast
         async with self._lock:
             if self._forecast is None:
-                self._forecast = await anyio.to_thread.run_sync(
+                self._forecast = await run_sync(
                     lambda: read_trace(
                         self.path, signal=self.signal, name=self.name, zone=self.zone
                     )

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final, Literal
 
-import anyio.to_thread
-
+from .._backend import run_sync
 from .._log import get_logger
 from ..events import CallRecorded, Completed, Event
 from ._base import FailureCounter
@@ -219,7 +218,7 @@ class JsonlSink:
 
     async def aflush(self) -> None:
         """Wait (in a worker thread) until the events queued so far are written."""
-        await anyio.to_thread.run_sync(self.flush)
+        await run_sync(self.flush)
 
     def close(self, timeout: float | None = None) -> None:
         """Write what is queued, stop the writer and close the file. Idempotent; blocking."""
@@ -237,7 +236,7 @@ class JsonlSink:
 
     async def aclose(self) -> None:
         """Write what is queued and close the file (the waiting happens in a worker thread)."""
-        await anyio.to_thread.run_sync(self.close)
+        await run_sync(self.close)
 
     # --- the writer thread ---
 

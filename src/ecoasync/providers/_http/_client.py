@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Final, cast
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
-from ..._backend import current_loop
+from ..._backend import current_loop, run_sync
 from ..._version import __version__
 from ._payload import MAX_BODY_BYTES, Response
 from ._retry import AttemptFailed
@@ -166,7 +165,7 @@ class Client:
                 await anyio.lowlevel.checkpoint()
                 context = _load(tls)  # nothing left to import or build: no thread to start
             else:
-                context = await anyio.to_thread.run_sync(_load, tls)
+                context = await run_sync(_load, tls)
             loop = current_loop()
             client = self._clients.get(loop)
             if client is not None:
