@@ -1,6 +1,10 @@
 """``choose_route``: the best route to run work on now. Every candidate zone's forecast is
 fetched at once through its route's provider; a zone that fails or hangs is skipped within
-the bound and said so; :func:`~ecoasync._routing.decide` chooses."""
+the bound and said so; :func:`~ecoasync._routing.decide` chooses.
+
+Layer: session. Imports values and decisions (the planner, routing); the sync API once, lazily,
+for ``choose_route_sync``.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """A session's routes: planning the pair (route, start), where the session is charged, and
 falling over to the next-best route at call time. Used by ``carbon_session`` when its policy
-has ``routes``."""
+has ``routes``.
+
+Layer: session. Imports values, decisions (the planner, routing), the events and the session's
+accounting (``_context``); never the instrumentation or the sync API.
+"""
 
 from __future__ import annotations
 

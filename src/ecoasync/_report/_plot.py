@@ -1,4 +1,8 @@
-"""Figures for ``ecoasync plot`` (matplotlib, Agg backend; the ``plot`` extra)."""
+"""Figures for ``ecoasync plot`` (matplotlib, Agg backend; the ``plot`` extra).
+
+Layer: edges (reports over recorded telemetry); imports values only (checks, exceptions,
+durations) and the report's own modules: a report reads files, never a live session.
+"""
 
 from __future__ import annotations
 
