@@ -37,6 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "ecoasync._policy",
         "ecoasync._provider",
         "ecoasync._records",
+        "ecoasync._route",
         "ecoasync._route_choice",
         "ecoasync._routes",
         "ecoasync._version",
@@ -155,14 +156,6 @@ def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
 SUBLAYERS = {"providers": ("HTTP core",)}
 """Names a module may give its layer by: the layer's, or one of its parts'."""
 
-UNSAID: dict[str, str] = {
-    "ecoasync._routes": (
-        "being split into the Route value (_route) and the Routes set on another branch, "
-        "whose docstrings say their layer; drop this entry when that lands"
-    ),
-}
-"""Modules whose docstring does not say its layer yet, and why (each fails once it does)."""
-
 
 def stated_layer(source: str) -> str | None:
     """The ``Layer:`` paragraph of a module's docstring (up to the next blank line), or None."""
@@ -171,13 +164,7 @@ def stated_layer(source: str) -> str | None:
     return None if said is None else " ".join(said.group(1).split())
 
 
-def _unsaid(path: Path) -> object:
-    reason = UNSAID.get(module_name(path))
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(path, marks=marks, id=module_name(path))
-
-
-@pytest.mark.parametrize("path", [_unsaid(p) for p in SOURCES])
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
 def test_every_module_says_its_layer_and_what_it_may_import(path: Path) -> None:
     """Module docstrings say ``Layer: <layer> ...; imports ...``, naming the layer the table
     above gives (or a part of it) first."""
