@@ -1,8 +1,13 @@
-"""The layers of DESIGN.md, enforced: no module imports one from a layer it may not depend on.
+"""ecoasync's layers, enforced. From the bottom: plain values, pure decisions over them,
+providers (async I/O), the event bus, the session, the SDK instrumentation, the sync shim, and
+the edges (public API, command line, reports, sinks, testing helpers). A module imports only
+from its own layer and those below it, and its docstring says which layer it is in and what it
+may import, in a ``Layer:`` line.
 
 Every ``import`` and ``from ... import`` in ``src/ecoasync`` is read from the source (also the
 ones inside functions and under ``TYPE_CHECKING``: a dependency is a dependency), so a lazy
-import does not hide an upward one.
+import does not hide an upward one. Event-loop specifics have one seam: only
+``ecoasync._backend`` imports asyncio or trio.
 """
 
 from __future__ import annotations
@@ -64,9 +69,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# each layer depends only on those above it (DESIGN.md), and tighter where the design says so:
+# each layer depends only on itself and those listed before it, and tighter where that matters:
 # values on values only; the bus (and the events, which are values) never on the planner, the
-# calibration or the session
+# calibration or the session, so that a sink never drags planning in
 _ORDER = list(LAYERS)
 MAY_IMPORT: dict[str, set[str]] = {
     layer: set(_ORDER[: _ORDER.index(layer) + 1]) for layer in _ORDER
@@ -152,16 +157,74 @@ SUBLAYERS = {"providers": ("HTTP core",)}
 """Names a module may give its layer by: the layer's, or one of its parts'."""
 
 
+def stated_layer(source: str) -> str | None:
+    """The ``Layer:`` paragraph of a module's docstring (up to the next blank line), or None."""
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    said = re.search(r"^Layer: (.*?)(?:\n\s*\n|\Z)", docstring, re.MULTILINE | re.DOTALL)
+    return None if said is None else " ".join(said.group(1).split())
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
-def test_a_module_that_names_its_layer_names_the_right_one(path: Path) -> None:
-    """Module docstrings say ``Layer: <name> ...``; it names the layer the table above gives."""
-    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    said = re.search(r"^Layer: (.*)$", docstring, re.MULTILINE)
-    if said is not None:
-        layer = layer_of(module_name(path))
-        assert any(name in said.group(1) for name in (layer, *SUBLAYERS.get(layer, ()))), (
-            f"{module_name(path)} says 'Layer: {said.group(1)}', the table says {layer}"
-        )
+def test_every_module_says_its_layer_and_what_it_may_import(path: Path) -> None:
+    """Module docstrings say ``Layer: <layer> ...; imports ...``, naming the layer the table
+    above gives (or a part of it) first."""
+    module = module_name(path)
+    said = stated_layer(path.read_text(encoding="utf-8"))
+    assert said is not None, (
+        f"{module}'s docstring has no 'Layer: ...' line: say its layer ({layer_of(module)}) "
+        "and what it may import"
+    )
+    layer = layer_of(module)
+    assert any(
+        re.match(rf"{re.escape(name)}\b", said) for name in (layer, *SUBLAYERS.get(layer, ()))
+    ), f"{module} says 'Layer: {said}', the table says {layer}"
+    assert "import" in said.lower(), f"{module} says 'Layer: {said}' but not what it may import"
+
+
+LOOPS = frozenset({"asyncio", "trio"})
+SEAM = "ecoasync._backend"
+
+
+def loop_imports(source: str) -> set[str]:
+    """The event-loop libraries ``source`` imports: with ``import``/``from``, or by name
+    (``importlib.import_module("trio.testing")``, ``sys.modules.get("trio")``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
+            in {"import_module", "__import__", "get", "find_spec"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names = [node.args[0].value]
+        else:
+            continue
+        found.update(name.partition(".")[0] for name in names if name.partition(".")[0] in LOOPS)
+    return found
+
+
+def test_only_the_backend_seam_knows_the_event_loops() -> None:
+    """What differs between asyncio and trio lives in ``ecoasync._backend``; everything else
+    waits through anyio and asks the seam the rest."""
+    others = {
+        module_name(path): sorted(used)
+        for path in SOURCES
+        if module_name(path) != SEAM and (used := loop_imports(path.read_text(encoding="utf-8")))
+    }
+    assert not others, f"event-loop specifics outside {SEAM} (give it a small function): {others}"
+    # the check sees every way in
+    assert loop_imports((SRC / "ecoasync" / "_backend.py").read_text(encoding="utf-8")) == LOOPS
+    assert loop_imports("import sys\nif sys.modules.get('trio'): pass") == {"trio"}
+    assert loop_imports("def f():\n    from asyncio import sleep") == {"asyncio"}
+    assert loop_imports("import importlib\nimportlib.import_module('trio.lowlevel')") == {"trio"}
+    assert loop_imports("import anyio\nfrom . import asyncio_helpers") == set()
 
 
 def test_the_table_knows_every_module_and_the_check_sees_imports() -> None:
@@ -172,3 +235,7 @@ def test_the_table_knows_every_module_and_the_check_sees_imports() -> None:
     assert "ecoasync.providers._http" in imports(SRC / "ecoasync" / "providers" / "_live.py")
     assert layer_of("ecoasync.providers._fallback") == "providers"
     assert layer_of("ecoasync._planner") == "decisions"
+    # the layer line is read to its paragraph's end, wherever the docstring puts it
+    said = stated_layer('"""A bus.\n\nLayer: bus; imports\nvalues only.\n\nMore."""')
+    assert said == "bus; imports values only."
+    assert stated_layer('"""A bus, nothing more."""') is None

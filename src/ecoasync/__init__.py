@@ -1,5 +1,7 @@
 """ecoasync: carbon-aware scheduling, budgets and accounting for async LLM applications.
 
+Layer: edges (the public API); imports every layer, to re-export what users need.
+
 ::
 
     policy = ecoasync.Policy(max_delay="4h", budget_g=5)

@@ -1,7 +1,8 @@
 """What differs between event loops, in one place (as anyio hides its backends).
 
-Layer: beside the values, below everything that waits (providers, session, testing). It
-imports anyio, and asyncio or trio for the loop that runs; nothing of ecoasync.
+Layer: values (a seam beside them, below everything that waits: providers, bus, session,
+sync API, testing). Imports anyio, and asyncio or trio for the loop that runs; nothing of
+ecoasync. No other module of ecoasync imports asyncio or trio.
 
 - :func:`current_loop` names the running event loop: HTTP clients and shared requests belong
   to one loop each, so two loops in two threads never wake each other's tasks;
@@ -13,7 +14,10 @@ imports anyio, and asyncio or trio for the loop that runs; nothing of ecoasync.
   :func:`wait_idle` also waits for the thread work started with :func:`run_sync` (or held
   with :func:`holding_idle`): a virtual clock jumps only then;
 - :func:`is_cancellation` tells a cancellation from any loop, or none (the sync API ends
-  sessions without one);
+  sessions without one); :func:`cancel_was_requested` whether the one a task sees was asked
+  for (the bus keeps a handler's self-inflicted one inside its delivery);
+- :func:`in_event_loop` says whether this thread runs a loop (the sync API refuses to block
+  one);
 - :func:`spawn` starts a task that nobody awaits and that may outlive its spawner (an async
   event handler, a forecast fetched while a session's body runs).
 """
@@ -37,8 +41,10 @@ T = TypeVar("T")
 
 __all__ = [
     "Gate",
+    "cancel_was_requested",
     "current_loop",
     "holding_idle",
+    "in_event_loop",
     "is_cancellation",
     "loop_token",
     "run_sync",
@@ -59,6 +65,23 @@ def current_loop() -> object:
     """The running event loop (weak-referenceable, hashable): asyncio's loop, trio's token."""
     loop = _asyncio_loop()
     return loop if loop is not None else anyio.lowlevel.current_token().native_token
+
+
+def in_event_loop() -> bool:
+    """Whether this thread is running an event loop (asyncio's or trio's): blocking here
+    would block the loop."""
+    if _asyncio_loop() is not None:
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+def cancel_was_requested() -> bool:
+    """Whether the cancellation the running task is seeing was asked for (a cancel scope,
+    ``task.cancel()``). On trio it always was; on asyncio a task can also catch a
+    ``CancelledError`` nobody requested for it, by awaiting a future that was cancelled."""
+    task = asyncio.current_task() if _asyncio_loop() is not None else None
+    return task is None or task.cancelling() > 0
 
 
 def is_cancellation(exc: BaseException) -> bool:

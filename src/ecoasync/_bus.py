@@ -1,8 +1,11 @@
-"""``EventBus``: typed in-process publish/subscribe for session events."""
+"""``EventBus``: typed in-process publish/subscribe for session events.
+
+Layer: bus. Imports values only (the events, the backend seam, the checks, the logger): never
+the planner, the calibration or the session.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
 import threading
@@ -14,7 +17,8 @@ from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
-from ._backend import current_loop, spawn
+from ._backend import cancel_was_requested, current_loop, spawn
+from ._checks import is_number, is_whole
 from ._log import get_logger
 from .events import Event
 
@@ -102,11 +106,7 @@ class EventBus:
             ("handler_timeout", handler_timeout),
             ("slow_handler_s", slow_handler_s),
         ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (value > 0 and math.isfinite(value))
-            ):
+            if not is_number(value) or not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{label} must be a finite number of seconds > 0, got {value!r}")
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()
@@ -269,7 +269,7 @@ class EventBus:
                         if delivery.state == "running":
                             self._failed(sub, event, exc)
                     except anyio.get_cancelled_exc_class() as exc:
-                        if delivery.scope.cancel_called or not _self_cancelled():
+                        if delivery.scope.cancel_called or cancel_was_requested():
                             raise
                         # the handler cancelled itself (it awaited a cancelled future): that
                         # stays in this task, and is counted
@@ -354,7 +354,7 @@ class EventBus:
         (or iterate directly and call ``aclose()``). At most ``max_buffer`` events wait for
         the consumer; beyond that the oldest are dropped and counted.
         """
-        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+        if not is_whole(max_buffer) or max_buffer < 1:
             raise ValueError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
         return EventStream(self, tuple(event_types), max_buffer)
 
@@ -389,16 +389,6 @@ class _Countdown:
         self.left -= 1
         if self.left == 0:
             self.finished.set()
-
-
-def _self_cancelled() -> bool:
-    """Whether a cancellation exception seen in a delivery task is not a real cancellation of
-    that task: on asyncio, one that nobody requested (a handler awaited a cancelled future)."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        return False  # trio: cancellations always come from a cancel scope
-    return task is not None and task.cancelling() == 0
 
 
 def _discard(started: Awaitable[object] | None) -> None:

@@ -1,5 +1,7 @@
 """Clocks: where a session reads the time and how it waits.
 
+Layer: values (a seam below everything that waits); imports nothing of ecoasync.
+
 The system clock sleeps with anyio in bounded chunks against the wall clock, so a suspended
 laptop or a clock step does not shift the slot. ``ecoasync.testing.VirtualClock`` replaces it
 in tests and demos.

@@ -1,5 +1,8 @@
 """The running session's accounting, reachable through a ``ContextVar``.
 
+Layer: session. Imports values, the planner, the bus and the routed session's state; never the
+instrumentation (which reaches sessions only through this module) or the sync API.
+
 This small module is all the instrumentation layer knows of a session: it looks up
 :func:`current`, asks it which model to use and whether a call is admitted, and charges the
 call afterwards. The session module creates and sets the accounting; nothing here awaits
@@ -183,7 +186,7 @@ class Accounting:
         self.downgrades = 0
         self.refused = 0
         self.tripped = False
-        self.route: RouteState | None = None  # issue 15: where a routed session runs
+        self.route: RouteState | None = None  # where a routed session runs (its calls' zone)
         self.water_l = 0.0
         # made on the first call (a waiting session holds none of them)
         self.unknown_models: dict[str, None] | None = None

@@ -1,5 +1,7 @@
 """ecoasync's own log lines, through structlog, imported on first use.
 
+Layer: values; imports nothing of ecoasync.
+
 ``import structlog`` also imports rich when it is installed (about 7 MB of memory and tens of
 milliseconds), which a process that never has anything to log should not pay for.
 """

@@ -1,4 +1,7 @@
-"""Telemetry records: one per LLM call, one per session. Plain values, JSON-ready."""
+"""Telemetry records: one per LLM call, one per session. Plain values, JSON-ready.
+
+Layer: values; imports nothing of ecoasync.
+"""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from ._checks import is_number
 from ._durations import parse_duration
 from ._exceptions import PolicyError
 from ._provider import ForecastProvider
@@ -87,12 +88,7 @@ def parse_latency(value: object, what: str) -> timedelta | None:
 
 
 def bounded_number(value: object, what: str, *, low: float, high: float = math.inf) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not low <= value <= high
-    ):
+    if not is_number(value) or not math.isfinite(value) or not low <= value <= high:
         bounds = f"in [{low:g}, {high:g}]" if high != math.inf else f">= {low:g}"
         raise RouteError(
             f"{what} must be a finite number {bounds}, got {value!r}", field=what, value=value

@@ -2,6 +2,9 @@
 :func:`decide`, which makes what a choice says (:class:`Candidate`, :class:`RouteChoice`:
 values, in :mod:`ecoasync._route_choice`).
 
+Layer: decisions (pure). Imports values only (forecasts, routes, checks); the energy model's
+table of mixes once, lazily, for a route without a forecast.
+
 :func:`decide` scores candidates under a strategy, applies the latency ceiling and the share
 cap, and picks the lowest score (ties go to home, then to the order given). The live session
 (``Policy(routes=...)``, :mod:`ecoasync._routed`), :func:`~ecoasync.choose_route`

@@ -1,4 +1,9 @@
-"""``carbon_session``: forecast → plan → wait → run → record, as an async context manager."""
+"""``carbon_session``: forecast → plan → wait → run → record, as an async context manager.
+
+Layer: session. Imports values, decisions, providers, the bus and the accounting (``_context``);
+the instrumentation once, lazily (the first session turns the SDK wrappers on); never the sync
+API or the edges.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Replay several traces, one per route: where *and* when, against running at once at home.
 
+Layer: decisions (pure). Imports values, the planner, routing and the one-zone simulator; never
+a provider, the bus or the session.
+
 Pure code (no I/O, no clock), used by ``ecoasync simulate --trace NAME=PATH ...`` and the
 benchmarks. The traces must cover the same slots. For every scenario slot (as in
 :func:`ecoasync._simulate.replay`), one job is submitted and, by ``mode``:

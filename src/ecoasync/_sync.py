@@ -1,5 +1,8 @@
 """The sync API: ``carbon_session_sync`` and ``@carbon_aware``, over the async core.
 
+Layer: sync (a shim over the async core). Imports the layers below: values, the backend seam,
+the bus, the session and its accounting; never the edges.
+
 No second implementation. A session that awaits nothing (its plan made from memory, running
 now, no async handler on its bus) enters and exits in the caller's thread; any other runs in
 the loop behind anyio's blocking portal, crossed to only to wait, fetch or feed an async
@@ -7,13 +10,11 @@ handler. The body always runs in the caller's thread with the caller's context v
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import functools
 import inspect
 import os
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Future
@@ -23,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 import anyio
 from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 
+from ._backend import in_event_loop
 from ._bus import EventBus
 from ._clock import Clock, current_clock
 from ._context import current, reset_current, set_current
@@ -83,16 +85,7 @@ _POLL_S = 0.2
 
 
 def _refuse_inside_event_loop(what: str, instead: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        running = False
-    else:
-        running = True
-    trio = sys.modules.get("trio")
-    if not running and trio is not None:
-        running = bool(trio.lowlevel.in_trio_run())
-    if running:
+    if in_event_loop():
         raise RuntimeError(
             f"{what} was called from a thread that runs an event loop, where it would block the "
             f"loop; use {instead} instead (or call this from a worker thread)"

@@ -7,6 +7,9 @@ providers. A four-hour wait takes milliseconds::
         async with carbon_session(Policy(max_delay="4h", provider=FakeProvider.day())):
             ...
     assert events.kinds()[-1] == "completed"
+
+Layer: edges (for users' tests); imports the layers below: the backend seam, the clock, the bus,
+the session, fake providers and SDK clients.
 """
 
 from __future__ import annotations

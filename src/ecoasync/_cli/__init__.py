@@ -1,6 +1,9 @@
 """The ``ecoasync`` command line. Each subcommand lives in its own module of this package and
 exposes ``register(subparsers)``; modules are found by name, so adding a command touches no
-other file."""
+other file.
+
+Layer: edges (the command line); imports the version only: each command imports what it runs.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``ecoasync demo``: an offline tour on a synthetic day and a virtual clock, in a second."""
+"""``ecoasync demo``: an offline tour on a synthetic day and a virtual clock, in a second.
+
+Layer: edges (the command line); imports any layer below, as a user's program would.
+"""
 
 from __future__ import annotations
 

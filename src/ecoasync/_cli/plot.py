@@ -1,4 +1,7 @@
-"""``ecoasync plot``: the grid and the work over a day, the daily reduction, per-model emissions."""
+"""``ecoasync plot``: the grid and the work over a day, the daily reduction, per-model emissions.
+
+Layer: edges (the command line); imports any layer below, as a user's program would.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``ecoasync report``: what LLM work emitted, what waiting avoided, and for whom."""
+"""``ecoasync report``: what LLM work emitted, what waiting avoided, and for whom.
+
+Layer: edges (the command line); imports any layer below, as a user's program would.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``ecoasync simulate``: replay a trace and show what carbon-aware scheduling would have done."""
+"""``ecoasync simulate``: replay a trace and show what carbon-aware scheduling would have done.
+
+Layer: edges (the command line); imports any layer below, as a user's program would.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """``ecoasync trace record``: record a provider's forecasts and actuals into a trace CSV.
 
+Layer: edges (the command line); imports any layer below, as a user's program would.
+
 The CSV is what ``CsvForecastProvider`` and ``ecoasync simulate`` read:
 ``from,to,intensity_forecast,intensity_actual,index`` with times like ``2026-02-14T00:30Z``.
 It is written chunk by chunk (the UK API serves at most 14 days per request) and flushed as it

@@ -1,5 +1,8 @@
 """Instrumentation of the OpenAI and Anthropic SDKs: ``instrument()`` / ``uninstrument()``.
 
+Layer: instrumentation. Imports values, the bus and the session's accounting (``_context``);
+never the session itself, the sync API or the edges.
+
 Process-wide, idempotent and reversible. The wrappers live on the SDKs' resource classes, so
 clients created before and after are covered. An SDK that is not imported yet is patched
 the moment it is imported (a small post-import hook on ``sys.meta_path``), so instrumenting

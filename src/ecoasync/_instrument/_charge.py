@@ -1,5 +1,8 @@
 """One LLM call inside a session: admit it, pick its model, then charge what it used.
 
+Layer: instrumentation. Imports values, the bus, the session's accounting (``_context``) and the
+default provider (a call's zone); never the session itself, the sync API or the edges.
+
 Shared by every SDK wrapper and by :func:`record_call`. Pure bookkeeping around the
 session's :class:`~ecoasync._context.Accounting`; the only waiting is the bus's.
 """

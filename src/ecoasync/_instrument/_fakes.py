@@ -1,5 +1,7 @@
 """A fake LLM server for the real OpenAI and Anthropic clients, through their mock transport.
 
+Layer: instrumentation (fakes of the SDKs it wraps); imports nothing of ecoasync.
+
 ``FakeLLM`` answers ``/chat/completions``, ``/responses`` and ``/v1/messages`` with complete,
 schema-valid payloads (JSON or SSE streams), so tests, examples and benchmarks run the real
 SDK code offline. The clients are built around the SDK's own HTTP module (``httpx`` or

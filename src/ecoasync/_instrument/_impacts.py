@@ -1,5 +1,7 @@
 """Energy and environmental impacts of one LLM call, from EcoLogits' model.
 
+Layer: instrumentation (the energy model); imports values only (``_checks``).
+
 EcoLogits is imported lazily (the first time a call is measured) and used only through its
 pure functions, ``llm_impacts`` and ``compute_llm_impacts``: never ``EcoLogits.init``, which
 patches SDKs process-wide and cannot be undone. Results are cached by (provider, model,

@@ -1,5 +1,8 @@
 """Wrappers around the SDK resource methods, and where they go.
 
+Layer: instrumentation. Imports values, the bus and the session's accounting (``_context``);
+never the session itself, the sync API or the edges.
+
 Each wrapper costs one ``ContextVar`` lookup outside a session and then calls the original
 method unchanged. Inside a session it admits the call (refusal, downgrade), calls the
 original, and charges the result: at once for a complete response, when the stream ends for

@@ -1,5 +1,8 @@
 """Reading usage from responses and streams of the OpenAI and Anthropic SDKs (any version).
 
+Layer: instrumentation. Imports values, the bus and the session's accounting (``_context``);
+never the session itself, the sync API or the edges.
+
 Objects are read by duck typing (``getattr``), so SDK lines that move classes around still
 work. A stream is charged once, when it ends: exhausted, closed, or dropped (abandoned
 early, it is charged for what was received).

@@ -1,4 +1,8 @@
-"""The ESG export: per-period totals in the shape a GHG inventory takes."""
+"""The ESG export: per-period totals in the shape a GHG inventory takes.
+
+Layer: edges (reports over recorded telemetry); imports values only (checks, exceptions,
+durations) and the report's own modules: a report reads files, never a live session.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 normalised session rows (:class:`~._rows.Row`). Malformed lines are skipped and counted, never
 fatal; a file none of whose lines is telemetry is refused.
 
+Layer: edges (reports over recorded telemetry); imports values only (checks, exceptions,
+durations) and the report's own modules: a report reads files, never a live session.
+
 Inputs overlap easily (the same file twice, a copy, rotated files matched by a glob), so
 records read more than once are dropped and counted: sessions by their id, calls by their
 ``call_id``, records without an id (llm-eco-tracker's, calls written before ``call_id``

@@ -1,4 +1,8 @@
-"""Text for people: rich tables in a terminal, plain aligned text otherwise."""
+"""Text for people: rich tables in a terminal, plain aligned text otherwise.
+
+Layer: edges (reports over recorded telemetry); imports values only (checks, exceptions,
+durations) and the report's own modules: a report reads files, never a live session.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The figures of ``ecoasync report``: totals, breakdowns, equivalences, data quality."""
+"""The figures of ``ecoasync report``: totals, breakdowns, equivalences, data quality.
+
+Layer: edges (reports over recorded telemetry); imports values only (checks, exceptions,
+durations) and the report's own modules: a report reads files, never a live session.
+"""
 
 from __future__ import annotations
 

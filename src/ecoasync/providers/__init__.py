@@ -1,5 +1,7 @@
 """Forecast providers: where carbon-intensity forecasts come from.
 
+Layer: providers (async I/O); imports ecoasync's values and its own modules only.
+
 Every provider implements :class:`ForecastProvider` (``name`` and async
 ``forecast(start, end)``); what more it can do is a capability, a protocol checked with
 ``isinstance``: :class:`HistoryProvider` (async ``history(start, end)``),

@@ -1,4 +1,7 @@
-"""``CsvForecastProvider``: forecasts (and actuals) from a trace file, for replay and offline use."""
+"""``CsvForecastProvider``: forecasts (and actuals) from a trace file, for replay and offline use.
+
+Layer: providers; imports ecoasync's values only (forecasts, exceptions).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The provider a ``Policy`` without one uses."""
+"""The provider a ``Policy`` without one uses.
+
+Layer: providers; imports the provider protocol and the UK provider.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""``FallbackProvider``: ask providers in order; the first that answers wins."""
+"""``FallbackProvider``: ask providers in order; the first that answers wins.
+
+Layer: providers; imports ecoasync's values (forecasts, the provider protocols) and the live
+providers' option check (``seconds``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Providers that need no network: a fixed forecast, and a synthetic day for demos and tests."""
+"""Providers that need no network: a fixed forecast, and a synthetic day for demos and tests.
+
+Layer: providers; imports ecoasync's values (forecasts) and the trace reader.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from .._checks import is_number, is_whole
 from .._forecast import Forecast, Signal, Slot, as_utc
 from ._csv import parse_trace_time
 from ._http import (
@@ -109,7 +110,7 @@ def _row(item: Any, path: str, i: int) -> IntensityRow:
 def _number(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+    if not is_number(value) or not 0 <= value < math.inf:
         raise ValueError
     return float(value)  # (an OverflowError for an integer too large for a float)
 
@@ -182,7 +183,7 @@ class UKCarbonIntensityProvider(LiveProvider):
         self.region: int | None = None
         self.postcode: str | None = None
         if region is not None:
-            if isinstance(region, bool) or not isinstance(region, int) or not 1 <= region <= 17:
+            if not is_whole(region) or not 1 <= region <= 17:
                 raise ValueError(f"region must be a DNO region id from 1 to 17, got {region!r}")
             self.region = region
             self.zone = f"GB:region-{region}"

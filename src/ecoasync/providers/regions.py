@@ -1,5 +1,7 @@
 """Cloud regions → electricity grid zones.
 
+Layer: values (a table of cloud regions, no I/O); imports the exceptions only.
+
 Every provider that takes a grid ``zone`` also takes a cloud region written
 ``"<cloud>:<region>"``: ``"aws:eu-west-2"`` (GB), ``"gcp:europe-west4"`` (NL),
 ``"azure:westeurope"`` (NL). Zones are Electricity Maps zone keys (``GB``, ``NL``, ``DE``,

@@ -1,5 +1,8 @@
 """Telemetry sinks: handlers that take a session's events somewhere.
 
+Layer: edges (sinks consume the bus's events); imports values only (the events, the logger, the
+checks) and the other sinks: never the session, the planner or a provider.
+
 ``bus.subscribe(JsonlSink("ecoasync.jsonl"))`` is all it takes. Every sink counts its own
 failures (``sink.failures``) and logs them as ``ecoasync.sink_failed``; none ever raises into
 the workload. :class:`OpenTelemetrySink` needs the ``otel`` extra and imports OpenTelemetry

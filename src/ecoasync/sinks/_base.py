@@ -1,4 +1,8 @@
-"""What a sink is, and how every sink keeps its own failures out of the workload."""
+"""What a sink is, and how every sink keeps its own failures out of the workload.
+
+Layer: edges (sinks consume the bus's events); imports values only (the events, the logger, the
+checks) and the other sinks: never the session, the planner or a provider.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""``CompositeSink``: several sinks behind one subscription."""
+"""``CompositeSink``: several sinks behind one subscription.
+
+Layer: edges (sinks consume the bus's events); imports values only (the events, the logger, the
+checks) and the other sinks: never the session, the planner or a provider.
+"""
 
 from __future__ import annotations
 

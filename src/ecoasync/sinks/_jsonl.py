@@ -1,4 +1,8 @@
-"""``JsonlSink``: one JSON object per line, appended by a writer thread."""
+"""``JsonlSink``: one JSON object per line, appended by a writer thread.
+
+Layer: edges (sinks consume the bus's events); imports values only (the events, the logger, the
+checks) and the other sinks: never the session, the planner or a provider.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from .._backend import run_sync
+from .._checks import is_whole
 from .._log import get_logger
 from ..events import CallRecorded, Completed, Event
 from ._base import FailureCounter
@@ -115,13 +120,11 @@ class JsonlSink:
                     )
             if not self.events:
                 raise ValueError("events is empty: nothing would be written; use events='all'")
-        if max_bytes is not None and (
-            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024
-        ):
+        if max_bytes is not None and (not is_whole(max_bytes) or max_bytes < 1024):
             raise ValueError(f"max_bytes must be None or an int >= 1024, got {max_bytes!r}")
-        if isinstance(backups, bool) or not isinstance(backups, int) or backups < 1:
+        if not is_whole(backups) or backups < 1:
             raise ValueError(f"backups must be an int >= 1, got {backups!r}")
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+        if not is_whole(max_queue) or max_queue < 1:
             raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
         self.fsync = bool(fsync)
         self.max_bytes = max_bytes

@@ -1,4 +1,8 @@
-"""``OpenTelemetrySink``: a span per session and carbon metrics (extra ``otel``)."""
+"""``OpenTelemetrySink``: a span per session and carbon metrics (extra ``otel``).
+
+Layer: edges (sinks consume the bus's events); imports values only (the events, the logger, the
+checks) and the other sinks: never the session, the planner or a provider.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import collections
 from datetime import datetime
 from typing import Any
 
+from .._checks import is_whole
 from ..events import (
     BudgetTripped,
     CallRecorded,
@@ -117,11 +122,7 @@ class OpenTelemetrySink:
         self._trips = meter.create_counter(
             "ecoasync.budget.trips", unit="{trip}", description="Carbon budgets exceeded"
         )
-        if (
-            isinstance(max_open_sessions, bool)
-            or not isinstance(max_open_sessions, int)
-            or max_open_sessions < 1
-        ):
+        if not is_whole(max_open_sessions) or max_open_sessions < 1:
             raise ValueError(f"max_open_sessions must be an int >= 1, got {max_open_sessions!r}")
         self.max_open_sessions = max_open_sessions
         self._open: collections.OrderedDict[str, _Open] = collections.OrderedDict()

@@ -1,4 +1,8 @@
-"""``StructlogSink``: events as structlog key/value log entries."""
+"""``StructlogSink``: events as structlog key/value log entries.
+
+Layer: edges (sinks consume the bus's events); imports values only (the events, the logger, the
+checks) and the other sinks: never the session, the planner or a provider.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The HTTP core every live provider stands on, as small layers (as httpx composes transports).
 
-Layer: providers (async I/O). From the bottom:
+Layer: providers (async I/O); imports ecoasync's values and the backend seam. Each layer of
+the core imports only those below it; from the bottom:
 
 - ``_secrets``: credentials whose repr is redacted, set on a request at the last moment, and
   scrubbed from every message;

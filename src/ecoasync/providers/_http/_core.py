@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio
 import anyio.lowlevel
 
+from ..._checks import is_number
 from ..._exceptions import ForecastTimeout, ForecastUnavailable
 from ..._forecast import Forecast
 from ..._log import get_logger
@@ -54,7 +55,7 @@ class HttpStatusUnavailable(ForecastUnavailable):
 
 def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """A positive, finite number of seconds, or a clear error naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(
             f"{name} must be a number of seconds, got {type(value).__name__}: {value!r}"
         )

@@ -1,7 +1,7 @@
 """The payload layer: which answers are data, and reading them.
 
 Layer: HTTP core; imports the retry layer's :class:`AttemptFailed` and nothing else of
-ecoasync but the trace-time parser.
+ecoasync but the trace-time parser and the value checks (``_checks``).
 
 Only a 2xx answer's body is data: a 429 asks to wait, a 5xx may pass, a 3xx is a redirect the
 client does not follow, anything else is refused. Bodies are read up to
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
+from ..._checks import is_number
 from ._retry import AttemptFailed, parse_retry_after
 
 __all__ = [
@@ -136,7 +137,7 @@ def as_list(obj: object, path: str) -> list[Any]:
 
 def as_number(obj: object, path: str) -> float:
     """A finite number >= 0 (an integer too large for a float is not one)."""
-    if isinstance(obj, bool) or not isinstance(obj, int | float):
+    if not is_number(obj):
         raise PayloadError(f"{path} is {kind_of(obj)}, expected a number")
     if not 0 <= obj < math.inf:
         raise PayloadError(f"{path} is {kind_of(obj)}, expected a finite number >= 0")

@@ -1,6 +1,6 @@
 """The retry layer: whether, and when, to try a request again.
 
-Layer: HTTP core; imports nothing of ecoasync.
+Layer: HTTP core; imports ecoasync's value checks (``_checks``) only.
 
 An attempt that fails raises :class:`AttemptFailed`: what went wrong, whether another try may
 succeed, and how long the server asked to wait. :class:`Retrying` runs attempts under a
@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import anyio
+
+from ..._checks import is_number, is_whole
 
 __all__ = ["AttemptFailed", "Retry", "Retrying", "Sleep", "parse_retry_after"]
 
@@ -63,18 +65,13 @@ class Retry:
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+        if not is_whole(self.attempts):
             raise TypeError(f"Retry.attempts must be an int, got {self.attempts!r}")
         if self.attempts < 1:
             raise ValueError(f"Retry.attempts must be >= 1 (1 = no retry), got {self.attempts}")
         for name in ("backoff", "max_backoff", "max_retry_after"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if not is_number(value) or not math.isfinite(value) or value < 0:
                 raise ValueError(
                     f"Retry.{name} must be a finite number of seconds >= 0, got {value!r}"
                 )

@@ -1,6 +1,6 @@
 """Credentials that never show themselves: not in reprs, messages, logs or traceback locals.
 
-Layer: the bottom of the HTTP core; imports nothing of ecoasync.
+Layer: HTTP core (its bottom); imports nothing of ecoasync.
 
 - :class:`Secret` holds a credential; its repr is ``Secret('***')``.
 - :class:`SecretHeader` puts one into a request at the last moment, as httpx's ``auth=`` step:
