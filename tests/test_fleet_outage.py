@@ -1,0 +1,137 @@
+"""A shared store that is down, slow or wiped never holds a session past its bound: the
+process's own ledger answers, the outage is said once and counted, and the store is used again
+once it is back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ecoasync.fleet import PostgresLedger, RedisLedger, StoreGuard
+from tests.fleet_util import T0, ReferenceLedger, choice, unique
+from tests.servers import RedisServer
+
+LEASE = timedelta(hours=2)
+CHOICES = [choice(0, 100.0), choice(30, 101.0)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+class Ticks:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def guarded(ledger: RedisLedger | PostgresLedger, ticks: Ticks) -> None:
+    old = ledger.guard
+    ledger.guard = StoreGuard(
+        old.store, timeout=old.timeout, retry_after=old.retry_after, monotonic=ticks
+    )
+
+
+async def test_redis_killed_and_restarted_mid_run(
+    own_redis: RedisServer, logs: list[MutableMapping[str, Any]]
+) -> None:
+    fallback = ReferenceLedger()
+    ledger = RedisLedger(own_redis.url, namespace=unique(), fallback=fallback, timeout=1.0)
+    ticks = Ticks()
+    guarded(ledger, ticks)
+    try:
+        before = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
+        assert before.ledger == "redis"
+
+        own_redis.kill()
+        during = [await ledger.claim(f"d{i}", "GB", CHOICES, lease=LEASE, now=T0) for i in range(3)]
+        assert {c.ledger for c in during} == {"memory (redis unavailable)"}
+        # the fallback spreads too, and counts its own claims only
+        assert [c.start for c in during] == [CHOICES[0].start, CHOICES[1].start, CHOICES[0].start]
+        assert ledger.guard.down and ledger.guard.outages == 1 and ledger.guard.fallbacks == 3
+        warnings = [e for e in logs if e["event"] == "ecoasync.store_unavailable"]
+        assert len(warnings) == 1 and warnings[0]["store"] == "redis"
+
+        # a fallback claim goes back to the fallback
+        await ledger.release(during[0])
+        assert len(fallback.claims) == 2
+
+        own_redis.start()  # back, and empty (no persistence)
+        still = await ledger.claim("e", "GB", CHOICES, lease=LEASE, now=T0)
+        assert still.ledger == "memory (redis unavailable)"  # not probed before retry_after
+        ticks.now += ledger.guard.retry_after
+        after = await ledger.claim("f", "GB", CHOICES, lease=LEASE, now=T0)
+        assert after.ledger == "redis" and not ledger.guard.down
+        assert [e["event"] for e in logs if e["event"].startswith("ecoasync.store_")] == [
+            "ecoasync.store_unavailable",
+            "ecoasync.store_recovered",
+        ]
+        await ledger.release(before)  # claimed before the crash, gone with it: a no-op
+        assert await ledger.loads("GB", T0, T0 + LEASE, now=T0) == {after.slot: 1}
+    finally:
+        await ledger.aclose()
+
+
+async def test_a_slow_store_is_left_at_the_timeout(own_redis: RedisServer) -> None:
+    ledger = RedisLedger(
+        own_redis.url, namespace=unique(), fallback=ReferenceLedger(), timeout=0.05
+    )
+    try:
+        await ledger.claim("warm", "GB", CHOICES, lease=LEASE, now=T0)  # connected
+        own_redis.pause()
+        try:
+            claim = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
+        finally:
+            own_redis.resume()
+        assert claim.ledger == "memory (redis unavailable)"
+        assert ledger.guard.outages == 1
+    finally:
+        await ledger.aclose()
+
+
+async def test_a_wiped_store_starts_again_from_nothing(own_redis: RedisServer) -> None:
+    import redis
+
+    ledger = RedisLedger(own_redis.url, namespace=unique(), fallback=ReferenceLedger())
+    try:
+        first = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
+        with redis.Redis.from_url(own_redis.url) as admin:
+            admin.flushall()
+            admin.script_flush()
+        await ledger.release(first)  # nothing to release: a no-op
+        again = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
+        assert again.ledger == "redis" and again.start == CHOICES[0].start
+        assert ledger.guard.outages == 0
+    finally:
+        await ledger.aclose()
+
+
+async def test_postgres_unreachable_falls_back(logs: list[MutableMapping[str, Any]]) -> None:
+    ledger = PostgresLedger(
+        "postgresql://postgres@127.0.0.1:9/none?connect_timeout=1",
+        fallback=ReferenceLedger(),
+        timeout=0.05,
+    )
+    try:
+        claim = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
+        assert claim.ledger == "memory (postgres unavailable)"
+        assert await ledger.loads("GB", T0, T0 + LEASE, now=T0) == {claim.slot: 1}
+        assert [e["store"] for e in logs if e["event"] == "ecoasync.store_unavailable"] == [
+            "postgres"
+        ]
+    finally:
+        await ledger.aclose()
