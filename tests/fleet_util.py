@@ -8,7 +8,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+import anyio
+
+from ecoasync import Forecast, ForecastUnavailable
 from ecoasync._ledger import Choice, Claim
+from ecoasync.providers import StaticForecastProvider
 
 T0 = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 HALF_HOUR = timedelta(minutes=30)
@@ -92,3 +96,35 @@ class ReferenceLedger:
         self, zone: str, start: datetime, end: datetime, *, now: datetime
     ) -> dict[datetime, int]:
         return {k: v for k, v in self._live(zone, now).items() if start <= k < end}
+
+
+class CountingProvider:
+    """A static provider that counts the requests it answers, and can be held or made to fail."""
+
+    def __init__(self, forecast: Forecast, *, name: str = "counting", zone: str = "GB") -> None:
+        self._inner = StaticForecastProvider(forecast, name=name, zone=zone)
+        self.name = name
+        self.zone = zone
+        self.signal = forecast.signal
+        self.ttl = 1800.0
+        self.calls: list[tuple[str, datetime, datetime]] = []
+        self.gate: anyio.Event | None = None
+        self.fail: str | None = None
+
+    async def _answer(self, kind: str, start: datetime, end: datetime) -> Forecast:
+        self.calls.append((kind, start, end))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise ForecastUnavailable(
+                self.fail, provider=self.name, zone=self.zone, cause=self.fail
+            )
+        if kind == "history":
+            return await self._inner.history(start, end)
+        return await self._inner.forecast(start, end)
+
+    async def forecast(self, start: datetime, end: datetime) -> Forecast:
+        return await self._answer("forecast", start, end)
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        return await self._answer("history", start, end)

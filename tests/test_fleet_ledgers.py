@@ -232,8 +232,8 @@ def situations(draw: st.DrawFn) -> tuple[list[Choice], dict[int, int], float, in
     starts = draw(st.lists(minutes, min_size=1, max_size=8, unique=True))
     choices = [choice(m, draw(scores), draw(scores)) for m in sorted(starts)]
     loads = draw(st.dictionaries(st.integers(0, 8), st.integers(0, 4), max_size=6))
-    tolerance = draw(st.sampled_from([0.0, 0.02, 0.05, 0.1, 0.333]))
-    capacity = draw(st.one_of(st.none(), st.integers(1, 4)))
+    tolerance = draw(st.sampled_from([0.0, 0.02, 0.333]))
+    capacity = draw(st.sampled_from([None, 1, 3]))
     return choices, loads, tolerance, capacity
 
 

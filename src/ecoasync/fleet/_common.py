@@ -135,6 +135,7 @@ class SharedLedger:
         :class:`~ecoasync.Ledger`). Never waits past ``timeout`` for the store: then the
         process's own ledger answers, and the claim's ``ledger`` says so."""
         check_claim(job_id, zone, choices, lease)
+        await self._prepare()
         claim = await self.guard.call(
             lambda: self._claim(job_id, zone, choices, lease, now), what="claim"
         )
@@ -150,6 +151,7 @@ class SharedLedger:
             own = claim.ledger.removesuffix(self._suffix)
             await self.fallback.release(dataclasses.replace(claim, ledger=own))
             return
+        await self._prepare()
         await self.guard.call(lambda: self._release(claim), what="release")
 
     async def loads(
@@ -157,6 +159,7 @@ class SharedLedger:
     ) -> dict[datetime, int]:
         """Live claims per bucket of ``zone`` starting in ``[start, end)`` (the fallback's while
         the store is down)."""
+        await self._prepare()
         found = await self.guard.call(lambda: self._loads(zone, start, end, now), what="loads")
         if found is DOWN:
             return await self.fallback.loads(zone, start, end, now=now)
@@ -170,6 +173,9 @@ class SharedLedger:
         if first < to_us(start):
             first += step
         return list(range(first, to_us(end), step))
+
+    async def _prepare(self) -> None:
+        """What must be ready before a store call is timed (imports; no network)."""
 
     async def _claim(
         self,

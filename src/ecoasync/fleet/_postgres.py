@@ -22,6 +22,7 @@ import anyio.lowlevel
 
 from .._ledger import Choice, Claim
 from ._common import SharedLedger, bucket_of, from_us, to_us
+from ._store import import_off_loop, needs
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -135,6 +136,7 @@ class PostgresLedger(SharedLedger):
                 f"table must be a lower-case SQL name (letters, digits, _), got {table!r}"
             )
         self.table = table
+        needs("psycopg_pool", "postgres", "PostgresLedger")
         self._pools = _Pools(conninfo)
         self._claim_sql = (
             f"SELECT * FROM {table}_claim(%s::text, %s::text, %s::bigint, %s::bigint,"
@@ -142,6 +144,9 @@ class PostgresLedger(SharedLedger):
         )
         self.round_trips = 0
         """Statements sent to Postgres (one per claim, release or loads)."""
+
+    async def _prepare(self) -> None:
+        await import_off_loop("psycopg_pool")
 
     def migration_sql(self) -> str:
         """The SQL that creates the table, its indexes and its claim function (idempotent)."""

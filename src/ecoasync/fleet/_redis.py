@@ -25,6 +25,7 @@ import anyio.lowlevel
 
 from .._ledger import Choice, Claim
 from ._common import SharedLedger, bucket_of, from_us, to_us
+from ._store import import_off_loop, needs
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -146,11 +147,15 @@ class RedisLedger(SharedLedger):
             fallback=fallback,
         )
         self.namespace = check_namespace(namespace)
+        needs("redis", "redis", "RedisLedger")
         self._clients = RedisClients(redis)
         self._claim_script: Any = None
         self._release_script: Any = None
         self.round_trips = 0
         """Commands and scripts sent to Redis (one per claim, release or loads)."""
+
+    async def _prepare(self) -> None:
+        await self._clients.get()
 
     def _prefix(self, zone: str) -> str:
         return f"{self.namespace}:{{{hash_tag(zone)}}}:"
@@ -270,11 +275,13 @@ class RedisClients:
         self._loop: object = None
 
     async def get(self) -> Redis:
+        """The client (made, with redis-py imported off the loop, on first use; no network)."""
         if self._url is None:
             assert self._client is not None
             return self._client
         loop = anyio.lowlevel.current_token().native_token
         if self._client is None or self._loop is not loop:
+            await import_off_loop("redis.asyncio")
             from redis.asyncio import Redis
 
             self._client = Redis.from_url(self._url)

@@ -9,16 +9,21 @@ is back.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 
 from .._log import get_logger
 
-__all__ = ["DOWN", "StoreGuard", "check_seconds"]
+__all__ = ["DOWN", "StoreGuard", "check_seconds", "import_off_loop", "needs"]
 
 log = get_logger()
 
@@ -49,6 +54,19 @@ def check_seconds(name: str, value: object, *, owner: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: {name} must be a finite number of seconds > 0, got {value!r}")
     return float(value)
+
+
+def needs(module: str, extra: str, owner: str) -> None:
+    """Refuse to build ``owner`` without ``module``, naming the extra that brings it."""
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"{owner} needs {module}: pip install 'ecoasync[{extra}]'")
+
+
+async def import_off_loop(module: str) -> None:
+    """Import ``module`` in a worker thread the first time (redis-py or psycopg take about
+    200 ms to import: never on the event loop, and never inside a store call's bound)."""
+    if module not in sys.modules:
+        await anyio.to_thread.run_sync(importlib.import_module, module)
 
 
 class StoreGuard:
