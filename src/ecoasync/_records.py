@@ -104,6 +104,8 @@ class SessionRecord:
     is the intensity of the slot the work ran in (``run_intensity_source`` says whether it is
     the grid's measured value or its forecast); ``baseline_intensity`` is the same at
     submission. ``emitted_g`` covers this session's calls and its nested sessions'.
+    A job that a queue held has ``job_id``, ``queue``, ``queue_wait_s`` (submission to start),
+    ``late_s`` (start minus planned start), ``hops`` and ``replanned``.
     """
 
     schema: int = SCHEMA_VERSION
@@ -144,6 +146,15 @@ class SessionRecord:
     unknown_models: tuple[str, ...] = ()
     models: Mapping[str, ModelUsage] = field(default_factory=lambda: MappingProxyType({}))
     by_tag: Mapping[str, TagUsage] = field(default_factory=lambda: MappingProxyType({}))
+    # a job that a queue held (Celery, procrastinate): its id, the queue, how long it was
+    # held (from the first submission to the start), how late the queue delivered it against
+    # its plan, how often it was deferred again on the way, and whether a worker re-planned it
+    job_id: str | None = None
+    queue: str | None = None
+    queue_wait_s: float | None = None
+    late_s: float | None = None
+    hops: int = 0
+    replanned: bool = False
 
     @property
     def saved_g(self) -> float:

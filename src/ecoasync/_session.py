@@ -20,6 +20,7 @@ from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
 from ._forecast import Forecast
+from ._job import PlannedJob
 from ._ledger import Reservation, default_ledger
 from ._log import get_logger
 from ._planner import Plan, plan, run_now_plan
@@ -193,6 +194,7 @@ class _SessionManager:
         "_acct",
         "_clock",
         "_parent",
+        "_planned",
         "_provider",
         "_reservation",
         "_session",
@@ -248,6 +250,7 @@ class _SessionManager:
         self._submitted: datetime | None = None
         self._started: datetime | None = None
         self._reservation: Reservation | None = None
+        self._planned: PlannedJob | None = None  # a queued job's plan (see carbon_session)
 
     async def __aenter__(self) -> Session:
         if self._submitted is not None:
@@ -267,7 +270,11 @@ class _SessionManager:
             except Exception as exc:
                 plan_ = await self._forecast_failed(submitted, exc)
             else:
-                plan_ = await self._plan(submitted, forecast)
+                plan_ = (
+                    self._given(forecast)
+                    if self._planned is not None
+                    else await self._plan(submitted, forecast)
+                )
             acct.plan = plan_
             if acct.bus.listens(Planned):
                 await acct.bus.emit(Planned(**self._acct.event_fields(submitted), plan=plan_))
@@ -281,7 +288,8 @@ class _SessionManager:
                 await acct.bus.emit(
                     Started(
                         **self._acct.event_fields(started),
-                        delay=started - submitted,
+                        delay=started
+                        - (self._planned.submitted_at if self._planned else submitted),
                         intensity=intensity,
                         intensity_source=source,
                     )
@@ -344,6 +352,15 @@ class _SessionManager:
         # --- end ---
         return plan_
 
+    def _given(self, forecast: Forecast) -> Plan:
+        """A queued job's plan, as made when it was enqueued: the queue held the wait."""
+        job = self._planned
+        assert job is not None
+        acct = self._acct
+        acct.forecast = forecast
+        acct.baseline_intensity, acct.baseline_source = job.baseline_intensity, job.baseline_source
+        return job.as_plan(window=acct.policy.expected_duration or timedelta(minutes=30))
+
     async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
         acct = self._acct
         policy = acct.policy
@@ -384,6 +401,8 @@ class _SessionManager:
                 zone=zone if isinstance(zone, str) else None,
                 cause=error,
             ) from exc
+        if self._planned is not None:  # the plan stands; only the accounting lacks a forecast
+            return self._planned.as_plan(window=policy.expected_duration or timedelta(minutes=30))
         return run_now_plan(
             submitted, policy, decision="forecast-unavailable", forecast_error=error, provider=name
         )
@@ -448,6 +467,11 @@ class _SessionManager:
             acct.intensity_at(started) if started is not None else (None, "none")
         )
         signal = plan_.signal if plan_ else (acct.forecast.signal if acct.forecast else None)
+        if plan_ is not None and signal is None and acct.forecast is not None:
+            signal = acct.forecast.signal  # (a queued job's plan travels without it)
+        job = self._planned
+        if job is not None:  # the budget and the wait count from the first submission
+            submitted = job.submitted_at
         return SessionRecord(
             session_id=acct.session_id,
             name=acct.name,
@@ -488,6 +512,12 @@ class _SessionManager:
             unknown_models=tuple(acct.unknown_models or ()),
             models=acct.frozen_models(),
             by_tag=acct.frozen_tags(),
+            job_id=job.job_id if job else None,
+            queue=job.queue if job else None,
+            queue_wait_s=((started or ended) - job.submitted_at).total_seconds() if job else None,
+            late_s=(started - job.start).total_seconds() if job and started else None,
+            hops=job.hops if job else 0,
+            replanned=job.replanned if job else False,
         )
 
 
@@ -568,6 +598,7 @@ def carbon_session(
     name: str | None = None,
     tags: Iterable[str] | None = None,
     clock: Clock | None = None,
+    planned: PlannedJob | None = None,
 ) -> _SessionManager:
     """Run the body of ``async with`` in the greenest slot the policy allows, and account for it.
 
@@ -585,8 +616,17 @@ def carbon_session(
         name: a name for events and reports (default ``"session"``).
         tags: labels for events and reports (e.g. ``["team:search"]``).
         clock: time source; ``None`` uses the context's clock (see ``ecoasync.testing``).
+        planned: a queued job's plan (:class:`~ecoasync.PlannedJob`, set by the Celery and
+            procrastinate adapters): the queue held the wait, so the session does not plan
+            again and waits only for what is left before ``planned.start`` (nothing, once
+            the start has come); its record keeps the job's id, submission, plan and queue wait.
 
     Entering blocks for the forecast and the wait; exiting blocks at most
     ``COMPLETION_TIMEOUT_S`` to deliver ``Completed``.
     """
-    return _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)
+    manager = _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)
+    if planned is not None:
+        if not isinstance(planned, PlannedJob):
+            raise TypeError(f"planned must be an ecoasync.PlannedJob or None, got {planned!r}")
+        manager._planned = planned
+    return manager

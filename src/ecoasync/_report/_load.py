@@ -74,6 +74,10 @@ class Row:
     models: Mapping[str, Part] = field(default_factory=dict)
     by_tag: Mapping[str, Part] = field(default_factory=dict)
     origin: str = "ecoasync"
+    queue: str | None = None
+    """The job queue that held the wait (``celery``, ``procrastinate``), or None in-process."""
+    late_s: float | None = None
+    """How late the queue started the job against its plan (seconds)."""
 
     @property
     def when(self) -> datetime:
@@ -200,6 +204,8 @@ def row_from_record(record: Mapping[str, Any]) -> Row:
         run_intensity=_opt(record.get("run_intensity")),
         models=_parts(record.get("models")),
         by_tag=_parts(record.get("by_tag")),
+        queue=_str(record.get("queue")),
+        late_s=_opt(record.get("late_s")),
     )
 
 
