@@ -189,10 +189,11 @@ def arrival(
     intensity_now: float | None,
     replan_margin: float,
     slot: timedelta,
+    early: timedelta = EARLY,
 ) -> Arrival:
     """What a worker does with ``job`` arriving at ``now`` (pure).
 
-    - Before its start (by more than :data:`EARLY`): a hop. Plan again with a fresh forecast
+    - Before its start (by more than ``early``, default :data:`EARLY`): a hop. Plan again with a fresh forecast
       inside what is left of the budget, and defer again.
     - At or after its start: run, unless the grid has gone dirty since the plan: the fresh
       forecast for now (``intensity_now``) is more than ``replan_margin`` above the planned
@@ -201,7 +202,7 @@ def arrival(
 
     Never past the deadline: with less than a slot left, the job runs.
     """
-    if now < job.start - EARLY:
+    if now < job.start - early:
         return "replan"
     if now < job.start:
         return "wait"

@@ -239,32 +239,33 @@ class PostgresLedger(SharedLedger):
 
 
 class _Pools:
-    """The pool of a ledger: the one it was given, or one made from a connection string for the
-    running event loop (opened on first use)."""
+    """The pool of a ledger: the one it was given, or one per event loop made from a connection
+    string (opened on first use)."""
 
     def __init__(self, conninfo: str | AsyncConnectionPool) -> None:
+        self._given: AsyncConnectionPool | None = None
+        self._conninfo: str | None = None
         if isinstance(conninfo, str):
-            self._conninfo: str | None = conninfo
-            self._pool: AsyncConnectionPool | None = None
+            self._conninfo = conninfo
         else:
-            self._conninfo = None
-            self._pool = conninfo
-        self._loop: object = None
-        self._ready: anyio.Event | None = None
+            self._given = conninfo
+        self._pools: dict[object, tuple[AsyncConnectionPool, anyio.Event]] = {}
 
     async def get(self) -> AsyncConnectionPool:
-        if self._conninfo is None:
-            assert self._pool is not None
-            return self._pool
+        if self._given is not None:
+            return self._given
         loop = anyio.lowlevel.current_token().native_token
-        if self._pool is not None and self._loop is loop:
-            if self._ready is not None and not self._ready.is_set():  # another task opens it
-                await self._ready.wait()
-                if self._pool is None:
+        known = self._pools.get(loop)
+        if known is not None:
+            pool, ready = known
+            if not ready.is_set():  # another task is opening it
+                await ready.wait()
+                if loop not in self._pools:
                     raise RuntimeError("the connection pool could not be opened")
-            return self._pool
+            return pool
         from psycopg_pool import AsyncConnectionPool
 
+        assert self._conninfo is not None
         pool = AsyncConnectionPool(
             self._conninfo,
             min_size=1,
@@ -273,20 +274,19 @@ class _Pools:
             kwargs={"autocommit": True},
             timeout=5.0,
         )
-        ready = self._ready = anyio.Event()
-        self._pool, self._loop = pool, loop
+        ready = anyio.Event()
+        self._pools[loop] = (pool, ready)
         try:
             await pool.open()
         except BaseException:
-            self._pool = None
+            del self._pools[loop]
             raise
         finally:
             ready.set()
         return pool
 
     async def aclose(self) -> None:
-        pool = self._pool
-        if self._conninfo is not None and pool is not None:
-            self._pool = None
-            if self._loop is anyio.lowlevel.current_token().native_token:
-                await pool.close()
+        """Close the pool of the running loop (one made from a connection string)."""
+        known = self._pools.pop(anyio.lowlevel.current_token().native_token, None)
+        if known is not None:
+            await known[0].close()

@@ -256,41 +256,40 @@ def hash_tag(zone: str) -> str:
 
 
 class RedisClients:
-    """The client of a ledger or cache: the one it was given, or one made from a URL for the
-    running event loop (redis-py's connections belong to the loop that opened them; a client
-    of a loop that has ended is dropped, as the HTTP providers drop theirs)."""
+    """The client of a ledger or cache: the one it was given, or one per event loop made from a
+    URL (redis-py's connections belong to the loop that opened them: a web app's loop and the
+    sync API's loop in one process each get their own)."""
 
     def __init__(self, redis: str | Redis) -> None:
+        self._given: Redis | None = None
+        self._url: str | None = None
         if isinstance(redis, str):
             if not redis.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError(
                     f"redis must be a redis://, rediss:// or unix:// URL or a redis.asyncio.Redis, "
                     f"got {redis.split('@')[-1]!r}"
                 )
-            self._url: str | None = redis
-            self._client: Redis | None = None
+            self._url = redis
         else:
-            self._url = None
-            self._client = redis
-        self._loop: object = None
+            self._given = redis
+        self._clients: dict[object, Redis] = {}
 
     async def get(self) -> Redis:
         """The client (made, with redis-py imported off the loop, on first use; no network)."""
-        if self._url is None:
-            assert self._client is not None
-            return self._client
+        if self._given is not None:
+            return self._given
         loop = anyio.lowlevel.current_token().native_token
-        if self._client is None or self._loop is not loop:
+        client = self._clients.get(loop)
+        if client is None:
             await import_off_loop("redis.asyncio")
             from redis.asyncio import Redis
 
-            self._client = Redis.from_url(self._url)
-            self._loop = loop
-        return self._client
+            assert self._url is not None
+            client = self._clients[loop] = Redis.from_url(self._url)
+        return client
 
     async def aclose(self) -> None:
-        client = self._client
-        if self._url is not None and client is not None:
-            self._client = None
-            if self._loop is anyio.lowlevel.current_token().native_token:
-                await client.aclose()
+        """Close the client of the running loop (one made from a URL)."""
+        client = self._clients.pop(anyio.lowlevel.current_token().native_token, None)
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,206 @@
+"""What the queue adapters share: plan a job (and claim its slot) when it is enqueued, and
+decide what to do when it arrives at a worker. The queue holds the wait in between."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from .._calibrate import MAX_SHIFT
+from .._exceptions import ForecastUnavailable
+from .._forecast import Forecast
+from .._job import EARLY, PlannedJob, arrival
+from .._ledger import Choice
+from .._log import get_logger
+from .._planner import Plan, plan, run_now_plan, window_mean
+from .._records import IntensitySource
+from .._session import _bounded, _history, _provider_name
+
+if TYPE_CHECKING:
+    from .._ledger import Claim, Ledger
+    from .._policy import Policy
+    from .._provider import ForecastProvider
+
+__all__ = ["Action", "on_arrival", "plan_job"]
+
+log = get_logger()
+_RNG = random.Random()
+
+Action = Literal["run", "defer"]
+
+
+def _provider(policy: Policy) -> ForecastProvider:
+    if policy.provider is not None:
+        return policy.provider
+    from ..providers import default_provider
+
+    return default_provider()
+
+
+def _window(policy: Policy) -> timedelta:
+    return policy.expected_duration or timedelta(minutes=30)
+
+
+async def _forecast(policy: Policy, now: datetime, until: datetime) -> Forecast:
+    provider = _provider(policy)
+    end = until + (policy.expected_duration or timedelta(hours=1))
+    if policy.strategy == "calibrated":
+        end += MAX_SHIFT
+    nowait = getattr(provider, "forecast_nowait", None)
+    cached = nowait(now, end) if nowait is not None else None
+    if isinstance(cached, Forecast):
+        return cached
+    return await _bounded(provider, "forecast", now, end, policy)
+
+
+def _baseline(forecast: Forecast | None, now: datetime) -> tuple[float | None, IntensitySource]:
+    slot = forecast.at(now) if forecast else None
+    if slot is None:
+        return None, "none"
+    return (slot.actual, "actual") if slot.actual is not None else (slot.forecast, "forecast")
+
+
+async def plan_job(
+    policy: Policy,
+    *,
+    job_id: str,
+    queue: str,
+    now: datetime,
+    ledger: Ledger | None,
+    previous: PlannedJob | None = None,
+) -> PlannedJob:
+    """Plan a job submitted (or, with ``previous``, arriving again) at ``now`` and claim its
+    slot in ``ledger``; never raises for a failing provider or ledger (it runs at once, or
+    unclaimed, and says so in the log).
+
+    A job planned again keeps its first submission and deadline: only what is left of the
+    delay budget is searched, and its old claim is given back before the new one is made.
+    """
+    deadline = previous.deadline if previous is not None else now + policy.max_delay
+    left = max(deadline - now, timedelta(0))
+    rules = policy.evolve(max_delay=left) if previous is not None else policy
+    forecast: Forecast | None = None
+    try:
+        forecast = await _forecast(rules, now, deadline)
+    except Exception as exc:  # the provider failed: run at once, as sessions do
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning(
+            "ecoasync.forecast_failed", provider=_provider_name(_provider(policy)), error=error
+        )
+        if isinstance(exc, ForecastUnavailable) and policy.on_forecast_error == "raise":
+            raise
+        plan_ = run_now_plan(
+            now,
+            rules,
+            decision="forecast-unavailable",
+            forecast_error=error,
+            provider=_provider_name(_provider(policy)),
+        )
+    else:
+        history = None
+        if rules.strategy == "calibrated" and left > timedelta(0):
+            history = await _history(_provider(policy), now, rules)
+        plan_ = plan(forecast, now, rules, rng=_RNG, history=history)
+    if previous is not None and previous.claim is not None and ledger is not None:
+        await _release(ledger, previous.claim)
+    claim = None
+    if plan_.waits and ledger is not None:
+        claim, plan_ = await _claim(ledger, job_id, plan_, deadline - now + _window(policy), now)
+    baseline = (
+        (previous.baseline_intensity, previous.baseline_source)
+        if previous is not None
+        else _baseline(forecast, now)
+    )
+    return PlannedJob.of(
+        plan_,
+        job_id=job_id,
+        queue=queue,
+        baseline=baseline,
+        claim=claim,
+        submitted_at=previous.submitted_at if previous is not None else None,
+        deadline=deadline,
+        hops=previous.hops if previous is not None else 0,
+        replanned=previous.replanned if previous is not None else False,
+    )
+
+
+async def _claim(
+    ledger: Ledger, job_id: str, plan_: Plan, lease: timedelta, now: datetime
+) -> tuple[Claim | None, Plan]:
+    assert plan_.planned_intensity is not None
+    choice = Choice(plan_.slot_start, plan_.planned_intensity, plan_.planned_intensity)
+    try:
+        claim = await ledger.claim(job_id, plan_.zone or "", [choice], lease=lease, now=now)
+    except Exception as exc:  # a ledger error never stops the job
+        log.warning(
+            "ecoasync.ledger_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300]
+        )
+        return None, plan_
+    if claim.start != plan_.slot_start:  # a claim it already held (a redelivery): keep it
+        plan_ = dataclasses.replace(
+            plan_,
+            start=claim.start,
+            slot_start=claim.start,
+            jitter=timedelta(0),
+            planned_intensity=claim.expected,
+        )
+    return claim, plan_
+
+
+async def _release(ledger: Ledger, claim: Claim) -> None:
+    try:
+        await ledger.release(claim)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.ledger_failed",
+            job_id=claim.job_id,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
+
+
+async def on_arrival(
+    job: PlannedJob,
+    policy: Policy,
+    *,
+    now: datetime,
+    ledger: Ledger | None,
+    replan_margin: float,
+    early: timedelta = EARLY,
+) -> tuple[Action, PlannedJob]:
+    """What a worker does with ``job`` arriving at ``now`` (see :func:`ecoasync._job.arrival`):
+    run it (in a session given the returned job), or defer it again to the returned job's
+    start. A job planned again counts one more hop."""
+    intensity = None
+    try:
+        forecast = await _forecast(policy, now, max(job.deadline, now))
+    except Exception:  # no fresh forecast: keep the plan
+        forecast = None
+    if forecast:
+        intensity = window_mean(forecast, now, _window(policy))
+    slot = forecast._columns().length if forecast else None
+    what = arrival(
+        job,
+        now,
+        intensity_now=intensity,
+        replan_margin=replan_margin,
+        slot=slot or timedelta(minutes=30),
+        early=early,
+    )
+    if what != "replan":
+        return "run", job
+    dirty = now >= job.start
+    again = await plan_job(
+        policy, job_id=job.job_id, queue=job.queue, now=now, ledger=ledger, previous=job
+    )
+    again = dataclasses.replace(again, hops=job.hops + 1, replanned=job.replanned or dirty)
+    if again.start > now + early:
+        return "defer", again
+    return "run", again
+
+
+async def release(ledger: Ledger | None, job: PlannedJob) -> None:
+    """Give the job's claim back once it has run (never raises)."""
+    if ledger is not None and job.claim is not None:
+        await _release(ledger, job.claim)
