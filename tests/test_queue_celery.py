@@ -7,7 +7,7 @@ the ETAs the broker holds) are a second or two away: Celery's ETAs run on the re
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,7 +78,7 @@ class World:
         def work(self: GreenTask, x: int) -> int:
             with lock:
                 redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-                runs.append((self.request.id, redelivered))
+                runs.append((str(self.request.id), redelivered))
             return x * 2
 
         return work
@@ -94,12 +94,6 @@ async def world(redis_server: RedisServer) -> AsyncIterator[World]:
     w = World(redis_server.url)
     yield w
     await w.ledger.aclose()
-
-
-@pytest.fixture
-def completed() -> Iterator[list[Completed]]:
-    with capture_events(ecoasync.default_bus()) as events:
-        yield events.of(Completed)  # type: ignore[misc]
 
 
 async def test_a_green_job_waits_in_the_broker_and_runs_on_its_plan(world: World) -> None:
