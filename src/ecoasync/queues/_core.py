@@ -177,9 +177,9 @@ async def on_arrival(
         forecast = await _forecast(policy, now, max(job.deadline, now))
     except Exception:  # no fresh forecast: keep the plan
         forecast = None
-    if forecast:
-        intensity = window_mean(forecast, now, _window(policy))
     slot = forecast._columns().length if forecast else None
+    if forecast:  # the planner's window: the work's duration, else one slot
+        intensity = window_mean(forecast, now, policy.expected_duration or slot or _window(policy))
     what = arrival(
         job,
         now,

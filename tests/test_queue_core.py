@@ -1,0 +1,95 @@
+"""Planning a queued job and deciding on its arrival, without a queue (pure parts + a ledger)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import ecoasync
+from ecoasync import Forecast, Slot
+from ecoasync.providers import StaticForecastProvider
+from ecoasync.queues._core import on_arrival, plan_job
+from ecoasync.testing import FailingProvider
+from tests.fleet_util import T0, ReferenceLedger
+
+HALF = timedelta(minutes=30)
+
+
+def grid(values: dict[int, float], *, default: float = 300.0) -> Forecast:
+    """Half-hours from T0 on: ``values[i]`` for the i-th, ``default`` elsewhere."""
+    slots = [
+        Slot(T0 + i * HALF, T0 + (i + 1) * HALF, values.get(i, default)) for i in range(-4, 24)
+    ]
+    return Forecast(slots, provider="grid", zone="GB")
+
+
+def policy(forecast: Forecast) -> ecoasync.Policy:
+    return ecoasync.Policy(
+        max_delay="4h",
+        provider=StaticForecastProvider(forecast),
+        jitter="0m",
+        strategy="lowest",
+    )
+
+
+async def test_a_job_is_planned_claimed_and_keeps_its_baseline() -> None:
+    ledger = ReferenceLedger()
+    job = await plan_job(
+        policy(grid({4: 100.0})), job_id="j", queue="celery", now=T0, ledger=ledger
+    )
+    assert job.start == T0 + 4 * HALF and job.decision == "wait"
+    assert job.submitted_at == T0 and job.deadline == T0 + timedelta(hours=4)
+    assert job.planned_intensity == 100.0 and job.baseline_intensity == 300.0
+    assert job.claim is not None and job.claim.start == job.start
+    assert ledger.claims[("GB", "j")] == job.claim
+
+
+async def test_on_time_and_still_green_it_runs() -> None:
+    rules = policy(grid({4: 100.0}))
+    ledger = ReferenceLedger()
+    job = await plan_job(rules, job_id="j", queue="celery", now=T0, ledger=ledger)
+    action, same = await on_arrival(job, rules, now=job.start, ledger=ledger, replan_margin=0.1)
+    assert (action, same) == ("run", job)
+
+
+async def test_an_early_arrival_hops_and_keeps_one_claim() -> None:
+    rules = policy(grid({4: 100.0}))
+    ledger = ReferenceLedger()
+    job = await plan_job(rules, job_id="j", queue="celery", now=T0, ledger=ledger)
+    action, hop = await on_arrival(job, rules, now=T0 + HALF, ledger=ledger, replan_margin=0.1)
+    assert action == "defer" and hop.start == job.start and hop.hops == 1 and not hop.replanned
+    assert hop.submitted_at == T0 and hop.deadline == job.deadline  # the budget counts from T0
+    assert list(ledger.claims) == [("GB", "j")]
+
+
+async def test_a_slot_gone_dirty_is_planned_again_within_the_budget() -> None:
+    ledger = ReferenceLedger()
+    job = await plan_job(
+        policy(grid({4: 100.0})), job_id="j", queue="celery", now=T0, ledger=ledger
+    )
+    later = policy(grid({4: 250.0, 6: 90.0}))  # the forecast has moved the green slot
+    action, again = await on_arrival(job, later, now=job.start, ledger=ledger, replan_margin=0.1)
+    assert action == "defer" and again.start == T0 + 6 * HALF
+    assert again.replanned and again.hops == 1 and again.planned_intensity == 90.0
+    assert again.claim is not None and ledger.claims == {("GB", "j"): again.claim}
+    # nothing better left: it runs now, and its claim is given back
+    worse = policy(grid({4: 250.0}))
+    action, now_ = await on_arrival(job, worse, now=job.start, ledger=ledger, replan_margin=0.1)
+    assert action == "run" and now_.replanned and now_.start == job.start
+
+
+async def test_a_dirty_slot_with_under_a_slot_of_budget_left_runs() -> None:
+    job = await plan_job(policy(grid({7: 100.0})), job_id="j", queue="celery", now=T0, ledger=None)
+    assert job.start == T0 + 7 * HALF
+    worse = policy(grid({7: 250.0, 8: 90.0}))
+    action, same = await on_arrival(
+        job, worse, now=job.start + timedelta(minutes=10), ledger=None, replan_margin=0.1
+    )
+    assert action == "run" and same == job
+
+
+async def test_a_failing_provider_runs_the_job_at_once() -> None:
+    rules = ecoasync.Policy(max_delay="4h", provider=FailingProvider())
+    ledger = ReferenceLedger()
+    job = await plan_job(rules, job_id="j", queue="celery", now=T0, ledger=ledger)
+    assert job.decision == "forecast-unavailable" and job.start == T0 and job.claim is None
+    assert await on_arrival(job, rules, now=T0, ledger=ledger, replan_margin=0.1) == ("run", job)
