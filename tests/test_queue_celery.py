@@ -71,6 +71,7 @@ class World:
             base=GreenTask,
             bind=True,
             name=unique("work"),
+            shared=False,
             green_policy=policy,
             green_ledger=self.ledger,
             **options,

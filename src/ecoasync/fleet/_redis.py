@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["RedisLedger"]
 
 _GC_MS: Final = 3_600_000
+MAX_CONNECTIONS: Final = 8
+"""Connections a ledger or cache opens to Redis per event loop."""
 
 # KEYS: jobs, leases, bucket keys...   ARGV: job, now, expiry, tolerance, capacity, prefix,
 # ttl ms, then per choice: key index (into KEYS), start µs, expected, score
@@ -119,7 +121,7 @@ class RedisLedger(SharedLedger):
         capacity: at most this many live claims per bucket; full buckets are skipped while
             another choice has room (``None``: no limit).
         timeout: seconds a call may take before the process's own ledger answers instead
-            (default 0.25).
+            (default 0.5).
         retry_after: seconds the store is left alone after a failure (default 5).
         fallback: the ledger used while Redis is down (default: a process-local ``SlotLedger``).
     """
@@ -134,7 +136,7 @@ class RedisLedger(SharedLedger):
         tolerance: float = 0.02,
         bucket: timedelta = timedelta(minutes=30),
         capacity: int | None = None,
-        timeout: float | timedelta = 0.25,
+        timeout: float | timedelta = 0.5,
         retry_after: float | timedelta = 5.0,
         fallback: Ledger | None = None,
     ) -> None:
@@ -282,10 +284,12 @@ class RedisClients:
         client = self._clients.get(loop)
         if client is None:
             await import_off_loop("redis.asyncio")
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
             assert self._url is not None
-            client = self._clients[loop] = Redis.from_url(self._url)
+            # a herd of sessions shares a few connections rather than opening one each
+            pool = BlockingConnectionPool.from_url(self._url, max_connections=MAX_CONNECTIONS)
+            client = self._clients[loop] = Redis(connection_pool=pool)
         return client
 
     async def aclose(self) -> None:
@@ -293,3 +297,4 @@ class RedisClients:
         client = self._clients.pop(anyio.lowlevel.current_token().native_token, None)
         if client is not None:
             await client.aclose()
+            await client.connection_pool.disconnect()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from .._calibrate import MAX_SHIFT
@@ -82,6 +82,7 @@ async def plan_job(
     left = max(deadline - now, timedelta(0))
     rules = policy.evolve(max_delay=left) if previous is not None else policy
     forecast: Forecast | None = None
+    choices: list[Choice] = []
     try:
         forecast = await _forecast(rules, now, deadline)
     except Exception as exc:  # the provider failed: run at once, as sessions do
@@ -102,12 +103,13 @@ async def plan_job(
         history = None
         if rules.strategy == "calibrated" and left > timedelta(0):
             history = await _history(_provider(policy), now, rules)
-        plan_ = plan(forecast, now, rules, rng=_RNG, history=history)
+        plan_, choices = _assess(forecast, now, rules, history)
     if previous is not None and previous.claim is not None and ledger is not None:
         await _release(ledger, previous.claim)
     claim = None
     if plan_.waits and ledger is not None:
-        claim, plan_ = await _claim(ledger, job_id, plan_, deadline - now + _window(policy), now)
+        lease = deadline - now + _window(policy)
+        claim, plan_ = await _claim(ledger, job_id, plan_, choices, lease, now)
     baseline = (
         (previous.baseline_intensity, previous.baseline_source)
         if previous is not None
@@ -126,19 +128,51 @@ async def plan_job(
     )
 
 
+def _assess(
+    forecast: Forecast, now: datetime, policy: Policy, history: Forecast | None
+) -> tuple[Plan, list[Choice]]:
+    """The plan, and (if it waits) every start it would accept: the choices a ledger picks
+    among. (The planner hands a ledger exactly these; a recording one collects them.)"""
+    record = _Choices()
+    plan_ = plan(forecast, now, policy, rng=_RNG, history=history, ledger=record)  # type: ignore[arg-type]
+    return plan_, record.choices
+
+
+class _Choices:
+    """Stands in for a ledger in :func:`plan`: keeps the choices, takes the plain best."""
+
+    def __init__(self) -> None:
+        self.choices: list[Choice] = []
+
+    def choose(
+        self, candidates: list[tuple[float, float, float]], best_score: float
+    ) -> tuple[float, float]:
+        self.choices = [Choice(datetime.fromtimestamp(t, UTC), m, s) for t, m, s in candidates]
+        t, m, _ = min(candidates, key=lambda c: (c[2], c[0]))
+        return t, m
+
+
 async def _claim(
-    ledger: Ledger, job_id: str, plan_: Plan, lease: timedelta, now: datetime
+    ledger: Ledger,
+    job_id: str,
+    plan_: Plan,
+    choices: list[Choice],
+    lease: timedelta,
+    now: datetime,
 ) -> tuple[Claim | None, Plan]:
+    """Claim one of ``choices`` (the plan's own start if there are none) and move the plan
+    there: a slot a little less green but less crowded, or the one a redelivered job holds."""
     assert plan_.planned_intensity is not None
-    choice = Choice(plan_.slot_start, plan_.planned_intensity, plan_.planned_intensity)
+    if not choices:
+        choices = [Choice(plan_.slot_start, plan_.planned_intensity, plan_.planned_intensity)]
     try:
-        claim = await ledger.claim(job_id, plan_.zone or "", [choice], lease=lease, now=now)
+        claim = await ledger.claim(job_id, plan_.zone or "", choices, lease=lease, now=now)
     except Exception as exc:  # a ledger error never stops the job
         log.warning(
             "ecoasync.ledger_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300]
         )
         return None, plan_
-    if claim.start != plan_.slot_start:  # a claim it already held (a redelivery): keep it
+    if claim.start != plan_.slot_start:
         plan_ = dataclasses.replace(
             plan_,
             start=claim.start,
