@@ -7,6 +7,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 
@@ -128,3 +129,12 @@ class CountingProvider:
 
     async def history(self, start: datetime, end: datetime) -> Forecast:
         return await self._answer("history", start, end)
+
+
+def close_in_portal(*resources: Any) -> None:
+    """``await r.aclose()`` in the sync API's event loop (where Celery workers' sessions ran),
+    from a thread that runs no event loop."""
+    from ecoasync.queues.celery import _call
+
+    for resource in resources:
+        _call(resource.aclose)

@@ -3,7 +3,8 @@
     python -m tests.fleet_worker --grid URL --redis URL --namespace NS --jobs 2500 \\
         --ledger redis --cache shared
 
-plans ``--jobs`` jobs submitted at the same moment (a herd), each through the queue core
+plans ``--jobs`` jobs submitted at the same moment (a herd; ``--steady``: one after
+another), each through the queue core
 (forecast, planner, a claim in the ledger), and prints one JSON line: the planned starts per
 slot, the ledgers that granted the claims, the forecast requests this process made, Redis
 round trips and the time each claim took. With ``--until FILE`` it plans one job after
@@ -118,6 +119,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await one(i, NOW + timedelta(seconds=i))
             i += 1
             await anyio.sleep(args.pause)
+    elif args.steady:
+        for i in range(args.jobs):
+            await one(i, NOW)
     else:
         async with anyio.create_task_group() as tg:
             for i in range(args.jobs):
@@ -156,6 +160,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--until", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--pause", type=float, default=0.01)
+    parser.add_argument(
+        "--steady", action="store_true", help="plan one job after another (latency, not a herd)"
+    )
     return parser.parse_args(argv)
 
 

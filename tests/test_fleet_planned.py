@@ -64,9 +64,10 @@ def test_the_arrival_rule() -> None:
     j = job()
 
     def at(delta: timedelta, intensity: float | None = 121.0) -> str:
-        return arrival(j, START + delta, intensity_now=intensity, replan_margin=0.1, slot=slot)
+        return arrival(j, START + delta, intensity=intensity, replan_margin=0.1, slot=slot)
 
-    assert at(-timedelta(hours=1)) == "replan"  # a hop: plan again, defer again
+    assert at(-timedelta(hours=1)) == "hop"  # early: sent on again, plan and claim kept
+    assert at(-timedelta(hours=1), intensity=140.0) == "replan"  # its slot went dirty meanwhile
     assert at(-EARLY) == "wait"  # a few seconds early: the session waits them out
     assert at(timedelta(0)) == "run"
     assert at(timedelta(minutes=3), intensity=None) == "run"  # no forecast: keep the plan
@@ -87,13 +88,18 @@ def test_the_arrival_rule_never_waits_long_nor_past_the_deadline(
     j = job()
     now = START + offset
     slot = timedelta(minutes=30)
-    what = arrival(j, now, intensity_now=intensity, replan_margin=margin, slot=slot)
+    what = arrival(j, now, intensity=intensity, replan_margin=margin, slot=slot)
     if what == "wait":
         assert START - EARLY <= now < START
     if what == "replan" and now >= START:
         assert j.deadline - now >= slot
+    dirty = intensity is not None and intensity > 120.0 * (1 + margin)
+    if what == "replan":
+        assert dirty  # a plan is only made again when its slot has gone dirty
     if now < START - EARLY:
-        assert what == "replan"
+        assert what == ("replan" if dirty else "hop")
+    else:
+        assert what != "hop"
 
 
 def test_hops_stay_under_the_limit() -> None:

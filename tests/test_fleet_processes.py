@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.fleet_util import unique
+from tests.fleet_util import close_in_portal, unique
 from tests.grid_server import GridServer
 from tests.servers import RedisServer, environment
 
@@ -221,6 +221,7 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path, redis_server: Red
         (tmp_path / "go").touch()
         with start_worker(module.app, perform_ping_check=False, pool="solo", loglevel="WARNING"):
             assert result.get(timeout=30) == 42
+        close_in_portal(module.ledger)
     assert not list(tmp_path.glob(f"done-41-{doomed.pid}"))
     assert len(list(tmp_path.glob("done-41-*"))) == 1  # run again, once, to the end
 

@@ -23,7 +23,7 @@ from ecoasync.fleet import RedisLedger
 from ecoasync.providers import StaticForecastProvider
 from ecoasync.queues.celery import GreenTask, max_hop_for
 from ecoasync.testing import capture_events
-from tests.fleet_util import unique
+from tests.fleet_util import close_in_portal, unique
 from tests.servers import RedisServer
 
 SECOND = timedelta(seconds=1)
@@ -95,6 +95,7 @@ async def world(redis_server: RedisServer) -> AsyncIterator[World]:
     w = World(redis_server.url)
     yield w
     await w.ledger.aclose()
+    await anyio.to_thread.run_sync(close_in_portal, w.ledger)
 
 
 async def test_a_green_job_waits_in_the_broker_and_runs_on_its_plan(world: World) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import ecoasync
@@ -51,14 +52,42 @@ async def test_on_time_and_still_green_it_runs() -> None:
     assert (action, same) == ("run", job)
 
 
-async def test_an_early_arrival_hops_and_keeps_one_claim() -> None:
+async def test_an_early_arrival_hops_with_its_plan_and_claim() -> None:
     rules = policy(grid({4: 100.0}))
     ledger = ReferenceLedger()
     job = await plan_job(rules, job_id="j", queue="celery", now=T0, ledger=ledger)
     action, hop = await on_arrival(job, rules, now=T0 + HALF, ledger=ledger, replan_margin=0.1)
-    assert action == "defer" and hop.start == job.start and hop.hops == 1 and not hop.replanned
-    assert hop.submitted_at == T0 and hop.deadline == job.deadline  # the budget counts from T0
-    assert list(ledger.claims) == [("GB", "j")]
+    assert action == "defer" and hop == dataclasses.replace(job, hops=1)
+    assert ledger.claims == {("GB", "j"): job.claim}
+
+
+async def test_a_hop_inside_the_green_stretch_keeps_its_place() -> None:
+    """Planning again at a hop would find "now" best inside the green stretch, and a herd
+    spread over its slots would start at once: the plan stands while its slot stays green."""
+    rules = policy(grid({2: 100.0, 3: 100.5, 4: 101.0}))
+    ledger = ReferenceLedger()
+    jobs = [
+        await plan_job(rules, job_id=f"j{i}", queue="celery", now=T0, ledger=ledger)
+        for i in range(3)
+    ]
+    assert sorted(j.start for j in jobs) == [T0 + 2 * HALF, T0 + 3 * HALF, T0 + 4 * HALF]
+    for j in jobs:
+        action, hop = await on_arrival(
+            j, rules, now=T0 + 2 * HALF, ledger=ledger, replan_margin=0.1
+        )
+        assert action == ("run" if j.start == T0 + 2 * HALF else "defer")
+        assert hop.start == j.start
+
+
+async def test_an_early_arrival_whose_slot_went_dirty_is_planned_again() -> None:
+    ledger = ReferenceLedger()
+    job = await plan_job(
+        policy(grid({4: 100.0})), job_id="j", queue="celery", now=T0, ledger=ledger
+    )
+    later = policy(grid({4: 250.0, 6: 90.0}))
+    action, again = await on_arrival(job, later, now=T0 + HALF, ledger=ledger, replan_margin=0.1)
+    assert action == "defer" and again.start == T0 + 6 * HALF and again.replanned
+    assert ledger.claims == {("GB", "j"): again.claim}
 
 
 async def test_a_slot_gone_dirty_is_planned_again_within_the_budget() -> None:

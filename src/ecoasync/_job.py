@@ -172,47 +172,51 @@ class PlannedJob:
         return replace(self, hops=self.hops + 1)
 
 
-Arrival = Literal["run", "wait", "replan"]
-"""What a worker does with a job that has arrived: run it now; wait for the rest of a short
-remainder in the session; or plan again with a fresh forecast (and defer again if the new
-plan waits)."""
+Arrival = Literal["run", "wait", "hop", "replan"]
+"""What a worker does with a job that has arrived: run it now; wait out a short remainder in
+the session; send it on again with the same plan (a hop); or plan again with a fresh
+forecast (and defer again if the new plan waits)."""
 
 EARLY: timedelta = timedelta(seconds=5)
 """A job that arrives at most this long before its start waits in the session; earlier, it
-is planned again and deferred (a hop)."""
+is sent on again (a hop)."""
 
 
 def arrival(
     job: PlannedJob,
     now: datetime,
     *,
-    intensity_now: float | None,
+    intensity: float | None,
     replan_margin: float,
     slot: timedelta,
     early: timedelta = EARLY,
 ) -> Arrival:
     """What a worker does with ``job`` arriving at ``now`` (pure).
 
-    - Before its start (by more than ``early``, default :data:`EARLY`): a hop. Plan again with a fresh forecast
-      inside what is left of the budget, and defer again.
-    - At or after its start: run, unless the grid has gone dirty since the plan: the fresh
-      forecast for now (``intensity_now``) is more than ``replan_margin`` above the planned
-      intensity, and at least one ``slot`` of budget is left. Then plan again: the job waits
-      for a better slot before its deadline if there is one, else runs now.
+    ``intensity`` is the fresh forecast for the window the job would run in: from its start
+    if that is still ahead, else from now. The plan stands while that is at most
+    ``replan_margin`` above the planned intensity; past it, the slot "has gone dirty":
 
-    Never past the deadline: with less than a slot left, the job runs.
+    - Before its start (by more than ``early``, default :data:`EARLY`): a hop, the same plan
+      sent on again; or, if its slot has gone dirty, plan again within what is left of the
+      budget. (Planning again at every hop would undo the ledger's spread: a hop that lands
+      inside the green stretch finds "now" best, and every job would start at once.)
+    - Within ``early`` of its start: wait out the rest in the session.
+    - At or after its start: run; or, if the slot has gone dirty and at least one ``slot`` of
+      budget is left, plan again: the job waits for a better slot before its deadline if
+      there is one, else runs now. With less than a slot left, it runs.
     """
+    planned = job.planned_intensity
+    dirty = (
+        intensity is not None
+        and planned is not None
+        and intensity > planned * (1.0 + replan_margin)
+    )
     if now < job.start - early:
-        return "replan"
+        return "replan" if dirty else "hop"
     if now < job.start:
         return "wait"
-    planned = job.planned_intensity
-    if (
-        intensity_now is not None
-        and planned is not None
-        and intensity_now > planned * (1.0 + replan_margin)
-        and job.deadline - now >= slot
-    ):
+    if dirty and job.deadline - now >= slot:
         return "replan"
     return "run"
 

@@ -137,7 +137,7 @@ class SharedCacheProvider:
         step: timedelta = timedelta(minutes=30),
         lock_ttl: float | timedelta = 20.0,
         error_ttl: float | timedelta = 5.0,
-        timeout: float | timedelta = 0.5,
+        timeout: float | timedelta = 2.0,
         retry_after: float | timedelta = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -119,7 +119,7 @@ class PostgresLedger(SharedLedger):
         tolerance: float = 0.02,
         bucket: timedelta = timedelta(minutes=30),
         capacity: int | None = None,
-        timeout: float | timedelta = 0.5,
+        timeout: float | timedelta = 2.0,
         retry_after: float | timedelta = 5.0,
         fallback: Ledger | None = None,
     ) -> None:

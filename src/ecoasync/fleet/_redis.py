@@ -121,7 +121,8 @@ class RedisLedger(SharedLedger):
         capacity: at most this many live claims per bucket; full buckets are skipped while
             another choice has room (``None``: no limit).
         timeout: seconds a call may take before the process's own ledger answers instead
-            (default 0.5).
+            (default 2: a store that answers late under a herd of sessions is still better than
+            none; one that is gone refuses at once).
         retry_after: seconds the store is left alone after a failure (default 5).
         fallback: the ledger used while Redis is down (default: a process-local ``SlotLedger``).
     """
@@ -136,7 +137,7 @@ class RedisLedger(SharedLedger):
         tolerance: float = 0.02,
         bucket: timedelta = timedelta(minutes=30),
         capacity: int | None = None,
-        timeout: float | timedelta = 0.5,
+        timeout: float | timedelta = 2.0,
         retry_after: float | timedelta = 5.0,
         fallback: Ledger | None = None,
     ) -> None:

@@ -205,30 +205,33 @@ async def on_arrival(
 ) -> tuple[Action, PlannedJob]:
     """What a worker does with ``job`` arriving at ``now`` (see :func:`ecoasync._job.arrival`):
     run it (in a session given the returned job), or defer it again to the returned job's
-    start. A job planned again counts one more hop."""
+    start (a hop keeps its plan and claim; a re-plan makes new ones). Either way on, the job
+    counts one more hop."""
     intensity = None
     try:
         forecast = await _forecast(policy, now, max(job.deadline, now))
     except Exception:  # no fresh forecast: keep the plan
         forecast = None
     slot = forecast._columns().length if forecast else None
-    if forecast:  # the planner's window: the work's duration, else one slot
-        intensity = window_mean(forecast, now, policy.expected_duration or slot or _window(policy))
+    if forecast:  # the planner's window (the work's duration, else one slot) where it would run
+        window = policy.expected_duration or slot or _window(policy)
+        intensity = window_mean(forecast, max(now, job.start), window)
     what = arrival(
         job,
         now,
-        intensity_now=intensity,
+        intensity=intensity,
         replan_margin=replan_margin,
         slot=slot or timedelta(minutes=30),
         early=early,
     )
+    if what == "hop":
+        return "defer", dataclasses.replace(job, hops=job.hops + 1)
     if what != "replan":
         return "run", job
-    dirty = now >= job.start
     again = await plan_job(
         policy, job_id=job.job_id, queue=job.queue, now=now, ledger=ledger, previous=job
     )
-    again = dataclasses.replace(again, hops=job.hops + 1, replanned=job.replanned or dirty)
+    again = dataclasses.replace(again, hops=job.hops + 1, replanned=True)
     if again.start > now + early:
         return "defer", again
     return "run", again
