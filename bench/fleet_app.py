@@ -51,7 +51,7 @@ def grid() -> Forecast:
 
 
 policy = ecoasync.Policy(
-    max_delay=timedelta(seconds=20),
+    max_delay=timedelta(seconds=30),
     provider=SharedCacheProvider(StaticForecastProvider(grid()), redis=URL, namespace=NAMESPACE),
     jitter=timedelta(0),
     strategy="lowest",

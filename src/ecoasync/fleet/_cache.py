@@ -49,7 +49,11 @@ local v = redis.call('GET', KEYS[1])
 if v then return {'hit', v, redis.call('PTTL', KEYS[1])} end
 local e = redis.call('GET', KEYS[2])
 if e then return {'error', e, 0} end
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'lead', '', 0} end
+local held = redis.call('GET', KEYS[3])
+if held == ARGV[1] then return {'lead', '', 0} end  -- (asked again: the lock is ours)
+if not held and redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'lead', '', 0}
+end
 return {'wait', '', 0}
 """
 
@@ -123,7 +127,10 @@ class SharedCacheProvider:
         step: the width the request times are rounded to (default 30 minutes).
         lock_ttl: how long a process may take to fetch before another takes over (default 20 s).
         error_ttl: how long a failure is shared, so the fleet does not hammer a failing API.
-        timeout, retry_after: as for :class:`~ecoasync.fleet.RedisLedger`.
+        timeout: seconds one Redis call may take before the wrapped provider answers instead
+            (default 2).
+        retry_after: seconds Redis is left alone after a failure (default 5).
+        monotonic: the clock of the in-process copies' TTL (tests pass a fake).
     """
 
     def __init__(

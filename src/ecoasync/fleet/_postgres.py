@@ -105,8 +105,14 @@ class PostgresLedger(SharedLedger):
             (opened and closed by you).
         table: the table's name (lower-case letters, digits, ``_``); its claim function is
             ``<table>_claim``.
-        tolerance, bucket, capacity, timeout, retry_after, fallback: as for
-            :class:`~ecoasync.fleet.RedisLedger`.
+        tolerance: how much dirtier (``0.02`` = 2 %) each live claim makes its bucket look.
+        bucket: the length of a bucket (default 30 minutes), aligned to the epoch.
+        capacity: at most this many live claims per bucket (``None``: no limit).
+        timeout: seconds a call may take before the process's own ledger answers instead
+            (default 2).
+        retry_after: seconds the store is left alone after a failure (default 5).
+        fallback: the ledger used while Postgres is down (default: a process-local
+            ``SlotLedger``).
     """
 
     name = "postgres"

@@ -1,10 +1,16 @@
 """``StoreGuard``: every call to a shared store is bounded, and a store that is down is skipped.
 
 A session must never wait past its bound for Redis or Postgres. The guard runs each call
-under ``timeout``; a call that fails or times out marks the store down (one warning, one
-count), and for ``retry_after`` seconds every caller goes straight to the process's own
-state. Then a single caller probes the store again; when it answers, one line says the store
-is back.
+under ``timeout``; a call that fails, or times out while the store answers nobody, marks the
+store down (one warning, one count), and for ``retry_after`` seconds every caller goes
+straight to the process's own state. Then a single caller probes the store again; when it
+answers, one line says the store is back.
+
+A call that times out while the store keeps answering other calls of this process was kept
+waiting by the process itself (a herd of sessions planning at once keeps its event loop
+busy): it is made again, at most :data:`RETRIES_WHILE_ANSWERING` times (store calls are
+idempotent). So a session waits at most ``timeout`` for a store that has stopped answering,
+and at most four times that for one that answers its neighbours.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class _Down:
     def __repr__(self) -> str:
         return "DOWN"
 
+
+RETRIES_WHILE_ANSWERING: Final = 3
+"""How often a call that timed out is made again while the store is answering other calls."""
 
 DOWN: Final = _Down()
 """What :meth:`StoreGuard.call` returns when the caller should use its fallback."""
@@ -93,6 +102,7 @@ class StoreGuard:
         self._retry_at = -math.inf
         self._down_since: float | None = None
         self._probing = False
+        self._last_answer = -math.inf
         self.outages = 0
         """How many times the store went down (each logged once)."""
         self.fallbacks = 0
@@ -113,14 +123,24 @@ class StoreGuard:
                 return DOWN
             self._probing = probe = True
         try:
-            with anyio.fail_after(self.timeout):
-                result = await fn()
+            for attempt in range(RETRIES_WHILE_ANSWERING + 1):
+                try:
+                    with anyio.fail_after(self.timeout):
+                        result = await fn()
+                    break
+                except TimeoutError:
+                    # the store answered another call meanwhile: the wait was this process's
+                    # own (a herd of sessions keeps the event loop busy), so ask again (the
+                    # calls are idempotent); a store that answers nobody is down
+                    if attempt == RETRIES_WHILE_ANSWERING or not self._answering():
+                        raise
         except Exception as exc:  # the store failed: whatever it was, the caller falls back
             self._failed(exc, what)
             return DOWN
         finally:
             if probe:
                 self._probing = False
+        self._last_answer = self._monotonic()
         if self._down_since is not None:
             log.info(
                 "ecoasync.store_recovered",
@@ -130,6 +150,9 @@ class StoreGuard:
             )
             self._down_since = None
         return result
+
+    def _answering(self) -> bool:
+        return self._monotonic() - self._last_answer < self.timeout
 
     def _failed(self, exc: Exception, what: str) -> None:
         self.fallbacks += 1
