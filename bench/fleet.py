@@ -261,7 +261,7 @@ def celery_run(redis: RedisServer, jobs: int) -> dict[str, Any]:
     client = redis_py.Redis.from_url(redis.url)
     try:
         deadline = time.monotonic() + BOOT_S
-        while len(fleet_app.app.control.ping(timeout=0.5)) < len(procs):
+        while len(fleet_app.app.control.ping(timeout=0.5) or []) < len(procs):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery workers were not up within {BOOT_S} s")
         enqueue_s = anyio.run(enqueue)

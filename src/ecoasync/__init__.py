@@ -33,6 +33,7 @@ from ._instrument import record_call_sync as record_call_sync
 from ._instrument import register_model as register_model
 from ._instrument import uninstrument as uninstrument
 from ._instrument import unregister_model as unregister_model
+from ._job import PlannedJob as PlannedJob
 from ._ledger import SlotLedger as SlotLedger
 from ._ledger import default_ledger as default_ledger
 from ._planner import Plan as Plan
@@ -65,6 +66,7 @@ __all__ = [
     "Gap",
     "ModelUsage",
     "Plan",
+    "PlannedJob",
     "Policy",
     "PolicyError",
     "Session",

@@ -35,11 +35,12 @@ if TYPE_CHECKING:
 __all__ = ["RedisLedger"]
 
 _GC_MS: Final = 3_600_000
-MAX_CONNECTIONS: Final = 8
+MAX_CONNECTIONS: Final = 32
 """Connections a ledger or cache opens to Redis per event loop."""
 
 # KEYS: jobs, leases, bucket keys...   ARGV: job, now, expiry, tolerance, capacity, prefix,
-# ttl ms, then per choice: key index (into KEYS), start µs, expected, score
+# ttl ms, and the choices in one string, "<key index> <start µs> <expected> <score>;" each
+# (one argument, not four per choice: redis-py packs each argument on its own)
 _CLAIM: Final = """
 local jobs, leases = KEYS[1], KEYS[2]
 local job, now, expiry = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -71,26 +72,27 @@ for k = 3, #KEYS do
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
   loads[k] = redis.call('ZCARD', KEYS[k])
 end
-local best, best_i, best_t, best_free = nil, nil, nil, false
-for i = 8, #ARGV, 4 do
-  local k, t, score = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3])
+local best, best_t, best_free, best_k, best_start, best_expected = nil, nil, false, nil, nil, nil
+for k, start, expected, score in string.gmatch(ARGV[8], '(%d+) (%S+) (%S+) (%S+);') do
+  k = tonumber(k)
+  local t, sc = tonumber(start), tonumber(score)
   local load = loads[k]
   local free = cap <= 0 or load < cap
-  local eff = score
-  if load > 0 then eff = score * (1 + tol * load) end
+  local eff = sc
+  if load > 0 then eff = sc * (1 + tol * load) end
   if best == nil or (free and not best_free) or (free == best_free and (eff < best or (eff == best and t < best_t))) then
-    best, best_i, best_t, best_free = eff, i, t, free
+    best, best_t, best_free, best_k, best_start, best_expected = eff, t, free, k, start, expected
   end
 end
-local key = KEYS[tonumber(ARGV[best_i])]
+local key = KEYS[best_k]
 local bucket = string.sub(key, #prefix + 1)
 redis.call('ZADD', key, expiry, job)
-redis.call('HSET', jobs, job, string.format('%s|%s|%s|%d', bucket, ARGV[best_i + 1], ARGV[best_i + 2], expiry))
+redis.call('HSET', jobs, job, string.format('%s|%s|%s|%d', bucket, best_start, best_expected, expiry))
 redis.call('ZADD', leases, expiry, job)
 for _, name in ipairs({key, jobs, leases}) do
   if redis.call('PTTL', name) < ttl then redis.call('PEXPIRE', name, ttl) end
 end
-return {1, bucket, ARGV[best_i + 1], ARGV[best_i + 2], string.format('%d', expiry)}
+return {1, bucket, best_start, best_expected, string.format('%d', expiry)}
 """
 
 # KEYS: jobs, leases   ARGV: job, prefix, bucket, start µs
@@ -192,13 +194,15 @@ class RedisLedger(SharedLedger):
             prefix + "b:",
             int(lease.total_seconds() * 1000) + _GC_MS,
         ]
+        packed = []
         for choice in choices:
             bucket = bucket_of(choice.start, self._step)
             k = index.get(bucket)
             if k is None:
                 k = index[bucket] = len(keys) + 1  # (Lua counts from 1)
                 keys.append(f"{prefix}b:{bucket}")
-            args += [k, to_us(choice.start), repr(choice.expected), repr(choice.score)]
+            packed.append(f"{k} {to_us(choice.start)} {choice.expected!r} {choice.score!r};")
+        args.append("".join(packed))
         self.round_trips += 1
         _, bucket, start, expected, expiry = await script(keys=keys, args=args)
         return Claim(
