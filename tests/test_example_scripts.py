@@ -32,7 +32,6 @@ def test_every_example_is_run_by_a_test() -> None:
         "live_dashboard.py",
         "custom_sink.py",
         "service/demo.py",
-        "fleet/demo.py",  # in test_fleet_example.py
         "batch_job.py",
         "agent.py",
     }

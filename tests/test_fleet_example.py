@@ -1,6 +1,6 @@
 """The fleet example runs as written: a Starlette service enqueueing green jobs to a Celery
 worker process and a procrastinate worker, on the test session's Redis and Postgres (with
-no URL it starts its own, as ``python examples/fleet/demo.py`` does)."""
+no URL it starts its own, as ``python examples/fleet/run.py`` does)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_the_fleet_demo(redis_server: RedisServer, postgres_server: PostgresServ
     with environment(
         FLEET_REDIS_URL=redis_server.url, FLEET_DATABASE_URL=postgres_server.create_database()
     ):
-        out = run_example("fleet/demo.py", timeout=120)
+        out = run_example("fleet/run.py", timeout=120)
     assert out.count("queued on Celery") == 3 and out.count("queued on procrastinate") == 2
     assert out.count("done: summary of") == 3
     assert "translated 'hello'" in out and "translated 'goodbye'" in out

