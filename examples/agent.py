@@ -1,5 +1,7 @@
 """An agentic workflow under one carbon-aware session, with carbon per agent.
 
+Needs the ``openai`` and ``anthropic`` extras: ``pip install "ecoasync[openai,anthropic]"``.
+
 ``python examples/agent.py [TELEMETRY.jsonl]``. A planner outlines a report, then a writer
 and a critic loop — draft, review, redraft — until the critic approves or three rounds have
 passed (the offline critic never approves, so it runs three). The whole run is one session
@@ -11,11 +13,14 @@ The agents are plain async functions over the real OpenAI and Anthropic clients;
 framework built on these SDKs (LangChain's ``ChatOpenAI``/``ChatAnthropic``, for one) is
 measured the same way, since its calls go through the SDK. Offline: the clients talk to
 ``ecoasync.testing.FakeLLM`` through their own mock transport, and a virtual clock runs the
-wait.
+wait. The telemetry goes to TELEMETRY.jsonl, by default a fresh
+``ecoasync-examples/agent.jsonl`` in the temporary folder, kept so that the printed
+``ecoasync report`` command works after the script too.
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,15 @@ from ecoasync import events
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.sinks import JsonlSink
 from ecoasync.testing import FakeLLM, VirtualClock
+
+try:  # FakeLLM below builds the real SDKs' clients
+    import anthropic  # noqa: F401
+    import openai  # noqa: F401
+except ImportError:
+    sys.exit(
+        "examples/agent.py needs the openai and anthropic extras: "
+        'pip install "ecoasync[openai,anthropic]"'
+    )
 
 DAY = datetime(2026, 3, 18, tzinfo=UTC)
 MAX_ROUNDS = 3
@@ -125,15 +139,22 @@ async def main(telemetry: Path) -> None:
             f"  {tag:<10} {usage.calls:>5} {usage.output_tokens:>7} "
             f"{usage.energy_kwh * 1000:>10.3f} {usage.emitted_g:>8.3f}"
         )
-    print(f"\n$ ecoasync report {telemetry.name} --by tag\n")
-    subprocess.run(
-        [sys.executable, "-m", "ecoasync", "report", str(telemetry), "--by", "tag", "--plain"],
-        check=True,
-    )
+    command = ["ecoasync", "report", str(telemetry), "--by", "tag"]
+    print(f"\n$ {shlex.join(command)}\n", flush=True)
+    subprocess.run([sys.executable, "-m", *command], check=True)
+
+
+def fresh_telemetry(name: str) -> Path:
+    """A new telemetry file in the temporary folder, kept after the script ends so that the
+    printed ``ecoasync report`` command finds it."""
+    folder = Path(tempfile.gettempdir()) / "ecoasync-examples"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.unlink(missing_ok=True)
+    return path
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "agent.jsonl"
-        with VirtualClock.installed(DAY + timedelta(hours=19)):
-            anyio.run(main, path)
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else fresh_telemetry("agent.jsonl")
+    with VirtualClock.installed(DAY + timedelta(hours=19)):
+        anyio.run(main, path)

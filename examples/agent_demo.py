@@ -1,5 +1,7 @@
 """A multi-step agent under ecoasync: per-agent carbon, a dirty-grid downgrade, a budget trip.
 
+Needs the ``openai`` and ``anthropic`` extras: ``pip install "ecoasync[openai,anthropic]"``.
+
 Run it: ``python examples/agent_demo.py``. Offline: the real OpenAI and Anthropic clients talk
 to ``ecoasync.testing.FakeLLM`` through their own mock transport, the grid is the synthetic
 day, and a virtual clock stands in for time. In production, use your real clients and drop
@@ -11,6 +13,7 @@ so the session record breaks the carbon down per agent.
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +23,15 @@ import ecoasync
 from ecoasync.events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.testing import FakeLLM, VirtualClock
+
+try:  # FakeLLM below builds the real SDKs' clients
+    import anthropic  # noqa: F401
+    import openai  # noqa: F401
+except ImportError:
+    sys.exit(
+        "examples/agent_demo.py needs the openai and anthropic extras: "
+        'pip install "ecoasync[openai,anthropic]"'
+    )
 
 GRID = StaticForecastProvider(synthetic_day())
 FALLBACKS = {"gpt-4o": "gpt-4o-mini", "claude-opus-4-7": "claude-haiku-4-5"}

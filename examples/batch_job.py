@@ -1,5 +1,7 @@
 """A nightly batch script: plain functions, ``@carbon_aware``, the OpenAI SDK, a report at the end.
 
+Needs the ``openai`` extra: ``pip install "ecoasync[openai]"``.
+
 ``python examples/batch_job.py [TELEMETRY.jsonl]``. Cron starts it at 18:00, the dirtiest
 hour of the synthetic grid day. Three steps, each a plain (sync) function under
 ``@ecoasync.carbon_aware``:
@@ -10,14 +12,17 @@ hour of the synthetic grid day. Three steps, each a plain (sync) function under
 3. a re-embedding job with a small carbon budget: the call that crosses it is kept, the next
    one is refused, and the job stops cleanly.
 
-Every session's record goes to a ``JsonlSink``; at the end the script runs
-``ecoasync report --by model`` on it. Offline: the real ``openai.OpenAI`` client talks to
-``ecoasync.testing.FakeLLM`` through the SDK's own mock transport, and a virtual clock makes
-the night pass in a second. In production, drop the fake and the clock; nothing else changes.
+Every session's record goes to a ``JsonlSink`` (by default a fresh
+``ecoasync-examples/nightly.jsonl`` in the temporary folder, kept afterwards); at the end the
+script prints and runs ``ecoasync report PATH --by model``, which works after it too.
+Offline: the real ``openai.OpenAI`` client talks to ``ecoasync.testing.FakeLLM`` through the
+SDK's own mock transport, and a virtual clock makes the night pass in a second. In
+production, drop the fake and the clock; nothing else changes.
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,6 +34,11 @@ from ecoasync import events
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.sinks import JsonlSink
 from ecoasync.testing import FakeLLM, VirtualClock
+
+try:
+    import openai  # noqa: F401  (FakeLLM below builds the real SDK's client)
+except ImportError:
+    sys.exit('examples/batch_job.py needs the openai extra: pip install "ecoasync[openai]"')
 
 DAY = datetime(2026, 3, 18, tzinfo=UTC)
 client = FakeLLM(output_tokens=400).openai(sync=True)  # in production: openai.OpenAI()
@@ -105,13 +115,20 @@ def main(telemetry: Path) -> None:
         summarise_tickets([f"ticket #{n}" for n in range(1, 6)])
         print(f"    re-embedded {reembed([f'doc {n}' for n in range(1, 21)])} of 20 documents")
     sink.close()
-    print(f"\n$ ecoasync report {telemetry.name} --by model\n")
-    subprocess.run(
-        [sys.executable, "-m", "ecoasync", "report", str(telemetry), "--by", "model", "--plain"],
-        check=True,
-    )
+    command = ["ecoasync", "report", str(telemetry), "--by", "model"]
+    print(f"\n$ {shlex.join(command)}\n", flush=True)
+    subprocess.run([sys.executable, "-m", *command], check=True)
+
+
+def fresh_telemetry(name: str) -> Path:
+    """A new telemetry file in the temporary folder, kept after the script ends so that the
+    printed ``ecoasync report`` command finds it."""
+    folder = Path(tempfile.gettempdir()) / "ecoasync-examples"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.unlink(missing_ok=True)
+    return path
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "nightly.jsonl")
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else fresh_telemetry("nightly.jsonl"))

@@ -1,5 +1,7 @@
 """A live terminal dashboard that follows ``bus.stream()``: ``python examples/live_dashboard.py``.
 
+Needs the ``rich`` extra: ``pip install "ecoasync[rich]"``.
+
 Four sessions are submitted at 17:00 on a synthetic British grid day and run on a virtual
 clock (a night passes in about a second): a chat reply that cannot wait and is downgraded on
 the dirty evening grid, summaries that wait for the evening dip, a nightly evaluation that
@@ -7,23 +9,19 @@ waits for the night and trips its carbon budget, and a translation job. The dash
 each session's plan, its live gCO2eq as calls are charged, downgrades and budget trips, and
 ends by itself when every session has completed.
 
-Needs the ``rich`` extra (``pip install 'ecoasync[rich]'``). ``--fast`` skips the pacing that
-lets a person watch (the pacing is on only in a terminal).
+``--fast`` skips the pacing that lets a person watch (the pacing is on only in a terminal).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-from rich.console import Console, Group
-from rich.live import Live
-from rich.panel import Panel
-from rich.table import Table
 from simulated_llm import (
     simulated_call,  # beside this script: charges calls as instrumentation does
 )
@@ -32,6 +30,14 @@ import ecoasync
 from ecoasync import events
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.testing import VirtualClock
+
+try:
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.panel import Panel
+    from rich.table import Table
+except ImportError:
+    sys.exit('examples/live_dashboard.py needs the rich extra: pip install "ecoasync[rich]"')
 
 DAY = datetime(2026, 3, 18, tzinfo=UTC)
 FALLBACKS = {"gpt-4o": "gpt-4o-mini", "gpt-4.1": "gpt-4.1-mini"}

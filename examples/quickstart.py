@@ -19,8 +19,9 @@ async def main() -> None:
     bus.subscribe(lambda event: print(f"{event.at:%H:%M}Z {event.kind}"))
     async with ecoasync.carbon_session(policy, bus=bus, name="nightly") as session:
         ...  # your LLM calls run here: measured, budgeted, downgraded on a dirty grid
+    hours, minutes = divmod(round(session.plan.delay.total_seconds() / 60), 60)
     print(session.plan.reason)
-    print(f"delay {session.plan.delay}, planned {session.plan.planned_intensity:.0f} gCO2eq/kWh")
+    print(f"waited {hours} h {minutes} min for {session.plan.planned_intensity:.0f} gCO2eq/kWh")
 
 
 if __name__ == "__main__":

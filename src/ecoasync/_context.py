@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._forecast import Forecast
     from ._planner import Plan
     from ._policy import Policy
+    from ._routed import RouteState
 
 __all__ = ["Accounting", "budget_spent", "call_tags", "current", "tagged"]
 
@@ -155,10 +156,12 @@ class Accounting:
         "plan",
         "policy",
         "refused",
+        "route",
         "session_id",
         "tags",
         "tripped",
         "unknown_models",
+        "water_l",
     )
 
     def __init__(
@@ -194,6 +197,8 @@ class Accounting:
         self.downgrades = 0
         self.refused = 0
         self.tripped = False
+        self.route: RouteState | None = None  # issue 15: where a routed session runs
+        self.water_l = 0.0
         # made on the first call (a waiting session holds none of them)
         self.unknown_models: dict[str, None] | None = None
         self.models: dict[str, _ModelAcc] | None = None
@@ -337,6 +342,7 @@ class Accounting:
         self.emitted_g += call.emitted_g
         self.baseline_g += call.baseline_g
         self.embodied_g += call.embodied_g
+        self.water_l += call.water_usage_l
         if not call.known_model:
             self.note_unknown(call.effective_model)
         if self.models is None:

@@ -6,10 +6,11 @@ import math
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "human_duration", "parse_duration"]
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
+_ZERO = re.compile(r"^0+(\.0*)?$")
 _ISO = re.compile(
     r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
 )
@@ -19,12 +20,17 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     """Turn a ``timedelta``, a string like ``"4h"``/``"90m"``/``"1h30m"``/``"PT4H"`` into a timedelta.
 
     Raises ``TypeError``/``ValueError`` naming ``field`` for anything else. Numbers are refused
-    on purpose: ``4`` could mean hours or seconds.
+    on purpose, ``4`` could mean hours or seconds, except zero (``0`` or ``"0"``), which is
+    zero in every unit.
     """
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)
     if isinstance(value, str):
         text = value.strip()
+        if _ZERO.match(text):
+            return timedelta(0)
         if text.startswith("-"):
             return -parse_duration(text[1:], field=field)
         iso = _ISO.match(text.upper())
@@ -63,3 +69,17 @@ def format_duration(value: timedelta) -> str:
     if seconds or not parts:
         parts.append(f"{seconds:.3g}s")
     return sign + "".join(parts)
+
+
+def human_duration(value: timedelta | float) -> str:
+    """A delay for people (a timedelta or seconds): ``3 h 58 min``, ``4 h``, ``25 min``,
+    ``40 s``, ``0 min``; to the minute from one minute on."""
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    if 0.5 <= total < 59.5:
+        return f"{sign}{total:.0f} s"
+    hours, minutes = divmod(round(total / 60), 60)
+    if not hours:
+        return f"{sign}{minutes} min"
+    return f"{sign}{hours} h" + (f" {minutes} min" if minutes else "")

@@ -4,6 +4,7 @@
 
     EcoAsyncError                      root of everything ecoasync raises on its own
     ├── PolicyError (+ ValueError)     a Policy field or another option has a bad value
+    │   └── RouteError                 routes that cannot be used as given (ecoasync._routes)
     ├── ForecastError                  a forecast could not be had or used
     │   ├── ForecastUnavailable        a provider failed (network, HTTP status, payload)
     │   │   └── ForecastTimeout (+ TimeoutError)  no answer by the caller's deadline

@@ -9,11 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any, Literal, Never, cast
+from typing import TYPE_CHECKING, Any, Literal, Never, cast
 
 from ._durations import format_duration, parse_duration
 from ._exceptions import PolicyError
 from ._provider import ForecastProvider
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._routes import Route, Routes
 
 __all__ = ["STRATEGIES", "OnForecastError", "Policy", "Strategy"]
 
@@ -40,7 +45,7 @@ def _duration(
     except (TypeError, ValueError) as exc:
         raise PolicyError(str(exc), field=name, value=value) from None
     if parsed < timedelta(0):
-        raise _error(name, value, f">= 0 (a duration such as '90m'), not {format_duration(parsed)}")
+        raise _error(name, value, ">= 0 (a duration such as '90m')")
     if parsed > upper:
         raise _error(name, value, f"at most {format_duration(upper)}")
     return parsed
@@ -127,7 +132,8 @@ class Policy:
 
     Args:
         max_delay: how long the work may wait for a greener slot (``timedelta`` or ``"90m"``,
-            ``"4h"``, ``"1h30m"``, ``"PT4H"``). ``0`` (the default) never waits but still measures.
+            ``"4h"``, ``"1h30m"``, ``"PT4H"``). ``0`` (the default; also ``"0"``) never waits
+            but still measures; other plain numbers are refused (hours or seconds?).
         provider: where forecasts come from. ``None`` uses the keyless UK Carbon Intensity API.
         jitter: at most this much random spread added inside the chosen slot, so that many jobs
             do not all wake at the same instant. Never leaves the slot or the delay budget.
@@ -149,6 +155,11 @@ class Policy:
             start whose gain is larger than the error it can still make; without actuals it
             behaves like ``"lowest"``. ``"lowest"`` is the published EcoTracker rule: the lowest
             forecast within the budget. See ``docs/benchmarks.md`` for the evidence.
+        routes: where the work may run (:class:`~ecoasync.Route` values, or
+            :class:`~ecoasync.Routes` with a strategy and constraints): the session then
+            chooses the pair (route, start) with the lowest expected intensity, each route
+            planned on its own provider's forecast; ``provider`` is not used. See
+            ``docs/guides/routing.md``.
 
     Raises:
         PolicyError: a value is not allowed; the message names the field, the value and what
@@ -166,11 +177,12 @@ class Policy:
     expected_duration: timedelta | None
     forecast_timeout: timedelta
     strategy: Strategy
+    routes: Routes | None = field(hash=False)
 
     def __init__(
         self,
         *,
-        max_delay: timedelta | str = timedelta(0),
+        max_delay: timedelta | str | Literal[0] = timedelta(0),
         provider: ForecastProvider | None = None,
         jitter: timedelta | str = timedelta(minutes=5),
         min_improvement: float = 0.0,
@@ -181,6 +193,7 @@ class Policy:
         expected_duration: timedelta | str | None = None,
         forecast_timeout: timedelta | str = timedelta(seconds=30),
         strategy: Strategy = "calibrated",
+        routes: Routes | Iterable[Route] | None = None,
         **unknown: Never,
     ) -> None:
         if unknown:
@@ -195,6 +208,14 @@ class Policy:
             raise _error("on_forecast_error", on_forecast_error, "'run_now' or 'raise'")
         if strategy not in STRATEGIES:
             raise _error("strategy", strategy, "one of " + ", ".join(map(repr, STRATEGIES)))
+        if routes is not None:  # issue 15: where and when
+            from ._routes import Routes
+
+            if provider is not None:
+                raise _error(
+                    "provider", provider, "None with routes (give each Route its provider)"
+                )
+            routes = Routes.of(routes)
         values: dict[str, Any] = {
             "max_delay": _duration("max_delay", max_delay, upper=_MAX_DELAY_LIMIT),
             "provider": provider,
@@ -215,6 +236,7 @@ class Policy:
             "forecast_timeout": _duration(
                 "forecast_timeout", forecast_timeout, upper=timedelta(minutes=10)
             ),
+            "routes": routes,
         }
         if values["expected_duration"] is not None and values["expected_duration"] <= timedelta(0):
             raise _error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,9 +40,12 @@ class CallRecord:
     (gCO2eq/kWh of the grid when the call ran); ``baseline_g`` is the same energy at the
     intensity of submission time. Embodied (manufacturing) impacts are kept apart: shifting
     work in time does not change them. ``known_model`` is False when EcoLogits does not know
-    the model: the energy is then 0 and flagged, never silently.
+    the model: the energy is then 0 and flagged, never silently. ``call_id`` is unique per
+    call (made when the record is): reports use it to drop a call read twice from copied or
+    overlapping telemetry files. ``route`` names the route the call ran on in a routed session.
     """
 
+    call_id: str = field(default_factory=lambda: secrets.token_hex(16))
     provider: str
     requested_model: str
     effective_model: str
@@ -66,6 +70,7 @@ class CallRecord:
     known_model: bool = True
     downgraded: bool = False
     tags: tuple[str, ...] = ()
+    route: str | None = None
     at: datetime
 
     @property
@@ -104,6 +109,9 @@ class SessionRecord:
     is the intensity of the slot the work ran in (``run_intensity_source`` says whether it is
     the grid's measured value or its forecast); ``baseline_intensity`` is the same at
     submission. ``emitted_g`` covers this session's calls and its nested sessions'.
+    A routed session (``Policy(routes=...)``) names the ``route`` its calls ran on (the last
+    one, after any failover from ``failed_routes``); its baseline is running at once at home.
+    ``water_l`` is the calls' usage-phase water (EcoLogits, at the route's grid).
     A job that a queue held has ``job_id``, ``queue``, ``queue_wait_s`` (submission to start),
     ``late_s`` (start minus planned start), ``hops`` and ``replanned``.
     """
@@ -146,6 +154,9 @@ class SessionRecord:
     unknown_models: tuple[str, ...] = ()
     models: Mapping[str, ModelUsage] = field(default_factory=lambda: MappingProxyType({}))
     by_tag: Mapping[str, TagUsage] = field(default_factory=lambda: MappingProxyType({}))
+    route: str | None = None
+    failed_routes: tuple[str, ...] = ()
+    water_l: float = 0.0
     # a job that a queue held (Celery, procrastinate): its id, the queue, how long it was
     # held (from the first submission to the start), how late the queue delivered it against
     # its plan, how often it was deferred again on the way, and whether a worker re-planned it

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -18,7 +18,7 @@ from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
-from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable
+from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable, PolicyError
 from ._forecast import Forecast
 from ._job import PlannedJob
 from ._ledger import Reservation, default_ledger
@@ -29,7 +29,14 @@ from ._provider import ForecastProvider
 from ._records import CallRecord, SessionRecord, Status
 from .events import Completed, ForecastFailed, Planned, Started
 
+if TYPE_CHECKING:
+    from ._routed import RoutedPlan
+    from ._routes import Route
+    from ._routing import RouteChoice
+
 __all__ = ["COMPLETION_TIMEOUT_S", "Session", "carbon_session", "default_bus"]
+
+T = TypeVar("T")
 
 log = get_logger()
 
@@ -158,9 +165,19 @@ class Session:
         stream: bool = False,
     ) -> CallRecord | None:
         """Charge a call made without an instrumented SDK (self-hosted, another client) to
-        this session, like an instrumented call: see :func:`ecoasync.record_call`."""
+        this session, like an instrumented call: see :func:`ecoasync.record_call`.
+
+        Raises ``RuntimeError`` once the session has completed: its record and its
+        ``Completed`` event are final, so a call charged later would be in neither.
+        """
         from ._instrument import record_call
 
+        if self._record is not None or self._make_record is not None:
+            raise RuntimeError(
+                f"session {self.name!r} has completed: record_call() must run inside its "
+                "'async with' block (its record and its Completed event are final; record the "
+                "call in a new session, or in the enclosing one)"
+            )
         return await record_call(
             provider=provider,
             model=model,
@@ -171,6 +188,32 @@ class Session:
             stream=stream,
             session=self._acct,
         )
+
+    @property
+    def route(self) -> Route | None:
+        """Where the work runs in a session with ``Policy(routes=...)`` (its ``target`` is
+        yours to call), after any failover; None without routes."""
+        state = self._acct.route
+        return state.current if state is not None else None
+
+    @property
+    def routing(self) -> RouteChoice | None:
+        """Why the session runs where it does: every candidate route with its figures."""
+        state = self._acct.route
+        return state.choice if state is not None else None
+
+    async def routed(self, call: Callable[[Route], Awaitable[T]]) -> T:
+        """``await call(session.route)``, falling over to the next-best allowed route when the
+        route fails (a timeout, a connection error, HTTP 5xx); see ``docs/guides/routing.md``."""
+        from ._routed import run_routed
+
+        return await run_routed(self._acct, call)
+
+    def routed_sync(self, call: Callable[[Route], T]) -> T:
+        """The sync twin of :meth:`routed`, for the body of ``carbon_session_sync``."""
+        from ._routed import run_routed_sync
+
+        return run_routed_sync(self._acct, call)
 
     def tagged(self, *tags: str) -> AbstractContextManager[tuple[str, ...]]:
         """Tag the calls made inside the block, e.g. by agent: ``with session.tagged("critic"):``."""
@@ -197,6 +240,7 @@ class _SessionManager:
         "_planned",
         "_provider",
         "_reservation",
+        "_routed",
         "_session",
         "_started",
         "_submitted",
@@ -228,7 +272,7 @@ class _SessionManager:
         if policy is None:
             # a nested session without its own policy runs at once under its parent's rules
             policy = (
-                parent_acct.policy.evolve(max_delay=timedelta(0))
+                parent_acct.policy.evolve(max_delay=timedelta(0), routes=None)
                 if parent_acct
                 else _DEFAULT_POLICY
             )
@@ -250,6 +294,9 @@ class _SessionManager:
         self._submitted: datetime | None = None
         self._started: datetime | None = None
         self._reservation: Reservation | None = None
+        self._routed: RoutedPlan | None = None
+        if parent_acct is not None and policy.routes is None:
+            self._acct.route = parent_acct.route  # calls run where the parent's do
         self._planned: PlannedJob | None = None  # a queued job's plan (see carbon_session)
 
     async def __aenter__(self) -> Session:
@@ -317,6 +364,8 @@ class _SessionManager:
         """The forecast the plan reads: the parent's, or the provider's if it is in memory;
         else the provider's answer to await (bounded by the policy's ``forecast_timeout``)."""
         policy = self._acct.policy
+        if policy.routes is not None:  # issue 15: where and when, chosen together
+            return self._route(submitted)
         parent = self._parent
         if (
             parent is not None
@@ -335,9 +384,36 @@ class _SessionManager:
             return cast("Forecast", cached)
         return _bounded(provider, "forecast", submitted, end, policy)
 
+    async def _route(self, submitted: datetime) -> Forecast:
+        """Plan every route (their forecasts fetched at once) and keep the chosen pair; the
+        chosen route's forecast is what the session then reads."""
+        from ._routed import plan_routes
+
+        policy = self._acct.policy
+        assert policy.routes is not None
+        window = policy.expected_duration or timedelta(hours=1)
+        calibrating = policy.strategy == "calibrated" and policy.max_delay > timedelta(0)
+        self._routed = routed = await plan_routes(
+            policy.routes,
+            submitted,
+            policy,
+            end=submitted
+            + policy.max_delay
+            + window
+            + (MAX_SHIFT if calibrating else timedelta(0)),
+            rng=_RNG,
+            history=(lambda provider: _history(provider, submitted, policy))
+            if calibrating
+            else None,
+        )
+        state = routed.state
+        return state.forecasts[state.current.name]
+
     async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
         acct = self._acct
         policy = acct.policy
+        if self._routed is not None:  # issue 15: the route and its start were chosen together
+            return await self._routed.state.enter(acct, self._routed)
         acct.forecast = forecast
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
@@ -364,8 +440,14 @@ class _SessionManager:
     async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
         acct = self._acct
         policy = acct.policy
-        provider = self._provider or _default_provider()
-        name = _provider_name(provider)
+        if policy.routes is not None:  # issue 15: a constraint is no forecast failure
+            from ._routed import failed_routes
+
+            if isinstance(exc, PolicyError):
+                raise exc
+            acct.route = await failed_routes(acct, policy.routes, submitted, exc)
+        provider = self._provider or (None if policy.routes is not None else _default_provider())
+        name = _provider_name(provider) if provider is not None else "routes"
         if isinstance(exc, TimeoutError):
             error = (
                 f"no answer within forecast_timeout={policy.forecast_timeout.total_seconds():g}s"
@@ -424,6 +506,8 @@ class _SessionManager:
         if self._reservation is not None:  # issue 6: the job no longer holds its slot
             _LEDGER.release(self._reservation)
             self._reservation = None
+        if self._routed is not None:  # issue 15: nor its route's slot and share
+            self._routed.state.leave()
         ended = self._clock.now()
         bus = acct.bus
         session = self._session
@@ -512,6 +596,9 @@ class _SessionManager:
             unknown_models=tuple(acct.unknown_models or ()),
             models=acct.frozen_models(),
             by_tag=acct.frozen_tags(),
+            route=acct.route.current.name if acct.route is not None else None,
+            failed_routes=tuple(acct.route.failed) if acct.route is not None else (),
+            water_l=acct.water_l,
             job_id=job.job_id if job else None,
             queue=job.queue if job else None,
             queue_wait_s=((started or ended) - job.submitted_at).total_seconds() if job else None,

@@ -7,10 +7,11 @@ timestamp ``at`` (from the session's clock). ``event.kind`` is a short stable na
 
 In the order a session emits them::
 
-    Planned ─► [ForecastFailed] ─► Started ─► (Downgraded | ModelUnknown | CallRecorded
+    [Routed] ─► Planned ─► [ForecastFailed] ─► Started ─► (Downgraded | ModelUnknown | CallRecorded
               | CallRefused | BudgetTripped)* ─► Completed
 
-``ForecastFailed`` comes before ``Planned`` when the provider failed. ``Completed`` is always
+``ForecastFailed`` comes before ``Planned`` when the provider failed. ``Routed`` comes first in
+a session with routes, and again when a call fails over to another route. ``Completed`` is always
 the last event of a session, whatever happened (``status`` says what).
 """
 
@@ -29,6 +30,7 @@ from ._records import (
     Status,
     to_jsonable,
 )
+from ._routing import RouteChoice
 
 __all__ = [
     "BudgetTripped",
@@ -40,6 +42,7 @@ __all__ = [
     "ForecastFailed",
     "ModelUnknown",
     "Planned",
+    "Routed",
     "Started",
 ]
 
@@ -77,6 +80,21 @@ class Planned(Event):
 
     kind: ClassVar[str] = "planned"
     plan: Plan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Routed(Event):
+    """The session chose where to run (``reason="planned"``, just before ``Planned``), or fell
+    over to the next-best allowed route after a call on ``failed`` broke with ``error``
+    (``reason="failover"``). ``choice`` holds every candidate with its figures and basis."""
+
+    kind: ClassVar[str] = "routed"
+    route: str
+    zone: str | None
+    reason: Literal["planned", "failover"]
+    choice: RouteChoice
+    failed: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ import anyio.lowlevel
 
 from .. import events
 from .._bus import EventBus
+from .._durations import human_duration
 from .._policy import Policy
 from .._session import Session, carbon_session
 from ..providers import StaticForecastProvider, synthetic_day
@@ -30,26 +31,43 @@ def register(commands: Any) -> None:
         "demo",
         help="an offline tour: plan three jobs on a synthetic day (virtual clock, no network)",
         description="Plan three jobs submitted at 17:00 UTC on a synthetic British-style day, "
-        "wait for their slots on a virtual clock, and print the plans, the events and the result.",
+        "wait for their slots on a virtual clock, and print the plans, the events and the result. "
+        "Deterministic: the same --at always prints the same figures.",
     )
     parser.add_argument(
-        "--at", default="17:00", help="submission time of day, HH:MM UTC (default 17:00)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="unused; kept for reproducible future demos"
+        "--at",
+        type=time_of_day,
+        default=timedelta(hours=17),
+        metavar="HH:MM",
+        help="submission time of day, 00:00 to 23:59 UTC (default 17:00)",
     )
     parser.set_defaults(func=_main)
 
 
+def time_of_day(text: str) -> timedelta:
+    """``HH:MM`` from 00:00 to 23:59 as the time since midnight."""
+    hour, _, minute = text.strip().partition(":")
+    if (
+        len(hour) in (1, 2)
+        and len(minute) == 2
+        and hour.isdigit()
+        and minute.isdigit()
+        and int(hour) < 24
+        and int(minute) < 60
+    ):
+        return timedelta(hours=int(hour), minutes=int(minute))
+    raise argparse.ArgumentTypeError(
+        f"must be a time of day from 00:00 to 23:59 like 17:00, got {text!r}"
+    )
+
+
 def _main(args: argparse.Namespace) -> int:
-    try:
-        hour, minute = (int(part) for part in str(args.at).split(":"))
-        at = timedelta(hours=hour, minutes=minute)
-    except ValueError:
-        print(f"ecoasync demo: --at must look like 17:00, got {args.at!r}")
-        return 2
-    anyio.run(run_demo, at)
+    anyio.run(run_demo, args.at)
     return 0
+
+
+def _g_per_kwh(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _fmt(event: events.Event) -> str:
@@ -58,13 +76,16 @@ def _fmt(event: events.Event) -> str:
     if isinstance(event, events.Planned):
         return f"{head} {event.plan.reason}"
     if isinstance(event, events.Started):
-        return f"{head} grid at {event.intensity or 0:.0f} gCO2eq/kWh ({event.intensity_source})"
+        if event.intensity is None:
+            return f"{head} grid intensity unknown"
+        return f"{head} grid at {event.intensity:.0f} gCO2eq/kWh ({event.intensity_source})"
     if isinstance(event, events.CallRecorded):
         c = event.call
         return f"{head} {c.effective_model}: {c.energy_kwh * 1000:.2f} Wh, {c.emitted_g:.3f} gCO2eq"
     if isinstance(event, events.Completed):
         r = event.record
-        return f"{head} {event.status}, waited {r.delay_s / 3600:.1f} h, {r.emitted_g:.3f} gCO2eq"
+        waited = human_duration(r.delay_s)
+        return f"{head} {event.status}, waited {waited}, {r.emitted_g:.3f} gCO2eq"
     return f"{head}"
 
 
@@ -100,21 +121,30 @@ async def run_demo(submit_at: timedelta = timedelta(hours=17)) -> list[Session]:
             for name, fields in _JOBS:
                 tg.start_soon(job, name, fields)
 
-    print("\n  result (three gpt-4o-mini calls per job):")
-    print(
-        f"    {'job':<20} {'delay':>6} {'now':>5} {'ran at':>7} {'emitted':>9} {'if at once':>11} {'avoided':>8}"
-    )
+    print("\n  result (three gpt-4o-mini calls per job; intensities in gCO2eq/kWh):")
+    row = "    {:<19} {:<11} {:>11} {:>11} {:>9} {:>11} {:>8}"
+    print(row.format("job", "waited", "forecast", "measured", "emitted", "if at once", "avoided"))
+    print(row.format("", "", "now → plan", "now → ran", "", "", "").rstrip())
     for session in sorted(sessions, key=lambda s: s.name):
         r = session.record
         assert r is not None
+        avoided = r.saved_g / r.baseline_g * 100 if r.baseline_g else 0.0
         print(
-            f"    {r.name:<20} {r.delay_s / 3600:5.1f}h {r.baseline_intensity or 0:5.0f} "
-            f"{r.run_intensity or 0:7.0f} {r.emitted_g:8.3f}g {r.baseline_g:10.3f}g "
-            f"{r.saved_g / r.baseline_g * 100 if r.baseline_g else 0:7.0f}%"
+            row.format(
+                r.name,
+                human_duration(r.delay_s),
+                f"{_g_per_kwh(r.now_intensity)} → {_g_per_kwh(r.planned_intensity)}",
+                f"{_g_per_kwh(r.baseline_intensity)} → {_g_per_kwh(r.run_intensity)}",
+                f"{r.emitted_g:.3f} g",
+                f"{r.baseline_g:.3f} g",
+                f"{avoided:.0f} %",
+            )
         )
     print(
-        "\n  'now' and 'ran at' are the grid's measured intensity (gCO2eq/kWh) at submission and"
-        "\n  when the job ran; 'if at once' is what the same calls would have emitted without"
-        "\n  waiting. Try: ecoasync demo --at 08:00"
+        "\n  'forecast' is what each plan compared, as in its 'planned' line (the mean over the"
+        "\n  job's expected duration); 'measured' is the grid's actual intensity at submission"
+        "\n  and when the job ran, as in its 'started' line: the calls are charged at it. 'if at"
+        "\n  once' is what the same calls would have emitted without waiting."
+        "\n  Try: ecoasync demo --at 08:00"
     )
     return sessions

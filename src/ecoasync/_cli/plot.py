@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._forecast import Slot
+    from .._report._load import Row
 
 __all__ = ["register"]
 
@@ -65,7 +70,7 @@ def _main(args: argparse.Namespace) -> int:
         render,
     )
     from .._report._summary import breakdown, select
-    from .report import DEFAULT_PATH
+    from .report import DEFAULT_PATH, warn_about_input
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".svg"):
@@ -103,16 +108,16 @@ def _main(args: argparse.Namespace) -> int:
             )
         else:
             loaded = load(paths, fmt=args.format)
-            if loaded.skipped:
-                print(
-                    f"ecoasync plot: skipped {loaded.skipped} malformed line(s); the first at "
-                    f"{loaded.first_bad}",
-                    file=sys.stderr,
-                )
+            warn_about_input("ecoasync plot", loaded)
             ids = {r.session_id for r in loaded.rows}
             every = select(loaded.rows, args.since, args.until)
             top = [r for r in every if r.parent_id is None or r.parent_id not in ids]
             day = args.day.strftime("%Y-%m-%d") if args.day else None
+            if day is not None and "timeline" in kinds and top:
+                problem = _empty_day(day, top, trace)
+                if problem:
+                    print(f"ecoasync plot: {problem}", file=sys.stderr)
+                    return 1
             panels = render(
                 str(out),
                 kinds=kinds,
@@ -131,3 +136,24 @@ def _main(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {out} ({', '.join(panels)})")
     return 0
+
+
+def _empty_day(day: str, top: Sequence[Row], trace: Sequence[Slot] | None) -> str | None:
+    """Why the timeline of ``day`` would be empty (no session submitted then and no trace
+    over it), or None if it has something to draw."""
+    if any(r.submitted_at.strftime("%Y-%m-%d") == day for r in top):
+        return None
+    from datetime import timedelta
+
+    from .._report._load import parse_time
+
+    start = parse_time(day)
+    end = start + timedelta(days=1)
+    if trace and any(s.start < end and s.end > start for s in trace):
+        return None
+    first = min(r.submitted_at for r in top).strftime("%Y-%m-%d")
+    last = max(r.submitted_at for r in top).strftime("%Y-%m-%d")
+    return (
+        f"--day {day}: no session was submitted that day (the telemetry runs from {first} to "
+        f"{last}); pick a day in that range, or leave --day out for the busiest day"
+    )

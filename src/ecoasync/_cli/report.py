@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["parse_when", "register"]
+if TYPE_CHECKING:
+    from .._report._load import Loaded
+
+__all__ = ["parse_when", "register", "warn_about_input"]
 
 DEFAULT_PATH = "ecoasync.jsonl"
 
@@ -94,15 +98,11 @@ def _main(args: argparse.Namespace) -> int:
     try:
         loaded = load(paths, fmt=args.format)
     except TelemetryInputError as exc:
+        missing = not args.paths and not os.path.exists(DEFAULT_PATH)
         hint = " (write it with ecoasync.sinks.JsonlSink, or pass the file's path)"
-        print(f"ecoasync report: {exc}{hint if not args.paths else ''}", file=sys.stderr)
+        print(f"ecoasync report: {exc}{hint if missing else ''}", file=sys.stderr)
         return 2
-    if loaded.skipped:
-        print(
-            f"ecoasync report: skipped {loaded.skipped} malformed line(s); "
-            f"the first at {loaded.first_bad}",
-            file=sys.stderr,
-        )
+    warn_about_input("ecoasync report", loaded)
     if args.esg:
         rows = select(loaded.rows, args.since, args.until)
         periods = args.period or periods_in(rows)
@@ -112,6 +112,8 @@ def _main(args: argparse.Namespace) -> int:
                 "periods": records,
                 "skipped_lines": loaded.skipped,
                 "first_bad_line": loaded.first_bad,
+                "duplicate_sessions": loaded.duplicate_sessions,
+                "duplicate_calls": loaded.duplicate_calls,
             }
             json.dump(doc, sys.stdout, indent=2)
             sys.stdout.write("\n")
@@ -125,3 +127,17 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     render_report(report, sys.stdout, rich=use_rich(sys.stdout, args.plain))
     return 0
+
+
+def warn_about_input(prog: str, loaded: Loaded) -> None:
+    """Tell stderr what reading the input dropped: malformed lines, records read twice."""
+    from .._report._summary import duplicates_note
+
+    if loaded.skipped:
+        print(
+            f"{prog}: skipped {loaded.skipped} malformed line(s); the first at {loaded.first_bad}",
+            file=sys.stderr,
+        )
+    if loaded.duplicate_sessions or loaded.duplicate_calls:
+        note = duplicates_note(loaded.duplicate_sessions, loaded.duplicate_calls)
+        print(f"{prog}: {note}", file=sys.stderr)

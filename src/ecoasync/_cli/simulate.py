@@ -24,8 +24,21 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--trace",
         required=True,
-        metavar="PATH",
-        help="a CSV with from,to,intensity_forecast,intensity_actual (times in UTC)",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="a CSV with from,to,intensity_forecast,intensity_actual (times in UTC); repeat "
+        "as NAME=PATH, one per route over the same time range, to simulate where and when",
+    )
+    parser.add_argument(
+        "--home",
+        metavar="NAME",
+        help="with several traces: where the work runs by default (the baseline; default the first)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("temporal", "spatial", "both"),
+        help="temporal: when, at home; spatial: where, at once; both: the pair (route, start) "
+        "(default both with several traces, temporal with one)",
     )
     parser.add_argument(
         "--max-delay", default="4h", help="the delay budget, e.g. 4h, 90m (default 4h)"
@@ -109,8 +122,20 @@ def _main(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"ecoasync simulate: {exc}", file=sys.stderr)
         return 2
+    named = _named_traces(args.trace)
+    if named is None:
+        print(
+            "ecoasync simulate: with several --trace options, name each: --trace NAME=PATH",
+            file=sys.stderr,
+        )
+        return 2
+    if len(named) > 1 or args.mode or args.home or next(iter(named)):  # issue 15: routes
+        if args.jobs_per_slot:
+            print("ecoasync simulate: --jobs-per-slot takes one unnamed trace", file=sys.stderr)
+            return 2
+        return _routes_main(args, named, policy, energy)
     try:
-        trace = read_trace(args.trace)
+        trace = read_trace(args.trace[0])
     except ForecastDataError as exc:
         print(f"ecoasync simulate: {exc}", file=sys.stderr)
         return 2
@@ -134,7 +159,7 @@ def _main(args: argparse.Namespace) -> int:
             else None
         )
     except SimulationError as exc:
-        print(f"ecoasync simulate: {args.trace}: {exc}", file=sys.stderr)
+        print(f"ecoasync simulate: {args.trace[0]}: {exc}", file=sys.stderr)
         return 2
     payload = result.to_json()
     if args.plot:
@@ -146,7 +171,7 @@ def _main(args: argparse.Namespace) -> int:
             payload["herd"] = herd.to_json()
         print(json.dumps(payload))
         return 0
-    print(_table(result, policy, energy, args.trace))
+    print(_table(result, policy, energy, args.trace[0]))
     if herd is not None:
         print(_herd_table(herd))
     if args.plot:
@@ -154,9 +179,81 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(result: Any, policy: Any, energy: float, path: str) -> str:
-    from .._durations import format_duration
+def _named_traces(values: list[str]) -> dict[str, str] | None:
+    """``NAME=PATH`` options as ``{name: path}`` (one bare ``PATH`` is ``{"": path}``); None
+    when several are given and one has no name."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or "/" in name or "\\" in name:
+            name, path = "", value
+        if not name and len(values) > 1:
+            return None
+        out[name] = path
+    return out
 
+
+def _routes_main(
+    args: argparse.Namespace, named: dict[str, str], policy: Any, energy: float
+) -> int:
+    from .._exceptions import ForecastDataError
+    from .._simulate import SimulationError
+    from .._simulate_routes import Mode, replay_routes
+    from ..providers import read_trace
+
+    if len(set(named)) != len(args.trace):
+        print("ecoasync simulate: two --trace options have the same NAME", file=sys.stderr)
+        return 2
+    traces = {}
+    for name, path in named.items():
+        try:
+            traces[name or "home"] = read_trace(path, zone=name or None)
+        except ForecastDataError as exc:
+            print(f"ecoasync simulate: {exc}", file=sys.stderr)
+            return 2
+    mode: Mode = args.mode or ("both" if len(traces) > 1 else "temporal")
+    try:
+        result = replay_routes(
+            traces,
+            policy,
+            home=args.home,
+            mode=mode,
+            energy_kwh=energy,
+            progress=_Bar(sys.stderr, f"replaying ({mode})") if sys.stderr.isatty() else None,
+        )
+    except SimulationError as exc:
+        print(f"ecoasync simulate: {exc}", file=sys.stderr)
+        return 2
+    payload = result.to_json()
+    if args.plot:
+        code = _plot(args.plot, payload)
+        if code:
+            return code
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    where = ", ".join(traces)
+    print(_table(result.figures, policy, energy, f"{mode} over {where} (home {result.home})"))
+    print("")
+    print("  jobs per route")
+    for name, share in payload["routes"].items():
+        print(f"    {name:<20}{share['jobs']:>10,}  {share['share_pct']:6.2f} %")
+    print(f"  basis: {payload['basis']}")
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _pct(value: float) -> str:
+    """A signed percentage; a change that rounds to zero is +0.00, never -0.00."""
+    return f"{round(value, 2) + 0.0:+.2f} %"
+
+
+def _table(result: Any, policy: Any, energy: float, path: str) -> str:
+    from .._durations import format_duration, human_duration
+
+    saved = result.baseline_g - result.oracle_g > 1e-12
+    capture = f"{result.oracle_capture_pct:.1f} %" if saved else "- (no start saves anything)"
     lines = [
         f"{path}: {result.scenarios:,} jobs over {result.days} days, "
         f"max_delay {format_duration(policy.max_delay)}, {energy:g} kWh each, "
@@ -164,13 +261,13 @@ def _table(result: Any, policy: Any, energy: float, path: str) -> str:
         "",
         f"  {'run at once':<22}{result.baseline_g:>12.3f} gCO2eq",
         f"  {'ecoasync planner':<22}{result.scheduled_g:>12.3f} gCO2eq  "
-        f"({-result.reduction_pct:+.2f} %)",
+        f"({_pct(-result.reduction_pct)})",
         f"  {'oracle (hindsight)':<22}{result.oracle_g:>12.3f} gCO2eq  "
-        f"({-100 * (1 - result.oracle_g / result.baseline_g):+.2f} %)",
+        f"({_pct(-100 * (1 - result.oracle_g / result.baseline_g))})",
         "",
-        f"  share of the oracle's savings  {result.oracle_capture_pct:.1f} %",
-        f"  delay                          mean {result.mean_delay_h:.2f} h, "
-        f"median {result.median_delay_h:.2f} h",
+        f"  share of the oracle's savings  {capture}",
+        f"  delay                          mean {human_duration(result.mean_delay_h * 3600)}, "
+        f"median {human_duration(result.median_delay_h * 3600)}",
         f"  worse than running at once     {result.regressions:,} jobs",
     ]
     return "\n".join(lines)

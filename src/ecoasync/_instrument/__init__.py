@@ -193,8 +193,12 @@ async def record_call(
     Energy comes from EcoLogits for ``(provider, model)`` (or :func:`register_model`),
     emissions from the session's grid, exactly as for an instrumented call; events are
     emitted (``CallRecorded``, maybe ``BudgetTripped``/``ModelUnknown``). Returns the record,
-    or None outside a session. It does not refuse: the call has already been made (check
-    ``session.remaining_g`` first if you want to).
+    or None outside a session.
+
+    It never refuses: the call was already made, so it is a fact and is recorded even past the
+    budget. The record that reaches the budget trips the session like an SDK call does, and
+    the session's next SDK call is refused (check ``session.budget_tripped`` or
+    ``session.remaining_g`` before a call you will record by hand).
     """
     call = _manual(provider, model, output_tokens, latency_s, requested_model, stream, session)
     if call is None:

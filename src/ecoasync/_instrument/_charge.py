@@ -61,10 +61,12 @@ class Call:
         "provider",
         "record",
         "requested",
+        "route",
         "start_perf",
         "started_at",
         "stream",
         "tags",
+        "ttft",
     )
 
     def __init__(
@@ -88,6 +90,14 @@ class Call:
         self.start_perf = time.perf_counter()
         self.record: CallRecord | None = None
         self._done = False
+        # issue 15: the route the call went to, and its time to first token (streams)
+        self.route = acct.route.current if acct.route is not None else None
+        self.ttft: float | None = None
+
+    def first_token(self) -> None:
+        """The answer has begun (a stream's first bytes): its time to first token is now."""
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.start_perf
 
     def restart_timer(self) -> None:
         """Start timing now (for stream managers that send the request later)."""
@@ -115,6 +125,8 @@ class Call:
             _failed(self, exc)
             return [], None
         self.record = record
+        if self.route is not None:  # feeds the route's measured latency (``balanced``)
+            self.route.observe_latency(latency if self.ttft is None else self.ttft)
         acct = self.acct
         events: list[tuple[EventBus, Event]] = []
         if not record.known_model:
@@ -238,6 +250,7 @@ def build_record(call: Call, usage: Usage, latency_s: float) -> tuple[CallRecord
         known_model=impacts.known,
         downgraded=call.downgraded,
         tags=call.tags,
+        route=call.route.name if call.route is not None else None,
         at=acct.clock.now(),
     )
     return record, impacts

@@ -155,6 +155,7 @@ def instrument_stream(stream: Any, call: Call, kind: Kind, *, is_async: bool) ->
     """Charge ``call`` when ``stream`` ends. Same object back to the caller: types unchanged."""
     observer = Observer(kind)
     acct = call.acct
+    call.first_token()  # the stream's headers are in: its answer has begun
 
     def finish() -> None:
         events, _ = call.finish(observer.usage())

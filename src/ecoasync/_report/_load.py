@@ -1,13 +1,22 @@
 """Load telemetry lines (ecoasync's JSONL, or llm-eco-tracker's JSONL and logger lines) into
-normalised session rows. Malformed lines are skipped and counted, never fatal."""
+normalised session rows. Malformed lines are skipped and counted, never fatal; a file none of
+whose lines is telemetry is refused.
+
+Inputs overlap easily (the same file twice, a copy, rotated files matched by a glob), so
+records read more than once are dropped and counted: sessions by their id, calls by their
+``call_id``, records without an id (llm-eco-tracker's, calls written before ``call_id``
+existed) by their text, kept as many times as the one input that holds them most often. Two
+records of one session that disagree are refused, naming both.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,6 +25,7 @@ __all__ = [
     "Loaded",
     "Part",
     "Row",
+    "TelemetryConflict",
     "TelemetryInputError",
     "load",
     "parse_time",
@@ -28,7 +38,12 @@ PEER_LOGGER_MARKER = "Telemetry record: "
 
 
 class TelemetryInputError(Exception):
-    """A telemetry input cannot be read at all (missing, a directory, unreadable)."""
+    """A telemetry input cannot be read at all (missing, a directory, unreadable, or none of
+    its lines is telemetry)."""
+
+
+class TelemetryConflict(TelemetryInputError):
+    """Two records of one session disagree: adding either up would be a guess."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,8 @@ class Row:
     models: Mapping[str, Part] = field(default_factory=dict)
     by_tag: Mapping[str, Part] = field(default_factory=dict)
     origin: str = "ecoasync"
+    route: str | None = None
+    water_l: float = 0.0
     queue: str | None = None
     """The job queue that held the wait (``celery``, ``procrastinate``), or None in-process."""
     late_s: float | None = None
@@ -111,6 +128,10 @@ class Loaded:
     """``call_recorded`` lines whose session has no ``completed`` line (still running, or
     the process died): not in the totals."""
     other_lines: int = 0
+    duplicate_sessions: int = 0
+    """Session records read more than once (dropped: counted once)."""
+    duplicate_calls: int = 0
+    """``call_recorded`` lines read more than once (dropped)."""
 
     def bad(self, where: str) -> None:
         self.skipped += 1
@@ -204,6 +225,8 @@ def row_from_record(record: Mapping[str, Any]) -> Row:
         run_intensity=_opt(record.get("run_intensity")),
         models=_parts(record.get("models")),
         by_tag=_parts(record.get("by_tag")),
+        route=_str(record.get("route")),
+        water_l=_num(record.get("water_l")),
         queue=_str(record.get("queue")),
         late_s=_opt(record.get("late_s")),
     )
@@ -288,12 +311,54 @@ def _check(path: str) -> None:
         raise TelemetryInputError(f"{path}: cannot be read (permission denied)")
 
 
+class _Seen:
+    """What :func:`load` has kept so far, to drop what it reads again."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, tuple[Row, str]] = {}  # id -> the row kept, where it was read
+        self.calls: set[str] = set()
+        self.calls_by_session: Counter[str] = Counter()
+        self.kept: Counter[int] = Counter()  # records without an id, by text: copies kept
+        self.here: Counter[int] = Counter()  # ... and how often the current input has each
+
+    def next_input(self) -> None:
+        self.here = Counter()
+
+    def new_text(self, text: str) -> bool:
+        """Whether a record without an id is new: an input may repeat what another holds,
+        never add to it, so each text is kept as often as the input holding it most does."""
+        key = hash(text)
+        self.here[key] += 1
+        if self.here[key] > self.kept[key]:
+            self.kept[key] = self.here[key]
+            return True
+        return False
+
+    def new_session(self, row: Row, where: str) -> bool:
+        """Whether ``row`` is a session not read before; raises if it contradicts the one read."""
+        first = self.sessions.get(row.session_id)
+        if first is None:
+            self.sessions[row.session_id] = (row, where)
+            return True
+        kept, first_where = first
+        if kept == row:
+            return False
+        differ = [f.name for f in fields(Row) if getattr(kept, f.name) != getattr(row, f.name)]
+        raise TelemetryConflict(
+            f"session {row.session_id} ({row.name!r}) has two different records, at "
+            f"{first_where} and at {where} (they differ in {', '.join(differ)}); a copy was "
+            "edited or two runs share a session id: remove the wrong record and report again"
+        )
+
+
 def load(paths: Iterable[str | os.PathLike[str]], *, fmt: str = "auto") -> Loaded:
     """Read every path. ``fmt``: ``ecoasync`` (JsonlSink lines), ``llm-eco-tracker`` (its
     JSONL or its logger lines) or ``auto`` (per line). Blocking (a CLI helper).
 
-    Raises :class:`TelemetryInputError` for a missing or unreadable file; malformed lines are
-    counted in ``skipped`` with the first one's ``path:line``.
+    Raises :class:`TelemetryInputError` for a missing or unreadable file, or one with lines
+    none of which is telemetry, and :class:`TelemetryConflict` for two different records of
+    one session. Malformed lines are counted in ``skipped`` with the first one's
+    ``path:line``; records read twice in ``duplicate_sessions`` and ``duplicate_calls``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -301,22 +366,32 @@ def load(paths: Iterable[str | os.PathLike[str]], *, fmt: str = "auto") -> Loade
     names = [os.fspath(p) for p in paths]
     for path in names:
         _check(path)
-    calls_by_session: dict[str, int] = {}
+    seen = _Seen()
     for path in names:
         out.files.append(path)
+        seen.next_input()
+        lines, skipped = out.lines, out.skipped
         try:
             for number, line in _lines(path):
-                _read_line(out, line, f"{path}:{number}", fmt, calls_by_session)
+                _read_line(out, line, f"{path}:{number}", fmt, seen)
         except OSError as exc:
             raise TelemetryInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        lines, skipped = out.lines - lines, out.skipped - skipped
+        if lines and skipped == lines:
+            wanted = {
+                "auto": "a JsonlSink event or an llm-eco-tracker record",
+                "ecoasync": "a JsonlSink event (--format ecoasync)",
+                "llm-eco-tracker": "an llm-eco-tracker record (--format llm-eco-tracker)",
+            }[fmt]
+            raise TelemetryInputError(
+                f"{path}: not telemetry: none of its {lines} line(s) is {wanted}"
+            )
     done = {r.session_id for r in out.rows}
-    out.orphan_calls = sum(n for sid, n in calls_by_session.items() if sid not in done)
+    out.orphan_calls = sum(n for sid, n in seen.calls_by_session.items() if sid not in done)
     return out
 
 
-def _read_line(
-    out: Loaded, line: str, where: str, fmt: str, calls_by_session: dict[str, int]
-) -> None:
+def _read_line(out: Loaded, line: str, where: str, fmt: str, seen: _Seen) -> None:
     text = line.strip()
     if not text:
         return
@@ -336,18 +411,35 @@ def _read_line(
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
         if fmt == "llm-eco-tracker" or peer_logger or (fmt == "auto" and "event" not in data):
-            out.rows.append(row_from_peer(data, where))
+            row = row_from_peer(data, where)
+            if seen.new_text(text):
+                out.rows.append(row)
+            else:
+                out.duplicate_sessions += 1
             return
         kind = data.get("event")
         if kind == "completed":
-            out.rows.append(row_from_record(data["record"]))
+            row = row_from_record(data["record"])
+            if seen.new_session(row, where):
+                out.rows.append(row)
+            else:
+                out.duplicate_sessions += 1
         elif kind == "call_recorded":
-            out.call_lines += 1
             sid = str(data["session_id"])
-            calls_by_session[sid] = calls_by_session.get(sid, 0) + 1
+            call_id = data["call"].get("call_id")
+            if call_id is None:  # written before calls had an id
+                new = seen.new_text(text)
+            else:
+                new = str(call_id) not in seen.calls
+                seen.calls.add(str(call_id))
+            if not new:
+                out.duplicate_calls += 1
+                return
+            out.call_lines += 1
+            seen.calls_by_session[sid] += 1
         elif isinstance(kind, str):
             out.other_lines += 1
         else:
             raise ValueError("no 'event' field")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         out.bad(where)

@@ -193,6 +193,9 @@ def _daily(ax: Any, daily: Sequence[tuple[str, float]], source: str) -> None:
     ax.set_title(f"Daily reduction vs running at once ({len(values)} days, {source})")
     ax.set_xlabel("reduction of gCO2eq (%)")
     ax.set_ylabel("days")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of days: whole ticks
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
 

@@ -36,12 +36,18 @@ def fmt_kwh(kwh: float) -> str:
     return f"{kwh * 1e3:,.3f} Wh"
 
 
+def fmt_l(litres: float) -> str:
+    return f"{litres:,.3f} L" if abs(litres) >= 1 else f"{litres * 1e3:,.3f} mL"
+
+
 def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} %"
 
 
 def fmt_h(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h"
+    from .._durations import human_duration
+
+    return human_duration(seconds)
 
 
 class Table:
@@ -102,6 +108,8 @@ def _summary_table(s: dict[str, Any]) -> Table:
     t.add("Baseline (run at once)", f"{fmt_g(s['baseline_g'])} CO2eq")
     t.add("Avoided by waiting", f"{fmt_g(s['avoided_g'])} CO2eq ({fmt_pct(s['avoided_pct'])})")
     t.add("Embodied (apart)", f"{fmt_g(s['embodied_g'])} CO2eq")
+    if s.get("water_l"):
+        t.add("Water (usage)", fmt_l(s["water_l"]))
     t.add("Average delay", f"{fmt_h(s['mean_delay_s'])} (max {fmt_h(s['max_delay_s'])})")
     if s.get("queued_jobs"):
         t.add(
@@ -163,6 +171,35 @@ def _breakdown_table(s: dict[str, Any]) -> Table:
                 fmt_pct(r["share_pct"]),
             )
         return t
+    if by == "route":  # issue 15: where the carbon (and water) went, with its basis
+        t = Table(
+            "By route (baseline: at once, at home)",
+            [
+                "route",
+                "sessions",
+                "calls",
+                "emitted",
+                "baseline",
+                "avoided",
+                "water",
+                "share",
+                "basis",
+            ],
+            right=[1, 2, 3, 4, 5, 6, 7],
+        )
+        for r in rows:
+            t.add(
+                r["route"],
+                f"{r['sessions']:,}",
+                f"{r['calls']:,}",
+                fmt_g(r["emitted_g"]),
+                fmt_g(r["baseline_g"]),
+                fmt_g(r["avoided_g"]),
+                fmt_l(r["water_l"]),
+                fmt_pct(r["share_pct"]),
+                ", ".join(r["basis"]),
+            )
+        return t
     t = Table(
         f"By {by}",
         [by, "sessions", "calls", "energy", "emitted", "baseline", "avoided", "delay", "share"],
@@ -193,6 +230,16 @@ def _header(s: dict[str, Any]) -> str:
     return f"ecoasync report: {files} file{'s' if files != 1 else ''}{span}"
 
 
+def _nothing(s: dict[str, Any]) -> str:
+    """What to say when no session is counted: about the range only if one was given."""
+    since, until = s["since"], s["until"]
+    if since and until:
+        return f"no sessions from {since} until {until}"
+    if since or until:
+        return f"no sessions {'from ' + since + ' on' if since else 'before ' + until}"
+    return "no completed sessions in the input"
+
+
 def _footer(s: dict[str, Any]) -> list[str]:
     lines = [f"  ! {flag}" for flag in s["flags"]]
     lines.append("  Equivalence constants:")
@@ -218,7 +265,7 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         console = Console(file=out)
         console.print(f"[bold]{_header(s)}[/bold]")
         if s["sessions"] == 0:
-            console.print("  no sessions in this range")
+            console.print(f"  {_nothing(s)}", highlight=False, markup=False)
         for t in tables:
             console.print(t.rich())
         for line in _footer(s):
@@ -226,7 +273,7 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         return
     print(_header(s), file=out)
     if s["sessions"] == 0:
-        print("  no sessions in this range", file=out)
+        print(f"  {_nothing(s)}", file=out)
     for t in tables:
         print(file=out)
         print(t.plain(), file=out)

@@ -16,6 +16,7 @@ __all__ = [
     "Equivalence",
     "breakdown",
     "data_quality",
+    "duplicates_note",
     "equivalences",
     "select",
     "summary",
@@ -85,6 +86,7 @@ def totals(top: Sequence[Row], every: Sequence[Row] | None = None) -> dict[str, 
         "avoided_g": avoided,
         "avoided_pct": (100.0 * avoided / baseline) if baseline > 0 else None,
         "embodied_g": sum(r.embodied_g for r in top),
+        "water_l": sum(r.water_l for r in top),
         "mean_delay_s": (sum(delays) / len(delays)) if delays else 0.0,
         "max_delay_s": max(delays, default=0.0),
         "downgrades": sum(r.downgrades for r in every),
@@ -106,6 +108,7 @@ _SESSION_KEYS: Final[dict[str, Callable[[Row], str]]] = {
     "name": lambda r: r.name,
     "signal": lambda r: r.signal or "(unknown)",
     "status": lambda r: r.status,
+    "route": lambda r: r.route or "(none)",
     "queue": lambda r: r.queue or "(in-process)",
 }
 BREAKDOWNS: Final[tuple[str, ...]] = ("model", "tag", *_SESSION_KEYS)
@@ -161,6 +164,8 @@ def breakdown(by: str, top: Sequence[Row], every: Sequence[Row]) -> list[dict[st
         t = totals(groups_top[key], groups_every[key])
         t.pop("statuses")
         t["share_pct"] = (100.0 * t["emitted_g"] / grand) if grand > 0 else None
+        if by == "route":  # issue 15: say what the figures are (location-based or marginal)
+            t["basis"] = sorted({r.signal or "(unknown)" for r in groups_top[key]})
         rows.append({by: key, **t})
     if by == "day":
         rows.sort(key=lambda d: d["day"])
@@ -204,6 +209,8 @@ def data_quality(top: Sequence[Row], loaded: Loaded | None = None) -> dict[str, 
         out["skipped_lines"] = loaded.skipped
         out["first_bad_line"] = loaded.first_bad
         out["incomplete_session_calls"] = loaded.orphan_calls
+        out["duplicate_sessions"] = loaded.duplicate_sessions
+        out["duplicate_calls"] = loaded.duplicate_calls
     return out
 
 
@@ -241,12 +248,24 @@ def flags(quality: dict[str, Any]) -> list[str]:
             f"skipped {quality['skipped_lines']} malformed line(s); the first at "
             f"{quality['first_bad_line']}"
         )
+    if quality.get("duplicate_sessions") or quality.get("duplicate_calls"):
+        out.append(duplicates_note(quality["duplicate_sessions"], quality["duplicate_calls"]))
     if quality.get("incomplete_session_calls"):
         out.append(
             f"{quality['incomplete_session_calls']} call(s) of sessions without a 'completed' "
             "line (still running or interrupted) are not in the totals"
         )
     return out
+
+
+def duplicates_note(sessions: int, calls: int) -> str:
+    """The sentence that says how many records read twice were dropped."""
+    parts = [f"{sessions} session record(s)"] if sessions else []
+    parts += [f"{calls} call line(s)"] if calls else []
+    return (
+        f"dropped {' and '.join(parts)} read more than once (the same file twice, a copy, "
+        "or overlapping rotated files): each record counts once"
+    )
 
 
 def summary(
