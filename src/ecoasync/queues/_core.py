@@ -72,8 +72,8 @@ async def plan_job(
     previous: PlannedJob | None = None,
 ) -> PlannedJob:
     """Plan a job submitted (or, with ``previous``, arriving again) at ``now`` and claim its
-    slot in ``ledger``; never raises for a failing provider or ledger (it runs at once, or
-    unclaimed, and says so in the log).
+    slot in ``ledger``. A failing provider makes it run at once (it raises only if the policy
+    says ``on_forecast_error="raise"``); a failing ledger leaves it unclaimed (logged).
 
     A job planned again keeps its first submission and deadline: only what is left of the
     delay budget is searched, and its old claim is given back before the new one is made.
@@ -203,10 +203,19 @@ async def on_arrival(
     replan_margin: float,
     early: timedelta = EARLY,
 ) -> tuple[Action, PlannedJob]:
-    """What a worker does with ``job`` arriving at ``now`` (see :func:`ecoasync._job.arrival`):
-    run it (in a session given the returned job), or defer it again to the returned job's
-    start (a hop keeps its plan and claim; a re-plan makes new ones). Either way on, the job
-    counts one more hop."""
+    """What a worker does with ``job`` arriving at ``now``: ``("run", job)``, to run in
+    ``carbon_session(policy, planned=job)``, or ``("defer", job)``, to send on to the queue
+    for ``job.start`` (counting one more hop).
+
+    With a fresh forecast for the window the job would run in, its plan stands while that is
+    at most ``replan_margin`` (a fraction) above the planned intensity. More than ``early``
+    before its start, the job hops (same plan, same claim) or, if its slot has gone dirtier
+    than that, is planned again within what is left of its budget. Within ``early``, it runs
+    and its session waits out the rest. At or after its start, it runs, or, if its slot has
+    gone dirty and at least one slot of budget is left, it is planned again (it waits for a
+    better slot, or runs now). The deadline never moves. Never raises for a failing provider
+    or ledger.
+    """
     intensity = None
     try:
         forecast = await _forecast(policy, now, max(job.deadline, now))

@@ -15,7 +15,7 @@
 so the same job cannot be queued twice. The worker runs the body in a ``carbon_session``
 that knows its plan. A row scheduled hours ahead costs procrastinate nothing, so there are
 no hops; a job that arrives to a slot gone dirty is planned again (see
-:func:`ecoasync.queues._core.on_arrival`) and deferred again under the same lock.
+:func:`ecoasync.queues.on_arrival`) and deferred again under the same lock.
 """
 
 from __future__ import annotations
