@@ -10,7 +10,9 @@ Modes: ``ok``, ``hang`` (never answers), ``slow`` (the body trickles), ``500``, 
 ``429`` (``Retry-After: server.retry_after``), ``401``, ``truncated`` (the connection closes
 mid-body), ``truncated-json`` (a complete response whose JSON is cut), ``malformed`` (not
 JSON), ``schema`` (JSON of the wrong shape), ``empty`` (no slots), ``short`` (two slots),
-``tz`` (times written with a +05:30 offset).
+``tz`` (times written with a +05:30 offset), ``late`` (a good answer after ``server.delay``
+seconds), ``302`` (a redirect whose body is a good answer), ``overlap`` (slots that overlap),
+``huge`` (an intensity too large for a float).
 
 Run ``python -m tests.grid_server`` to serve in the foreground (it prints ``PORT <n>``).
 """
@@ -60,6 +62,10 @@ class GridServer:
         self.mode = "ok"
         self.script: list[str] = []
         self.retry_after = "1"
+        self.delay = 0.5
+        """Seconds a ``late`` answer takes."""
+        self.arrived = threading.Event()
+        """Set when a request arrives (clear it to wait for the next)."""
         self.now = datetime(2026, 3, 18, tzinfo=UTC)
         """The API's "now": actuals exist for slots that ended before it; EM/WattTime start here."""
         self.requests: list[str] = []
@@ -249,6 +255,7 @@ def _handler(server: GridServer) -> type[BaseHTTPRequestHandler]:
             with server._lock:
                 server.requests.append(self.path)
                 server.headers.append({k.lower(): v for k, v in self.headers.items()})
+            server.arrived.set()
             path = split.path
             if path == "/login":
                 self.login()
@@ -256,6 +263,8 @@ def _handler(server: GridServer) -> type[BaseHTTPRequestHandler]:
             mode = server.next_mode()
             if mode == "hang":
                 server._stop.wait(60)
+                return
+            if mode == "late" and server._stop.wait(server.delay):
                 return
             if mode in ("500", "503"):
                 self.send(int(mode), {"error": "server error"})
@@ -290,7 +299,16 @@ def _handler(server: GridServer) -> type[BaseHTTPRequestHandler]:
                 return
             if mode == "schema":
                 payload = {"data": {"unexpected": True}, "forecast": "nope", "meta": {}}
+            if mode in ("overlap", "huge") and isinstance(payload.get("data"), list):
+                rows = payload["data"]
+                if mode == "overlap":  # the second half-hour as a whole hour: it overlaps
+                    rows[1]["to"] = rows[2]["to"]
+                else:
+                    rows[0]["intensity"]["forecast"] = 10**400
             body = json.dumps(payload).encode()
+            if mode == "302":
+                self.send(302, body, {"Location": f"{server.url}/moved{self.path}"})
+                return
             if mode == "malformed":
                 body = b"<html>502 Bad Gateway</html>"
             if mode == "truncated-json":

@@ -22,6 +22,11 @@ from ecoasync.providers import (
     CsvForecastProvider,
     ElectricityMapsProvider,
     FallbackProvider,
+    ForecastBy,
+    ForecastNowait,
+    ForecastProvider,
+    HistoryBy,
+    HistoryNowait,
     HistoryProvider,
     Retry,
     StaticForecastProvider,
@@ -30,9 +35,9 @@ from ecoasync.providers import (
     default_provider,
     synthetic_day,
 )
-from ecoasync.providers._http import HttpCore, PayloadError, parse_retry_after
+from ecoasync.providers._http import PayloadError
 from ecoasync.providers._live import floor_time
-from ecoasync.providers._uk import _checked_row, parse_rows
+from ecoasync.providers._uk import parse_rows
 from ecoasync.testing import FailingProvider, VirtualClock, capture_events
 from tests.grid_server import EM_TOKEN, WT_PASSWORD, WT_USER, GridServer, uk_value
 
@@ -129,11 +134,11 @@ async def test_uk_regional_by_region_and_postcode(server: GridServer, sleep: Fak
         max_size=20,
     )
 )
-def test_floor_time_remembers_recent_steps_and_still_rounds_down(
+def test_floor_time_rounds_down_to_a_multiple_of_the_step(
     moments: list[tuple[datetime, timedelta]],
 ) -> None:
-    """floor_time looks up the last steps it found before computing one; whatever the order of
-    the calls, each answer is the UTC multiple of the step at or before the time."""
+    """Whatever the order of the calls, each answer is the UTC multiple of the step at or
+    before the time."""
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for when, step in moments + moments[::-1]:
         floor = floor_time(when, step)
@@ -169,7 +174,9 @@ _TIMES = st.sampled_from(
         None,
     ]
 )
-_NUMBERS = st.sampled_from([None, 0, 120, 120.5, -1, float("nan"), float("inf"), True, "120"])
+_NUMBERS = st.sampled_from(
+    [None, 0, 120, 120.5, -1, float("nan"), float("inf"), True, "120", 10**400]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -193,24 +200,70 @@ _NUMBERS = st.sampled_from([None, 0, 120, 120.5, -1, float("nan"), float("inf"),
         max_size=6,
     )
 )
-def test_uk_rows_read_the_same_on_the_quick_path(items: list[Any]) -> None:
-    """parse_rows reads well-formed rows without building error paths; whatever the rows, it
-    gives what the checked reading of every row gives, or its first error, word for word."""
-    expected: dict[datetime, Any] = {}
-    error = None
-    for i, item in enumerate(items):
-        try:
-            row = _checked_row(item, f"data[{i}]")
-        except PayloadError as exc:
-            error = str(exc)
-            break
-        expected[row.start] = row
-    if error is not None:
-        with pytest.raises(PayloadError) as caught:
-            parse_rows({"data": items})
-        assert str(caught.value) == error
+def test_uk_rows_are_read_or_the_first_wrong_one_is_named(items: list[Any]) -> None:
+    """Whatever the rows, parse_rows gives well-formed rows (UTC half-hours, numbers >= 0 or
+    None) or a PayloadError that names the first row that is wrong; nothing else escapes."""
+    try:
+        rows = parse_rows({"data": items})
+    except PayloadError as exc:
+        error = str(exc)
     else:
-        assert parse_rows({"data": items}) == [expected[k] for k in sorted(expected)]
+        error = ""
+    if error:
+        first_bad = re.match(r"data\[(\d+)\]", error)
+        assert first_bad is not None, error
+        bad = int(first_bad.group(1))
+        parse_rows({"data": items[:bad]})  # the rows before it were fine
+        with pytest.raises(PayloadError):
+            parse_rows({"data": items[bad : bad + 1]})
+        return
+    assert [r.start for r in rows] == sorted({r.start for r in rows})
+    for row in rows:
+        assert row.start.tzinfo is UTC and row.start < row.end
+        for value in (row.forecast, row.actual):
+            assert value is None or (type(value) is float and 0 <= value < float("inf"))
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ([], "data[0] is list [], expected an object"),
+        ({"to": "2026-03-18T10:30Z"}, "data[0].from is missing"),
+        (
+            {"from": "yesterday", "to": "2026-03-18T10:30Z"},
+            "data[0].from is str 'yesterday', expected an ISO 8601 time with an offset",
+        ),
+        (
+            {"from": "2026-03-18T10:00Z", "to": "2026-03-18T10:00"},
+            "data[0].to is str '2026-03-18T10:00', expected an ISO 8601 time with an offset",
+        ),
+        (
+            {"from": "2026-03-18T10:30Z", "to": "2026-03-18T10:00Z"},
+            "data[0] ends before it starts (10:30Z..10:00Z)",
+        ),
+        ({"from": "2026-03-18T10:00Z", "to": "2026-03-18T10:30Z"}, "data[0].intensity is missing"),
+        (
+            {"from": "2026-03-18T10:00Z", "to": "2026-03-18T10:30Z", "intensity": "high"},
+            "data[0].intensity is str 'high', expected an object",
+        ),
+        (
+            {"from": "2026-03-18T10:00Z", "to": "2026-03-18T10:30Z", "intensity": {"actual": -1}},
+            "data[0].intensity.actual is int -1, expected a finite number >= 0",
+        ),
+        (
+            {
+                "from": "2026-03-18T10:00Z",
+                "to": "2026-03-18T10:30Z",
+                "intensity": {"forecast": 10**400},
+            },
+            "data[0].intensity.forecast is an integer of 1329 bits, expected a finite number",
+        ),
+    ],
+)
+def test_uk_payload_errors_name_the_value_and_where_it_is(item: Any, message: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_rows({"data": [item]})
+    assert str(caught.value) == message or str(caught.value).startswith(message)
 
 
 @pytest.mark.parametrize(
@@ -500,22 +553,6 @@ async def test_429_beyond_the_cap_fails_at_once_and_backs_off(
     assert server.count() == 1 and sleep.delays == []
 
 
-def test_retry_after_parsing() -> None:
-    now = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
-    assert parse_retry_after("120", now=now) == 120
-    assert parse_retry_after("Wed, 18 Mar 2026 12:01:00 GMT", now=now) == 60
-    assert parse_retry_after("Wed, 18 Mar 2026 11:00:00 GMT", now=now) == 0
-    assert parse_retry_after("soon", now=now) is None
-    assert parse_retry_after(None, now=now) is None
-
-
-def test_retry_options_are_checked() -> None:
-    with pytest.raises(ValueError, match="attempts must be >= 1"):
-        Retry(attempts=0)
-    with pytest.raises(ValueError, match="backoff"):
-        Retry(backoff=-1)
-
-
 async def test_ttl_cache_one_request_per_half_hour(server: GridServer, sleep: FakeSleep) -> None:
     async with uk(server, sleep) as provider:
         assert provider.forecast_nowait(NOW, NOW + timedelta(hours=1)) is None
@@ -527,7 +564,7 @@ async def test_ttl_cache_one_request_per_half_hour(server: GridServer, sleep: Fa
         await provider.forecast(NOW + timedelta(minutes=30), NOW + timedelta(hours=2))
         assert server.count() == 2  # a new half-hour, a new forecast
         clock = [time.monotonic() + 3600]
-        provider._core._monotonic = lambda: clock[0]  # the TTL has passed
+        provider._core.answers._monotonic = lambda: clock[0]  # the TTL has passed
         assert provider.forecast_nowait(NOW, NOW + timedelta(hours=1)) is None
 
 
@@ -598,12 +635,6 @@ def test_the_client_follows_the_event_loop(server: GridServer, sleep: FakeSleep)
     assert anyio.run(use) == 3  # a new loop gets a new client; the old one is not reused
     anyio.run(provider.aclose)
     assert server.count() == 2
-
-
-def test_core_scrubs_secrets() -> None:
-    core = HttpCore(provider="p", base_url="http://x", secrets=lambda: ("s3cret-value",))
-    error = core.unavailable("forecast", "bad token s3cret-value", zone="Z")
-    assert "s3cret" not in str(error) and "s3cret" not in error.cause
 
 
 # --- Electricity Maps ------------------------------------------------------------------------
@@ -847,40 +878,25 @@ async def test_no_worker_thread_once_httpx_is_loaded(
     assert threads == []
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_requests_ending_together_wake_their_waiters_at_one_pace(anyio_backend: str) -> None:
-    """Two providers' requests that end in the same turn wake their waiters one group per
-    event-loop turn in all, not a group each: the answers of every zone arrive together."""
-    from ecoasync.providers._http import RELEASE_BATCH
+def test_capabilities_are_types_checked_by_mypy_and_at_run_time() -> None:
+    """Each provider's optional capabilities, as protocols: mypy checks the assignments below,
+    ``isinstance`` checks the same at run time (decided once per class)."""
+    live = UKCarbonIntensityProvider()
+    static = StaticForecastProvider(synthetic_day())
+    fallback = FallbackProvider([live, static])
+    by: list[ForecastBy | HistoryBy] = [live, live]
+    nowait: list[ForecastNowait | HistoryNowait] = [live, static, fallback]
+    history: list[HistoryProvider] = [live, static, fallback]
+    for provider in (live, static, fallback):
+        assert isinstance(provider, ForecastNowait) and isinstance(provider, HistoryNowait)
+        assert isinstance(provider, HistoryProvider)
+        assert isinstance(provider, ForecastBy) == (provider is live)
+    assert len(by) + len(nowait) + len(history) == 8
+    failing = FailingProvider()
+    assert not isinstance(failing, ForecastNowait | HistoryProvider | ForecastBy)
+    assert isinstance(failing, ForecastProvider)
 
-    answered = anyio.Event()
-    done = [0]
+    class Blocked(StaticForecastProvider):
+        forecast_nowait = None  # type: ignore[assignment]  # a subclass that opts out
 
-    async def fetch(key: object) -> str:
-        await answered.wait()
-        return f"value of {key}"
-
-    cores = [HttpCore(provider=f"p{i}", base_url="http://x") for i in range(2)]
-    per_core = 3 * RELEASE_BATCH
-    got: list[str] = []
-
-    async def ask(core: HttpCore) -> None:
-        got.append(await core.cached("k", 60.0, fetch))
-        done[0] += 1
-
-    per_turn: list[int] = []
-    async with anyio.create_task_group() as tg:
-        for core in cores:
-            for _ in range(per_core + 1):  # a leader and its waiters
-                tg.start_soon(ask, core)
-        for _ in range(5):
-            await anyio.lowlevel.checkpoint()  # everyone has joined
-        answered.set()
-        while done[0] < len(cores) * (per_core + 1):
-            before = done[0]
-            await anyio.lowlevel.checkpoint()
-            per_turn.append(done[0] - before)
-    assert sorted(set(got)) == ["value of k"]
-    assert len(got) == len(cores) * (per_core + 1)
-    assert max(per_turn) <= RELEASE_BATCH + len(cores)  # one group, and the leaders themselves
-    assert sum(1 for n in per_turn if n) >= 2 * 3  # six groups, in six turns at least
+    assert not isinstance(Blocked(synthetic_day()), ForecastNowait)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import rich.traceback
 import structlog
 
 from ecoasync import EventBus, ForecastUnavailable, Policy, carbon_session
@@ -18,6 +21,7 @@ from ecoasync.events import Event
 from ecoasync.providers import (
     ElectricityMapsProvider,
     FallbackProvider,
+    ForecastProvider,
     Retry,
     UnknownRegionError,
     WattTimeProvider,
@@ -186,3 +190,68 @@ async def test_an_error_body_that_echoes_the_token_is_scrubbed(server: GridServe
         ) as caught:
             await provider.forecast(NOW, NOW + timedelta(hours=1))
     assert EM_TOKEN not in str(caught.value) and EM_TOKEN not in caught.value.cause
+
+
+# --- traceback locals (issue 17, 5) ------------------------------------------------------------
+
+B64_CREDENTIALS = base64.b64encode(f"{WT_USER}:{WT_PASSWORD}".encode()).decode()
+
+
+def _rendered(exc: BaseException) -> str:
+    """``exc`` as a logger that prints traceback locals shows it: rich's traceback (structlog's
+    ``ConsoleRenderer`` uses it when rich is installed; its code highlighting left out, which
+    is slow and shows no values) and the standard library's."""
+    trace = rich.traceback.Traceback.extract(
+        type(exc), exc, exc.__traceback__, show_locals=True, locals_max_string=500
+    )
+    shown = [
+        f"{frame.filename}:{frame.lineno} {name} = {node.render(max_width=250)}"
+        for stack in trace.stacks
+        for frame in stack.frames
+        for name, node in (frame.locals or {}).items()
+    ]
+    shown += [f"{stack.exc_type}: {stack.exc_value}" for stack in trace.stacks]
+    stdlib = traceback.TracebackException.from_exception(exc, capture_locals=True)
+    return "\n".join(shown) + "".join(stdlib.format())
+
+
+async def _failure(provider: ForecastProvider) -> BaseException:
+    """The error a user's code gets from a session whose forecast fails (caught here, in a
+    frame that holds no secret, as a user's handler would)."""
+    try:
+        async with carbon_session(Policy(provider=provider, on_forecast_error="raise")):
+            pass
+    except ForecastUnavailable as exc:
+        return exc
+    raise AssertionError("the session did not fail")
+
+
+@pytest.mark.parametrize("script", ["500", "401", "malformed", "echo", "hang", "refused"])
+async def test_no_secret_in_the_locals_of_a_real_failure(server: GridServer, script: str) -> None:
+    """With rich installed, ``structlog.get_logger().exception(...)`` prints every frame's
+    locals: the frames of the HTTP core (and httpx's, chained below) must hold no credential
+    in clear: not the Electricity Maps token, not WattTime's password, its base64 Basic
+    credentials or its bearer token."""
+    url = "http://127.0.0.1:9" if script == "refused" else server.url  # port 9: nothing listens
+    attempts = 1 if script == "hang" else 2
+    options: dict[str, Any] = {"retry": Retry(attempts=attempts, backoff=0), "timeout": 0.3}
+    em = ElectricityMapsProvider("DE", token=EM_TOKEN, base_url=url + "/v3", **options)
+    wt = WattTimeProvider(
+        "CAISO_NORTH", username=WT_USER, password=WT_PASSWORD, base_url=url, **options
+    )
+    rendered = []
+    for provider in (em, wt):
+        if script != "refused":
+            server.mode = "ok"
+            await provider.forecast(NOW - timedelta(days=3), NOW - timedelta(days=2))  # log in
+        server.echo = script == "echo"
+        server.mode = "ok" if server.echo else script
+        rendered.append(_rendered(await _failure(provider)))
+        server.echo, server.mode = False, "ok"
+        await provider.aclose()
+    text = "\n".join(rendered)
+    assert "Traceback" in text and "self = " in text  # locals were rendered
+    if script != "refused":
+        assert "wt-bearer-" in "".join(h.get("authorization", "") for h in server.headers)
+    for secret in (EM_TOKEN, WT_PASSWORD, B64_CREDENTIALS, "wt-bearer-"):
+        assert secret not in text, f"{secret[:6]}... is in a traceback's locals"

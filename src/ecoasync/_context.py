@@ -8,7 +8,6 @@ anything but the bus.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._backend import loop_token
 from ._exceptions import CarbonBudgetExceeded
 from ._records import CallRecord, IntensitySource, ModelUsage, TagUsage
 from .events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event
@@ -62,24 +62,6 @@ def tagged(*tags: str) -> Iterator[tuple[str, ...]]:
         yield combined
     finally:
         _call_tags.reset(token)
-
-
-_last_token: tuple[object, anyio.lowlevel.EventLoopToken] | None = None
-
-
-def _loop_token() -> anyio.lowlevel.EventLoopToken:
-    """The running loop's token, remembered for the last asyncio loop (a hot path)."""
-    global _last_token
-    try:
-        loop: object = asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.lowlevel.current_token()  # trio
-    last = _last_token
-    if last is not None and last[0] is loop:
-        return last[1]
-    token = anyio.lowlevel.current_token()
-    _last_token = (loop, token)
-    return token
 
 
 def budget_spent(spent_g: float, budget_g: float | None) -> bool:
@@ -209,7 +191,7 @@ class Accounting:
     # --- the loop this session runs on, so that other threads can emit on it ---
 
     def bind_loop(self) -> None:
-        self._token = _loop_token()
+        self._token = loop_token()
         self._loop_thread = threading.get_ident()
 
     def event_fields(self, at: datetime) -> dict[str, Any]:

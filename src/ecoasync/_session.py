@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -25,7 +25,14 @@ from ._ledger import Reservation, default_ledger
 from ._log import get_logger
 from ._planner import Plan, plan, run_now_plan
 from ._policy import Policy
-from ._provider import ForecastProvider
+from ._provider import (
+    ForecastBy,
+    ForecastNowait,
+    ForecastProvider,
+    HistoryBy,
+    HistoryNowait,
+    HistoryProvider,
+)
 from ._records import CallRecord, SessionRecord, Status
 from .events import Completed, ForecastFailed, Planned, Started
 
@@ -236,6 +243,7 @@ class _SessionManager:
     __slots__ = (
         "_acct",
         "_clock",
+        "_deadline",
         "_parent",
         "_planned",
         "_provider",
@@ -294,6 +302,8 @@ class _SessionManager:
         self._submitted: datetime | None = None
         self._started: datetime | None = None
         self._reservation: Reservation | None = None
+        self._deadline: float | None = None
+        """When the provider's answers are due (``anyio.current_time()``), once one is awaited."""
         self._routed: RoutedPlan | None = None
         if parent_acct is not None and policy.routes is None:
             self._acct.route = parent_acct.route  # calls run where the parent's do
@@ -378,11 +388,15 @@ class _SessionManager:
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
             window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
         end = submitted + policy.max_delay + window
-        nowait = getattr(provider, "forecast_nowait", None)
-        cached = nowait(submitted, end) if nowait is not None else None
-        if cached is not None:
-            return cast("Forecast", cached)
-        return _bounded(provider, "forecast", submitted, end, policy)
+        if isinstance(provider, ForecastNowait):
+            cached = provider.forecast_nowait(submitted, end)
+            if cached is not None:
+                return cached
+        # one deadline for the whole entry: the history the planner reads gets what is left
+        self._deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
+        if isinstance(provider, ForecastBy):
+            return provider.forecast_by(submitted, end, self._deadline)
+        return _within(provider.forecast, submitted, end, deadline=self._deadline)
 
     async def _route(self, submitted: datetime) -> Forecast:
         """Plan every route (their forecasts fetched at once) and keep the chosen pair; the
@@ -421,7 +435,8 @@ class _SessionManager:
         # --- begin: calibrated strategy and slot ledger (issue 6) ---
         history = None
         if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
-            history = await _history(self._provider or _default_provider(), submitted, policy)
+            provider = self._provider or _default_provider()
+            history = await _history(provider, submitted, policy, self._deadline)
         plan_ = plan(forecast, submitted, policy, rng=_RNG, history=history, ledger=_LEDGER)
         if plan_.waits:  # only jobs that wait for a slot can herd into it
             self._reservation = _LEDGER.reserve(plan_)
@@ -621,20 +636,33 @@ def _auto_instrument() -> None:
     _ensure_instrumented()
 
 
-async def _history(provider: object, submitted: datetime, policy: Policy) -> Forecast | None:
+async def _history(
+    provider: object, submitted: datetime, policy: Policy, deadline: float | None = None
+) -> Forecast | None:
     """The provider's closed slots with actuals over the calibration's look-back, or None.
 
-    Only providers with an async ``history(start, end)`` are asked; a failure or a timeout
-    falls back to the forecast alone (logged, never raised).
+    Only a :class:`HistoryProvider` is asked, until ``deadline`` (the entry's: what the
+    forecast left; None: the forecast came from memory, so ``forecast_timeout`` from now); a
+    failure or a timeout falls back to the forecast alone (logged, never raised).
     """
-    fetch = getattr(provider, "history", None)
-    if fetch is None or not callable(fetch):
+    if not isinstance(provider, HistoryProvider):
         return None
-    nowait = getattr(provider, "history_nowait", None)
+    start = submitted - LOOKBACK
     try:
-        history = nowait(submitted - LOOKBACK, submitted) if nowait is not None else None
+        history = (
+            provider.history_nowait(start, submitted)
+            if isinstance(provider, HistoryNowait)
+            else None
+        )
         if history is None:
-            history = await _bounded(provider, "history", submitted - LOOKBACK, submitted, policy)
+            if deadline is None:
+                deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
+            elif deadline <= anyio.current_time():
+                raise TimeoutError("the forecast took all of forecast_timeout")
+            if isinstance(provider, HistoryBy):
+                history = await provider.history_by(start, submitted, deadline)
+            else:
+                history = await _within(provider.history, start, submitted, deadline=deadline)
     except Exception as exc:
         log.warning(
             "ecoasync.history_failed",
@@ -646,31 +674,17 @@ async def _history(provider: object, submitted: datetime, policy: Policy) -> For
     return history if isinstance(history, Forecast) else None
 
 
-def _bounded(
-    provider: object, method: str, start: datetime, end: datetime, policy: Policy
-) -> Awaitable[Forecast]:
-    """``provider.<method>(start, end)``, to be awaited, bounded by ``policy.forecast_timeout``.
-
-    A provider with ``<method>_by(start, end, deadline)`` (the HTTP providers) carries the
-    deadline on its shared request, so the thousands of sessions that wait on one request
-    hold no timer (and no extra frame) each; any other provider is awaited in a timeout scope.
-    """
-    timeout = policy.forecast_timeout.total_seconds()
-    by = getattr(provider, method + "_by", None)
-    if by is not None:
-        return cast("Awaitable[Forecast]", by(start, end, anyio.current_time() + timeout))
-    return _within(getattr(provider, method), start, end, seconds=timeout)
-
-
 async def _within(
     call: Callable[[datetime, datetime], Awaitable[Forecast]],
     start: datetime,
     end: datetime,
     *,
-    seconds: float,
+    deadline: float,
 ) -> Forecast:
-    with anyio.fail_after(seconds):
+    """``call(start, end)``, or ``TimeoutError`` at ``deadline`` (``anyio.current_time()``)."""
+    with anyio.CancelScope(deadline=deadline):
         return await call(start, end)
+    raise TimeoutError
 
 
 def _provider_name(provider: object) -> str:

@@ -11,11 +11,8 @@ providers. A four-hour wait takes milliseconds::
 
 from __future__ import annotations
 
-import asyncio
 import heapq
-import importlib
 import itertools
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,6 +21,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
+from ._backend import Gate, wait_all_tasks_blocked
 from ._bus import EventBus, Subscription
 from ._clock import use_clock
 from ._exceptions import ForecastUnavailable
@@ -136,22 +134,8 @@ class VirtualClock:
                     head.wake()  # we may have been handed the wheel: pass it on
 
     async def _drive(self, me: _Sleeper) -> None:
-        spins = 0
-        trio = sys.modules.get("trio")
-        on_trio = trio is not None and trio.lowlevel.in_trio_run()
         while self._now < me.deadline:
-            if on_trio:
-                # trio runs tasks in shuffled batches, so a peek at its run queue can miss a task
-                # of the current batch; it has the exact primitive instead
-                await importlib.import_module("trio.testing").wait_all_tasks_blocked()
-                if (head := self._head()) is not None:
-                    self._jump_to(head.deadline)
-                continue
-            await anyio.lowlevel.checkpoint()
-            spins += 1
-            if _others_runnable() and spins < self._patience:
-                continue  # someone still has work to do at this instant
-            spins = 0
+            await wait_all_tasks_blocked(self._patience)  # everyone done at this instant
             if (head := self._head()) is not None:
                 self._jump_to(head.deadline)
 
@@ -169,62 +153,34 @@ class VirtualClock:
         return f"VirtualClock(now={self._now.isoformat()})"
 
 
-class _Sleeper:
-    """One task's deadline in the heap, and the way to wake it.
+class _Sleeper(Gate):
+    """One task's deadline in the heap, and the gate it waits at.
 
-    Ten thousand waiting sessions mean ten thousand sleepers, so a sleeper is small: on
-    asyncio it waits on a bare future (about a tenth of an ``anyio.Event``, which carries an
-    ``asyncio.Event`` and its deque), made only while it waits; elsewhere on an
-    ``anyio.Event``.
+    Ten thousand waiting sessions mean ten thousand sleepers, so a sleeper is small: the gate
+    holds a bare future while it waits (on asyncio; see :class:`ecoasync._backend.Gate`).
     """
 
-    __slots__ = ("_waiter", "_woken", "deadline", "queued")
+    __slots__ = ("_woken", "deadline", "queued")
 
     def __init__(self, deadline: datetime) -> None:
+        super().__init__()
         self.deadline = deadline
         self.queued = True
         self._woken = False
-        self._waiter: asyncio.Future[None] | anyio.Event | None = None
 
     def wake(self) -> None:
         """Complete the pending :meth:`waiting` (or, if none, make the next one return at once)."""
-        waiter = self._waiter
-        if waiter is None:
-            self._woken = True
-            return
-        self._waiter = None
-        if isinstance(waiter, asyncio.Future):
-            if not waiter.done():  # not cancelled
-                waiter.set_result(None)
+        if self.parked:
+            self.open()
         else:
-            waiter.set()
+            self._woken = True
 
     def waiting(self) -> Awaitable[None]:
-        """What to await until :meth:`wake`: on asyncio the bare future itself (no coroutine
-        frame to keep per sleeper). Cancellable."""
+        """What to await until :meth:`wake` (cancellable)."""
         if self._woken:
             self._woken = False
             return anyio.lowlevel.checkpoint()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio)
-            event = self._waiter = anyio.Event()
-            return event.wait()
-        future = self._waiter = loop.create_future()
-        return future
-
-
-def _others_runnable() -> bool:
-    """Whether another task of the running event loop is ready to run right now."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        trio = sys.modules.get("trio")
-        if trio is None:
-            return False
-        return bool(trio.lowlevel.current_statistics().tasks_runnable)
-    ready = getattr(loop, "_ready", None)  # asyncio's run queue (stable since 3.4)
-    return bool(ready)
+        return self.park()
 
 
 class CapturedEvents(list[Event]):

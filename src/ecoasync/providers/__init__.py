@@ -1,14 +1,20 @@
 """Forecast providers: where carbon-intensity forecasts come from.
 
 Every provider implements :class:`ForecastProvider` (``name`` and async
-``forecast(start, end)``); those that know the past also implement :class:`HistoryProvider`
-(async ``history(start, end)``). Live providers share one HTTP core (timeouts, retries,
+``forecast(start, end)``); what more it can do is a capability, a protocol checked with
+``isinstance``: :class:`HistoryProvider` (async ``history(start, end)``),
+:class:`ForecastNowait` and :class:`HistoryNowait` (answers from memory),
+:class:`ForecastBy` and :class:`HistoryBy` (requests bounded by a deadline). Live providers share one HTTP core (timeouts, retries,
 a TTL cache and single-flight); their cloud-region zones come from
 :mod:`ecoasync.providers.regions`.
 """
 
 from .._provider import CachingForecastProvider as CachingForecastProvider
+from .._provider import ForecastBy as ForecastBy
+from .._provider import ForecastNowait as ForecastNowait
 from .._provider import ForecastProvider as ForecastProvider
+from .._provider import HistoryBy as HistoryBy
+from .._provider import HistoryNowait as HistoryNowait
 from .._provider import HistoryProvider as HistoryProvider
 from . import regions as regions
 from ._csv import CsvForecastProvider as CsvForecastProvider
@@ -30,7 +36,11 @@ __all__ = [
     "CsvForecastProvider",
     "ElectricityMapsProvider",
     "FallbackProvider",
+    "ForecastBy",
+    "ForecastNowait",
     "ForecastProvider",
+    "HistoryBy",
+    "HistoryNowait",
     "HistoryProvider",
     "IntensityRow",
     "Retry",

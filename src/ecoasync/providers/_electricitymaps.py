@@ -1,4 +1,7 @@
-"""``ElectricityMapsProvider``: carbon-intensity forecast and history from Electricity Maps (v3)."""
+"""``ElectricityMapsProvider``: carbon-intensity forecast and history from Electricity Maps (v3).
+
+Layer: providers; imports the HTTP core, the shared provider base and ecoasync's values.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from ._http import (
     DEFAULT_TIMEOUT,
     HttpCore,
     Retry,
+    SecretHeader,
     Sleep,
     as_list,
     as_number,
@@ -163,11 +167,10 @@ class ElectricityMapsProvider(LiveProvider):
             retry=retry,
             sleep=sleep,
             transport=transport,
-            secrets=lambda: (self._token.reveal(),),
+            max_block=self.ttl,
+            secrets=lambda: (self._token,),
         )
-
-    def _headers(self) -> dict[str, str]:
-        return {"auth-token": self._token.reveal()}
+        self._auth = SecretHeader("auth-token", self._token)
 
     def _query(self, **extra: str) -> dict[str, str]:
         return {
@@ -188,14 +191,16 @@ class ElectricityMapsProvider(LiveProvider):
     async def _fetch(self, key: Hashable) -> Forecast:
         assert isinstance(key, tuple)
         horizon: int = key[1]
-        slots = await self._core.fetch(
+        return await self._core.fetch(
             "/carbon-intensity/forecast",
-            lambda data: parse_points(data, "forecast", self.step, actual=False),
+            lambda data: self._forecast(parse_points(data, "forecast", self.step, actual=False)),
             params=self._query(horizonHours=str(horizon)),
-            headers=self._headers(),
+            auth=self._auth,
             zone=self.zone,
             what="forecast",
         )
+
+    def _forecast(self, slots: list[Slot]) -> Forecast:
         return Forecast(slots, signal=self.signal, provider=self.name, zone=self.zone)
 
     async def _fetch_history(self, start: datetime, end: datetime) -> Forecast:
@@ -207,7 +212,7 @@ class ElectricityMapsProvider(LiveProvider):
                 "/carbon-intensity/history",
                 lambda data: parse_points(data, "history", self.step, actual=True),
                 params=self._query(),
-                headers=self._headers(),
+                auth=self._auth,
                 zone=self.zone,
                 what="history",
             )
@@ -223,14 +228,13 @@ class ElectricityMapsProvider(LiveProvider):
                     params=self._query(
                         start=f"{at:%Y-%m-%dT%H:%M:%SZ}", end=f"{upto:%Y-%m-%dT%H:%M:%SZ}"
                     ),
-                    headers=self._headers(),
+                    auth=self._auth,
                     zone=self.zone,
                     what="history",
                 )
                 slots.update((s.start, s) for s in found)
                 at = upto
-        chosen = [s for s in slots.values() if s.end > start and s.start < end]
-        return Forecast(chosen, signal=self.signal, provider=self.name, zone=self.zone)
+        return self._forecast([s for s in slots.values() if s.end > start and s.start < end])
 
     def __repr__(self) -> str:
         return (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -12,7 +12,7 @@ import anyio
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast, Signal
 from .._log import get_logger
-from .._provider import ForecastProvider, HistoryProvider
+from .._provider import ForecastNowait, ForecastProvider, HistoryNowait, HistoryProvider
 from ._live import seconds
 
 __all__ = ["FallbackProvider"]
@@ -82,12 +82,18 @@ class FallbackProvider:
 
     def forecast_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first provider's in-memory answer; None as soon as one would need I/O."""
-        return _first_in_memory(self.providers, "forecast_nowait", start, end)
+        return _first_in_memory(
+            (p.forecast_nowait(start, end) if isinstance(p, ForecastNowait) else None, p)
+            for p in self.providers
+        )
 
     def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
         """The first history provider's in-memory answer; None as soon as one would need I/O."""
-        with_history = [p for p in self.providers if isinstance(p, HistoryProvider)]
-        return _first_in_memory(with_history, "history_nowait", start, end)
+        return _first_in_memory(
+            (p.history_nowait(start, end) if isinstance(p, HistoryNowait) else None, p)
+            for p in self.providers
+            if isinstance(p, HistoryProvider)
+        )
 
     async def _ask(
         self, providers: Sequence[object], method: str, start: datetime, end: datetime
@@ -159,16 +165,11 @@ def _labelled(forecast: Forecast, provider: object) -> Forecast:
     return forecast if forecast.provider == name else forecast.with_source(provider=name)
 
 
-def _first_in_memory(
-    providers: Sequence[object], method: str, start: datetime, end: datetime
-) -> Forecast | None:
-    """What the first provider with a non-empty answer gives through its ``*_nowait`` method,
-    labelled with it; None as soon as one has nothing in memory (it would need I/O)."""
-    for provider in providers:
-        nowait = getattr(provider, method, None)
-        if nowait is None:
-            return None
-        found = nowait(start, end)
+def _first_in_memory(answers: Iterable[tuple[Forecast | None, object]]) -> Forecast | None:
+    """The first non-empty in-memory answer, labelled with the provider it is paired with;
+    None as soon as one provider has nothing in memory (it would need I/O). ``answers`` is
+    lazy: providers after the one that decides are not asked."""
+    for found, provider in answers:
         if found is None:
             return None
         if found:

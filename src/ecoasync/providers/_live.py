@@ -1,4 +1,7 @@
-"""What every HTTP provider shares: the core, the cache key discipline, closing, options."""
+"""What every HTTP provider shares: the core, the cache key discipline, closing, options.
+
+Layer: providers; imports the HTTP core and ecoasync's values.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +9,20 @@ import math
 from collections.abc import Awaitable, Hashable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, cast
+from typing import Self, cast
 
 from .._forecast import Forecast, Signal, as_utc
 from ._http import HttpCore, check_seconds
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["LiveProvider", "floor_time", "seconds"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-_FLOORS: dict[timedelta, tuple[tuple[datetime, datetime], ...]] = {}
-"""The last few steps ``[lo, lo + step)`` :func:`floor_time` found, by step."""
-
-
 def floor_time(when: datetime, step: timedelta) -> datetime:
-    """``when`` rounded down to a multiple of ``step`` since the epoch (UTC).
-
-    Every session asks for the same few steps (the half-hour it arrives in, the one a day
-    before): they are looked up among the last four found before being computed."""
+    """``when`` rounded down to a multiple of ``step`` since the epoch (UTC)."""
     when = as_utc(when)
-    recent = _FLOORS.get(step, ())
-    for lo, hi in recent:
-        if lo <= when < hi:
-            return lo
-    lo = when - (when - _EPOCH) % step
-    _FLOORS[step] = ((lo, lo + step), *recent[:3])
-    return lo
+    return when - (when - _EPOCH) % step
 
 
 def seconds(name: str, value: float | timedelta) -> float:

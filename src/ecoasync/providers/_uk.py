@@ -1,4 +1,7 @@
-"""``UKCarbonIntensityProvider``: the keyless GB Carbon Intensity API (NESO; CC BY 4.0)."""
+"""``UKCarbonIntensityProvider``: the keyless GB Carbon Intensity API (NESO; CC BY 4.0).
+
+Layer: providers; imports the HTTP core, the shared provider base and ecoasync's values.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,11 @@ import math
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from .._forecast import Forecast, Signal, Slot, as_utc
+from ._csv import parse_trace_time
 from ._http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -18,9 +22,8 @@ from ._http import (
     Retry,
     Sleep,
     as_list,
-    as_number,
-    as_time,
     field,
+    kind_of,
 )
 from ._live import LiveProvider, floor_time, seconds
 from .regions import resolve_zone
@@ -60,7 +63,7 @@ class IntensityRow:
 
 def parse_rows(payload: Any) -> list[IntensityRow]:
     """The rows of a national (``data[]``) or regional (``data.data[]`` / ``data[0].data[]``)
-    response, sorted, one per start time."""
+    response, sorted, one per start time; a :class:`PayloadError` naming the first wrong one."""
     data = field(payload, "data", "")
     path = "data"
     if isinstance(data, dict):  # /regional/intensity/.../regionid|postcode/...: data.data[]
@@ -69,64 +72,63 @@ def parse_rows(payload: Any) -> list[IntensityRow]:
         data, path = field(data[0], "data", "data[0]"), "data[0].data"  # /regional/regionid/{id}
     rows: dict[datetime, IntensityRow] = {}
     for i, item in enumerate(as_list(data, path)):
-        row = _plain_row(item)
-        if row is None:  # something is off: read it again, saying where
-            row = _checked_row(item, f"{path}[{i}]")
+        row = _row(item, path, i)
         rows[row.start] = row
     return [rows[k] for k in sorted(rows)]
 
 
-def _plain_row(item: object) -> IntensityRow | None:
-    """The row of ``item`` if it is well formed in the usual way (times in UTC, numbers or
-    nulls), else None: a response of two days is read in a third of the time it takes
-    :func:`_checked_row` to build the paths its messages name."""
-    if type(item) is not dict:
-        return None
-    start, end, intensity = item.get("from"), item.get("to"), item.get("intensity")
-    if type(start) is not str or type(end) is not str or type(intensity) is not dict:
-        return None
+def _row(item: Any, path: str, i: int) -> IntensityRow:
+    """The row of ``item`` (item ``i`` of ``path``). What is wrong, and where, is worked out
+    only when something is: a two-day answer is one event-loop step of the session that
+    fetched it."""
+    name = "from"
     try:
-        start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    except ValueError:
-        return None
-    if start.tzinfo is not UTC or end.tzinfo is not UTC or end <= start:
-        return None
-    forecast, actual, index = (
-        intensity.get("forecast"),
-        intensity.get("actual"),
-        intensity.get("index"),
-    )
-    for number in (forecast, actual):
-        if number is not None and (type(number) not in (int, float) or not 0 <= number < math.inf):
-            return None
-    return IntensityRow(
-        start,
-        end,
-        None if forecast is None else float(forecast),
-        None if actual is None else float(actual),
-        index if isinstance(index, str) else None,
-    )
+        start = parse_trace_time(item["from"])
+        name = "to"
+        end = parse_trace_time(item["to"])
+        name = ""
+        if end <= start:
+            raise ValueError
+        name = "intensity"
+        intensity = item["intensity"]
+        name = "intensity.forecast"
+        forecast = _number(intensity.get("forecast"))
+        name = "intensity.actual"
+        actual = _number(intensity.get("actual"))
+        index = intensity.get("index")
+    except Exception:
+        where = f"{path}[{i}]"
+        if not name:
+            problem = f"{where} ends before it starts ({start:%H:%M}Z..{end:%H:%M}Z)"
+        else:
+            problem = _problem(item, where, name)
+        raise PayloadError(problem) from None
+    return IntensityRow(start, end, forecast, actual, index if isinstance(index, str) else None)
 
 
-def _checked_row(item: object, where: str) -> IntensityRow:
-    """The row of ``item``, or a :class:`PayloadError` naming what is wrong and where."""
-    start = as_time(field(item, "from", where), f"{where}.from")
-    end = as_time(field(item, "to", where), f"{where}.to")
-    if end <= start:
-        raise PayloadError(f"{where} ends before it starts ({start:%H:%M}Z..{end:%H:%M}Z)")
-    intensity = field(item, "intensity", where)
-    if not isinstance(intensity, dict):
-        raise PayloadError(f"{where}.intensity is not an object")
-    forecast = intensity.get("forecast")
-    actual = intensity.get("actual")
-    index = intensity.get("index")
-    return IntensityRow(
-        start,
-        end,
-        None if forecast is None else as_number(forecast, f"{where}.intensity.forecast"),
-        None if actual is None else as_number(actual, f"{where}.intensity.actual"),
-        index if isinstance(index, str) else None,
-    )
+def _number(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError
+    return float(value)  # (an OverflowError for an integer too large for a float)
+
+
+def _problem(item: object, where: str, name: str) -> str:
+    """What is wrong with field ``name`` (``"intensity.forecast"``) of ``item``."""
+    parent, _, key = name.rpartition(".")
+    holder: object = item
+    if parent:
+        holder = item.get(parent) if isinstance(item, dict) else None
+        where = f"{where}.{parent}"
+    if not isinstance(holder, dict):
+        return f"{where} is {kind_of(holder)}, expected an object"
+    if key not in holder:
+        return f"{where}.{key} is missing"
+    value = holder[key]
+    if parent:
+        return f"{where}.{key} is {kind_of(value)}, expected a finite number >= 0"
+    return f"{where}.{key} is {kind_of(value)}, expected an ISO 8601 time with an offset"
 
 
 class UKCarbonIntensityProvider(LiveProvider):
@@ -212,6 +214,7 @@ class UKCarbonIntensityProvider(LiveProvider):
             retry=retry,
             sleep=sleep,
             transport=transport,
+            max_block=self.ttl,
         )
 
     @property
@@ -229,10 +232,12 @@ class UKCarbonIntensityProvider(LiveProvider):
     async def _fetch(self, key: Hashable) -> Forecast:
         assert isinstance(key, tuple)
         bucket: datetime = key[1]
-        rows = await self._core.fetch(
-            self._path(bucket, "fw48h"), parse_rows, zone=self.zone, what="forecast"
+        return await self._core.fetch(
+            self._path(bucket, "fw48h"),
+            lambda payload: self._forecast(parse_rows(payload)),
+            zone=self.zone,
+            what="forecast",
         )
-        return self._forecast(rows)
 
     def _forecast(self, rows: list[IntensityRow]) -> Forecast:
         slots = [slot for row in rows if (slot := row.slot()) is not None]

@@ -1,4 +1,7 @@
-"""``WattTimeProvider``: the marginal operating emissions rate (MOER) forecast of WattTime v3."""
+"""``WattTimeProvider``: the marginal operating emissions rate (MOER) forecast of WattTime v3.
+
+Layer: providers; imports the HTTP core, the shared provider base and ecoasync's values.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from ._http import (
     PayloadError,
     Retry,
     Secret,
+    SecretHeader,
     Sleep,
     as_list,
     as_number,
@@ -68,6 +72,14 @@ def parse_forecast(payload: Any) -> list[Slot]:
             end = times[i + 1]
         slots.append(Slot(when, end, round(points[when], 3)))
     return slots
+
+
+def _token_of(payload: Any) -> Secret:
+    """The bearer token of a ``/login`` answer (never a plain string in a frame)."""
+    token = field(payload, "token", "")
+    if not isinstance(token, str) or not token:
+        raise PayloadError("token is not a non-empty string")
+    return Secret(token)
 
 
 class WattTimeProvider(LiveProvider):
@@ -124,9 +136,7 @@ class WattTimeProvider(LiveProvider):
             )
         user = secret_from(username, ("WATTTIME_USERNAME",), what="username", owner=owner)
         word = secret_from(password, ("WATTTIME_PASSWORD",), what="password", owner=owner)
-        self._basic = Secret(
-            "Basic " + base64.b64encode(f"{user.reveal()}:{word.reveal()}".encode()).decode()
-        )
+        self._basic = Secret(base64.b64encode(f"{user.reveal()}:{word.reveal()}".encode()).decode())
         self._password = word
         self._bearer: Secret | None = None
         self.region = region.strip()
@@ -147,29 +157,27 @@ class WattTimeProvider(LiveProvider):
             retry=retry,
             sleep=sleep,
             transport=transport,
-            secrets=self._secret_values,
+            max_block=self.ttl,
+            secrets=self._secrets,
         )
 
-    def _secret_values(self) -> tuple[str, ...]:
-        values = [self._password.reveal(), self._basic.reveal(), self._basic.reveal()[6:]]
-        if self._bearer is not None:
-            values.append(self._bearer.reveal())
-        return tuple(values)
+    def _secrets(self) -> tuple[Secret, ...]:
+        bearer = () if self._bearer is None else (self._bearer,)
+        return (self._password, self._basic, *bearer)
 
-    async def _token(self) -> Secret:
-        async def login(_key: Hashable) -> Secret:
+    async def _token(self) -> SecretHeader:
+        """The bearer token's header, logging in when there is none (or it is old)."""
+
+        async def login(_key: Hashable) -> SecretHeader:
             self.logins += 1
-            data = await self._core.fetch(
+            self._bearer = await self._core.fetch(
                 "/login",
-                lambda d: field(d, "token", ""),
-                headers={"authorization": self._basic.reveal()},
+                _token_of,
+                auth=SecretHeader("authorization", self._basic, prefix="Basic "),
                 zone=self.zone,
                 what="login",
             )
-            if not isinstance(data, str) or not data:
-                raise self._core.unavailable("login", "the answer has no token", zone=self.zone)
-            self._bearer = Secret(data)
-            return self._bearer
+            return SecretHeader("authorization", self._bearer, prefix="Bearer ")
 
         return await self._core.cached(_LOGIN, self.token_lifetime, login, zone=self.zone)
 
@@ -185,17 +193,17 @@ class WattTimeProvider(LiveProvider):
         assert isinstance(key, tuple)
         horizon: int = key[1]
         for attempt in (1, 2):
-            token = await self._token()
+            bearer = await self._token()
             try:
-                slots = await self._core.fetch(
+                return await self._core.fetch(
                     "/v3/forecast",
-                    parse_forecast,
+                    lambda data: self._forecast(parse_forecast(data)),
                     params={
                         "region": self.region,
                         "signal_type": self.signal_type,
                         "horizon_hours": str(horizon),
                     },
-                    headers={"authorization": f"Bearer {token.reveal()}"},
+                    auth=bearer,
                     zone=self.zone,
                     what="forecast",
                 )
@@ -203,14 +211,15 @@ class WattTimeProvider(LiveProvider):
                 if exc.status != 401 or attempt == 2:
                     raise
                 self._core.forget(_LOGIN)  # the token expired early: log in again, once
-                continue
-            return Forecast(slots, signal=self.signal, provider=self.name, zone=self.zone)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _forecast(self, slots: list[Slot]) -> Forecast:
+        return Forecast(slots, signal=self.signal, provider=self.name, zone=self.zone)
 
     async def _fetch_history(self, start: datetime, end: datetime) -> Forecast:
         """Measured MOER for ``[start, end)`` from ``/v3/historical`` (``forecast == actual``)."""
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
-        token = await self._token()
+        bearer = await self._token()
         slots = await self._core.fetch(
             "/v3/historical",
             parse_forecast,
@@ -220,16 +229,17 @@ class WattTimeProvider(LiveProvider):
                 "start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
                 "end": f"{end:%Y-%m-%dT%H:%M:%SZ}",
             },
-            headers={"authorization": f"Bearer {token.reveal()}"},
+            auth=bearer,
             zone=self.zone,
             what="history",
         )
-        actual = [
-            Slot(s.start, s.end, s.forecast, s.forecast)
-            for s in slots
-            if s.end > start and s.start < end
-        ]
-        return Forecast(actual, signal=self.signal, provider=self.name, zone=self.zone)
+        return self._forecast(
+            [
+                Slot(s.start, s.end, s.forecast, s.forecast)
+                for s in slots
+                if s.end > start and s.start < end
+            ]
+        )
 
     def __repr__(self) -> str:
         return f"WattTimeProvider(region={self.region!r}, signal_type={self.signal_type!r}, base_url={self._core.base_url!r})"
