@@ -30,13 +30,12 @@ import anyio.lowlevel
 
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast, Signal, Slot, as_utc
+from .._provider import HistoryProvider
 from ._common import from_us, to_us
 from ._redis import RedisClients, check_namespace, hash_tag
 from ._store import DOWN, StoreGuard, check_seconds, needs
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
     from redis.asyncio import Redis
 
     from .._provider import ForecastProvider
@@ -114,7 +113,8 @@ class SharedCacheProvider:
     """Wraps a forecast provider so that all processes on one Redis share its answers.
 
     Needs the ``redis`` extra (asyncio only). Keeps the wrapped provider's ``name``, ``zone``
-    and ``signal``, and its ``history`` if it has one. Requests are widened to whole windows
+    and ``signal``, and its ``history`` if it has one (the wrapper is then a
+    ``HistoryProvider`` too). Requests are widened to whole windows
     (forecasts: from the ``step`` the start falls in, ``horizon`` long; histories: whole
     ``step``\\ s), so that every session planned in the same ``step`` shares one answer.
 
@@ -132,6 +132,12 @@ class SharedCacheProvider:
         retry_after: seconds Redis is left alone after a failure (default 5).
         monotonic: the clock of the in-process copies' TTL (tests pass a fake).
     """
+
+    def __new__(cls, provider: ForecastProvider, **options: Any) -> SharedCacheProvider:
+        # a capability is a provider's class: with history only if the wrapped one has it
+        if cls is SharedCacheProvider and isinstance(provider, HistoryProvider):
+            cls = _SharedHistoryCache
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -198,13 +204,6 @@ class SharedCacheProvider:
         signal = getattr(self.provider, "signal", None)
         return signal if isinstance(signal, Signal) else Signal()
 
-    @property
-    def history(self) -> Callable[[datetime, datetime], Awaitable[Forecast]]:
-        """``history(start, end)``, shared like forecasts (only if the wrapped provider has one)."""
-        if not callable(getattr(self.provider, "history", None)):
-            raise AttributeError(f"{self.provider!r} has no history")  # noqa: TRY004 (hasattr)
-        return self._history
-
     # --- forecasts ------------------------------------------------------------------------
 
     def _forecast_key(self, start: datetime, end: datetime) -> tuple[str, int, int]:
@@ -223,13 +222,6 @@ class SharedCacheProvider:
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
         return self._nowait(self._forecast_key(start, end), start, end)
 
-    def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
-        """The history for ``[start, end)`` if this process holds a fresh answer, else None."""
-        if not callable(getattr(self.provider, "history", None)):
-            return None
-        start, end = as_utc(start, what="start"), as_utc(end, what="end")
-        return self._nowait(self._history_key(start, end), start, end)
-
     def _nowait(self, key: tuple[str, int, int], start: datetime, end: datetime) -> Forecast | None:
         entry = self._memory.get(key)
         if entry is None:
@@ -243,10 +235,6 @@ class SharedCacheProvider:
         """The forecast for ``[start, end)``: from this process, else the fleet, else the provider."""
         start, end = as_utc(start, what="start"), as_utc(end, what="end")
         return await self._get(self._forecast_key(start, end), start, end)
-
-    async def _history(self, start: datetime, end: datetime) -> Forecast:
-        start, end = as_utc(start, what="start"), as_utc(end, what="end")
-        return await self._get(self._history_key(start, end), start, end)
 
     async def _get(self, key: tuple[str, int, int], start: datetime, end: datetime) -> Forecast:
         while True:
@@ -383,7 +371,8 @@ class SharedCacheProvider:
         kind, lo, hi = key
         self.fetches[kind] = self.fetches.get(kind, 0) + 1
         if kind == "history":
-            return await self.provider.history(from_us(lo), from_us(hi))  # type: ignore[attr-defined, no-any-return]
+            assert isinstance(self.provider, HistoryProvider)
+            return await self.provider.history(from_us(lo), from_us(hi))
         return await self.provider.forecast(from_us(lo), from_us(hi))
 
     async def aclose(self) -> None:
@@ -393,6 +382,20 @@ class SharedCacheProvider:
 
     def __repr__(self) -> str:
         return f"SharedCacheProvider({self.provider!r}, namespace={self.namespace!r}, ttl={self.ttl:g})"
+
+
+class _SharedHistoryCache(SharedCacheProvider):
+    """A :class:`SharedCacheProvider` around a provider with a history: shares that too."""
+
+    async def history(self, start: datetime, end: datetime) -> Forecast:
+        """The history for ``[start, end)``, shared like forecasts."""
+        start, end = as_utc(start, what="start"), as_utc(end, what="end")
+        return await self._get(self._history_key(start, end), start, end)
+
+    def history_nowait(self, start: datetime, end: datetime) -> Forecast | None:
+        """The history for ``[start, end)`` if this process holds a fresh answer, else None."""
+        start, end = as_utc(start, what="start"), as_utc(end, what="end")
+        return self._nowait(self._history_key(start, end), start, end)
 
 
 def _copy(exc: ForecastUnavailable) -> ForecastUnavailable:

@@ -8,6 +8,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+import anyio
+
 from .._calibrate import MAX_SHIFT
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast
@@ -15,8 +17,9 @@ from .._job import EARLY, PlannedJob, arrival
 from .._ledger import Choice
 from .._log import get_logger
 from .._planner import Plan, plan, run_now_plan, window_mean
+from .._provider import ForecastBy, ForecastNowait
 from .._records import IntensitySource
-from .._session import _bounded, _history, _provider_name
+from .._session import _history, _provider_name, _within
 
 if TYPE_CHECKING:
     from .._ledger import Claim, Ledger
@@ -44,15 +47,19 @@ def _window(policy: Policy) -> timedelta:
 
 
 async def _forecast(policy: Policy, now: datetime, until: datetime) -> Forecast:
+    """The forecast a plan made at ``now`` reads up to ``until`` (a session's, without it)."""
     provider = _provider(policy)
     end = until + (policy.expected_duration or timedelta(hours=1))
     if policy.strategy == "calibrated":
         end += MAX_SHIFT
-    nowait = getattr(provider, "forecast_nowait", None)
-    cached = nowait(now, end) if nowait is not None else None
-    if isinstance(cached, Forecast):
-        return cached
-    return await _bounded(provider, "forecast", now, end, policy)
+    if isinstance(provider, ForecastNowait):
+        cached = provider.forecast_nowait(now, end)
+        if cached is not None:
+            return cached
+    deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
+    if isinstance(provider, ForecastBy):
+        return await provider.forecast_by(now, end, deadline)
+    return await _within(provider.forecast, now, end, deadline=deadline)
 
 
 def _baseline(forecast: Forecast | None, now: datetime) -> tuple[float | None, IntensitySource]:
