@@ -333,16 +333,20 @@ class SharedCacheProvider:
                 if state == "lead":
                     return await self._fetch_and_share(key, token), self.ttl
                 # another process is fetching: wait for its word on the channel
-                if pubsub is None:
-                    client = await self._clients.get()
-                    pubsub = client.pubsub()
-                    await pubsub.subscribe(self._names(key)[3])
-                    continue  # read again: it may have answered before we listened
-                left = deadline - self._monotonic()
-                if left <= 0:
-                    deadline = self._monotonic() + self.lock_ttl  # its lock has expired by now
-                    continue
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
+                try:
+                    if pubsub is None:
+                        client = await self._clients.get()
+                        pubsub = client.pubsub()
+                        await pubsub.subscribe(self._names(key)[3])
+                        continue  # read again: it may have answered before we listened
+                    left = deadline - self._monotonic()
+                    if left <= 0:
+                        deadline = self._monotonic() + self.lock_ttl  # its lock has expired
+                        continue
+                    await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
+                except Exception as exc:  # Redis went away while this process waited
+                    self.guard.failed(exc, what="forecast cache")
+                    return await self._ask(key), self.ttl
         finally:
             if pubsub is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):

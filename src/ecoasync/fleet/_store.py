@@ -135,7 +135,7 @@ class StoreGuard:
                     if attempt == RETRIES_WHILE_ANSWERING or not self._answering():
                         raise
         except Exception as exc:  # the store failed: whatever it was, the caller falls back
-            self._failed(exc, what)
+            self.failed(exc, what=what)
             return DOWN
         finally:
             if probe:
@@ -154,7 +154,8 @@ class StoreGuard:
     def _answering(self) -> bool:
         return self._monotonic() - self._last_answer < self.timeout
 
-    def _failed(self, exc: Exception, what: str) -> None:
+    def failed(self, exc: Exception, *, what: str) -> None:
+        """Take the store to be down after ``exc`` (said once per outage; counted)."""
         self.fallbacks += 1
         now = self._monotonic()
         self._retry_at = now + self.retry_after
