@@ -6,19 +6,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ecoasync
 from ecoasync._ledger import Choice, Claim, Ledger
 from ecoasync.fleet import PostgresLedger, RedisLedger
 from tests.fleet_util import HALF_HOUR, T0, bucket_start, choice, reference_choice, unique
 from tests.servers import PostgresServer, RedisServer
 
 LEASE = timedelta(hours=6)
-KINDS = ["redis", "postgres"]
+# the in-process ledger joins the contract suite once it keeps the contract (issue 14's
+# other half: SlotLedger with async claim, release and loads)
+_MEMORY: object = ecoasync.SlotLedger()
+KINDS = ["redis", "postgres", *(["memory"] if isinstance(_MEMORY, Ledger) else [])]
 
 
 @pytest.fixture
@@ -38,21 +43,22 @@ class Stores:
         self.redis_url = redis_url
         self.database = database
         self.made: list[RedisLedger | PostgresLedger] = []
-        self.kept: dict[tuple[str, float, int | None], RedisLedger | PostgresLedger] = {}
+        self.kept: dict[tuple[str, float, int | None], Any] = {}
 
-    async def make(self, kind: str, **options: object) -> RedisLedger | PostgresLedger:
+    async def make(self, kind: str, **options: Any) -> Any:
+        """A fresh ledger of ``kind`` (``memory``: the in-process ``SlotLedger``)."""
+        if kind == "memory":
+            return ecoasync.SlotLedger(**options)
         ledger: RedisLedger | PostgresLedger
         if kind == "redis":
-            ledger = RedisLedger(self.redis_url, namespace=unique("ns"), **options)  # type: ignore[arg-type]
+            ledger = RedisLedger(self.redis_url, namespace=unique("ns"), **options)
         else:
-            ledger = PostgresLedger(self.database, table=unique("claims_"), **options)  # type: ignore[arg-type]
+            ledger = PostgresLedger(self.database, table=unique("claims_"), **options)
             await ledger.setup()
         self.made.append(ledger)
         return ledger
 
-    async def kept_one(
-        self, kind: str, tolerance: float, capacity: int | None
-    ) -> RedisLedger | PostgresLedger:
+    async def kept_one(self, kind: str, tolerance: float, capacity: int | None) -> Any:
         key = (kind, tolerance, capacity)
         if key not in self.kept:
             self.kept[key] = await self.make(kind, tolerance=tolerance, capacity=capacity)
@@ -71,7 +77,7 @@ async def stores(redis_server: RedisServer, database: str) -> AsyncIterator[Stor
 
 
 @pytest.fixture(params=KINDS)
-async def ledger(request: pytest.FixtureRequest, stores: Stores) -> RedisLedger | PostgresLedger:
+async def ledger(request: pytest.FixtureRequest, stores: Stores) -> Any:
     return await stores.make(str(request.param))
 
 
