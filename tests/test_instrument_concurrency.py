@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
+from typing import Any
 
 import anyio
+import openai
 import pytest
 
 import ecoasync
 from ecoasync import CarbonBudgetExceeded, Policy, SessionRecord, carbon_session
+from ecoasync._instrument._fakes import _http_module
 from ecoasync.events import CallRecorded, CallRefused
 from ecoasync.testing import FakeLLM, VirtualClock, capture_events
 from tests.llm_helpers import CLAUDE, MSG, grid
@@ -89,3 +93,47 @@ async def test_hundred_sessions_different_grids_and_budgets(bus: ecoasync.EventB
             assert record.calls == CALLS and record.status == "completed"
     statuses = {r.status for r in records.values()}
     assert statuses == {"completed", "aborted"}
+
+
+async def test_a_budget_is_crossed_by_at_most_the_calls_in_flight_when_it_trips(
+    clock: VirtualClock,
+) -> None:
+    """docs/guides/budgets.md: sequential code ends below budget + one call; N calls at once
+    below budget + N calls."""
+    fake = FakeLLM(output_tokens=500)
+    client = fake.openai()
+    async with carbon_session(Policy(provider=grid(250.0))) as probe:
+        await client.chat.completions.create(model="gpt-4o", messages=MSG)
+    one = probe.spent_g
+    budget = 2.5 * one
+
+    async with carbon_session(Policy(provider=grid(250.0), budget_g=budget)) as sequential:
+        with pytest.raises(CarbonBudgetExceeded):
+            for _ in range(10):
+                await client.chat.completions.create(model="gpt-4o", messages=MSG)
+    assert budget <= sequential.spent_g < budget + one
+    assert sequential.spent_g == pytest.approx(3 * one, rel=1e-3)
+
+    gate = anyio.Event()
+    http = _http_module(openai.DefaultAsyncHttpxClient)
+
+    async def answer(request: Any) -> Any:
+        await gate.wait()  # every call is admitted before any is charged
+        return fake.handle(request)
+
+    gated = openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="http://fake-llm.local/v1",
+        http_client=openai.DefaultAsyncHttpxClient(transport=http.MockTransport(answer)),
+        max_retries=0,
+    )
+    async with carbon_session(Policy(provider=grid(250.0), budget_g=budget)) as concurrent:
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(partial(gated.chat.completions.create, model="gpt-4o", messages=MSG))
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+        with pytest.raises(CarbonBudgetExceeded):
+            await client.chat.completions.create(model="gpt-4o", messages=MSG)
+    assert concurrent.spent_g == pytest.approx(20 * one, rel=1e-3)
+    assert concurrent.spent_g < budget + 20 * one * 1.001

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +27,9 @@ from ecoasync.sinks import (
     OpenTelemetrySink,
     Sink,
     StructlogSink,
+    _jsonl,
 )
+from ecoasync.sinks._jsonl import event_line
 from ecoasync.testing import FakeProvider, VirtualClock
 from tests.telemetry_gen import DAY, charge, workload
 
@@ -270,6 +274,184 @@ def test_jsonl_a_crash_mid_write_leaves_earlier_lines_readable(tmp_path: Path) -
     assert json.loads(after[-2])["session_name"] == "after"
     if tail:
         assert after[-3] == tail
+
+
+FORKED = textwrap.dedent(
+    """
+    import json, multiprocessing, os, sys
+    from datetime import UTC, datetime, timedelta
+    from ecoasync.events import Started
+    from ecoasync.sinks import JsonlSink
+
+    def started(name):
+        return Started(session_id=name, session_name=name, at=datetime(2026, 3, 18, tzinfo=UTC),
+                       delay=timedelta(0), intensity=1.0, intensity_source="actual")
+
+    sink = JsonlSink(sys.argv[1], events="all")
+    sink(started("parent-1"))
+    assert sink.flush(timeout=10)
+    pid = os.fork()
+    if pid == 0:  # a bare fork: the child writes its own lines, then closes
+        for i in range(3):
+            sink(started(f"child-{i}"))
+        ok = sink.flush(timeout=10)
+        sink.close()
+        os._exit(0 if ok and sink.written == 3 and sink.failures == 0 else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+
+    def work():  # multiprocessing ends its children with os._exit: nothing flushed by hand
+        sink(started("mp-child"))
+
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    sink(started("parent-2"))
+    sink.close()
+    print(sink.written)
+    """
+)
+
+
+def test_jsonl_after_fork_the_child_writes_its_own_lines(tmp_path: Path) -> None:
+    # issue 17.3: the child's writer thread did not exist; its lines were dropped silently
+    path = tmp_path / "fork.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2"]  # the parent counts its own lines
+    names = [line["session_name"] for line in read_lines(path)]
+    assert names == ["parent-1", "child-0", "child-1", "child-2", "mp-child", "parent-2"]
+
+
+async def test_jsonl_a_deleted_directory_is_counted_not_written_to_an_unlinked_file(
+    tmp_path: Path, logs: list[dict[str, object]]
+) -> None:
+    # issue 17.4: writes went to the unlinked file: written 4, lost 0, failures 0, no file
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    sink = JsonlSink(folder / "t.jsonl", events="all")
+    sink(_started("before"))
+    await sink.aflush()
+    shutil.rmtree(folder)
+    for i in range(4):
+        sink(_started(f"after-{i}"))
+    await sink.aflush()
+    assert (sink.written, sink.lost) == (1, 4)
+    assert sink.failures >= 1
+    assert any(e["event"] == "ecoasync.sink_reopened" for e in logs)
+    failed = [e for e in logs if e["event"] == "ecoasync.sink_failed"]
+    assert failed and failed[-1]["stage"] == "write"
+    folder.mkdir()  # back again: the sink writes there
+    sink(_started("back"))
+    await sink.aclose()
+    assert [line["session_name"] for line in read_lines(folder / "t.jsonl")] == ["back"]
+
+
+async def test_jsonl_a_file_deleted_or_replaced_under_the_sink_is_reopened(
+    tmp_path: Path, logs: list[dict[str, object]]
+) -> None:
+    path = tmp_path / "t.jsonl"
+    sink = JsonlSink(path, events="all")
+    sink(_started("first"))
+    await sink.aflush()
+    path.unlink()
+    sink(_started("second"))
+    await sink.aflush()
+    path.rename(tmp_path / "t.jsonl.1")  # as logrotate does
+    sink(_started("third"))
+    await sink.aclose()
+    assert [line["session_name"] for line in read_lines(tmp_path / "t.jsonl.1")] == ["second"]
+    assert [line["session_name"] for line in read_lines(path)] == ["third"]
+    assert (sink.written, sink.lost, sink.failures) == (3, 0, 0)
+    reasons = [e["reason"] for e in logs if e["event"] == "ecoasync.sink_reopened"]
+    assert reasons == ["the file is gone", "the file is gone"]
+
+
+class _FullDisk:
+    """``os`` as the sink sees it, on a disk with ``room`` bytes left (writes past it are cut
+    short, then refused with ENOSPC, as a real file system does)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if self.room == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), self.room)
+        self.room -= n
+        return os.write(fd, bytes(data[:n]))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+async def test_jsonl_counters_match_the_file_when_the_disk_fills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 17: on a full disk the sink said written=1 lost=599 with 57 lines on disk
+    path = tmp_path / "t.jsonl"
+    line_size = len(event_line(_started("x" * 200)))
+    monkeypatch.setattr(_jsonl, "os", _FullDisk(room=int(line_size * 57.5)))
+    sink = JsonlSink(path, events="all")
+    for _ in range(600):
+        sink(_started("x" * 200))
+    await sink.aclose()
+    whole = path.read_bytes().count(b"\n")
+    assert whole == 57
+    assert (sink.written, sink.lost) == (57, 543)
+    assert sink.failures >= 1
+
+
+FULL_TMPFS = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime, timedelta
+    from ecoasync.events import Started
+    from ecoasync.sinks import JsonlSink
+
+    path = sys.argv[1]
+    sink = JsonlSink(path, events="all")
+    for i in range(600):
+        sink(Started(session_id=str(i), session_name="x" * 200, at=datetime(2026, 3, 18, tzinfo=UTC),
+                     delay=timedelta(0), intensity=1.0, intensity_source="actual"))
+    sink.close()
+    with open(path, "rb") as handle:
+        whole = handle.read().count(b"\\n")
+    print(sink.written, sink.lost, whole)
+    """
+)
+
+
+def test_jsonl_counters_match_a_real_full_file_system(tmp_path: Path) -> None:
+    """The same on a 64 KiB tmpfs, mounted in a private mount namespace (root only)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=64k tmpfs {mount} || exit 77; "
+        f'exec "{sys.executable}" -c "$0" {mount}/t.jsonl'
+    )
+    done = subprocess.run(
+        [unshare, "--mount", "sh", "-c", script, FULL_TMPFS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    written, lost, whole = map(int, done.stdout.split()[-3:])
+    assert 0 < written == whole < 600
+    assert written + lost == 600
 
 
 # --- StructlogSink ---

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
+from ._backend import current_loop
 from ._log import get_logger
 from .events import Event
 
@@ -27,13 +31,15 @@ class Subscription:
     """What :meth:`EventBus.subscribe` returns: call :meth:`unsubscribe` (or use it as a
     context manager) to stop receiving events. Unsubscribing twice is harmless."""
 
-    __slots__ = ("_bus", "handler", "is_async", "types")
+    __slots__ = ("_bus", "_late", "_rest", "handler", "is_async", "types")
 
     def __init__(self, bus: EventBus, handler: Handler, types: tuple[type[Event], ...]) -> None:
         self._bus: EventBus | None = bus
         self.handler = handler
         self.types = types
         self.is_async = _is_async(handler)
+        self._rest: tuple[object, float] | None = None  # (loop, until): resting after a timeout
+        self._late = 0  # deliveries given up on whose task still runs (a handler in a thread)
 
     def wants(self, event: Event) -> bool:
         return not self.types or isinstance(event, self.types)
@@ -62,38 +68,60 @@ def _name(handler: object) -> str:
     return getattr(handler, "__qualname__", None) or type(handler).__qualname__
 
 
+_Item = tuple[Event, Subscription, "Awaitable[object] | None"]
+"""An event for an async handler: the handler is called when it is delivered (None), or it
+was already called and returned this awaitable."""
+
+
 class EventBus:
     """In-process publish/subscribe for session events.
 
-    Handlers are called in subscription order, each with the event. A handler may be a plain
-    function or a coroutine function (or any callable returning an awaitable). A handler that
-    raises, or an async handler that takes longer than ``handler_timeout`` seconds, is logged
-    through structlog (``ecoasync.handler_failed``) and counted in :attr:`failures`; it never
-    reaches the workload or the other handlers.
+    Every handler gets the events in the order they were emitted. Sync handlers are called at
+    once, inline, in subscription order, before any async handler is awaited: a sink that only
+    queues (``JsonlSink``) has each event, ``Completed`` included, whatever the async handlers
+    do. Async handlers (coroutine functions, or callables returning an awaitable) then run
+    concurrently, each in its own task, each bounded by ``handler_timeout`` seconds.
 
-    ``stream()`` gives live consumers an async iterator with a bounded buffer: a consumer that
-    falls behind loses the oldest events (counted in :attr:`dropped`), it never slows the
-    workload.
+    A handler never reaches the workload or the other handlers. One that raises (or cancels
+    itself) is logged through structlog (``ecoasync.handler_failed``) and counted in
+    :attr:`failures`. An async handler still running after ``handler_timeout`` is cancelled,
+    logged and counted the same way, and the emitter goes on without waiting for it, even if
+    it is blocked in a thread; it then rests for ``handler_timeout`` seconds (and while the
+    task given up on still runs): the events of that time are not given to it and are counted
+    in :attr:`dropped`, so a hung handler costs a session one timeout, not one per event. A
+    sync handler that holds the event loop longer than ``slow_handler_s`` is logged
+    (``ecoasync.handler_slow``) and counted in :attr:`slow`.
+
+    ``stream()`` gives a live consumer an async iterator with a bounded buffer: a consumer
+    that falls behind loses the oldest events (counted in :attr:`dropped`), it never slows
+    the workload.
     """
 
-    def __init__(self, *, handler_timeout: float = 5.0) -> None:
-        if (
-            isinstance(handler_timeout, bool)
-            or not isinstance(handler_timeout, int | float)
-            or not (handler_timeout > 0 and math.isfinite(handler_timeout))
+    def __init__(self, *, handler_timeout: float = 5.0, slow_handler_s: float = 0.1) -> None:
+        for label, value in (
+            ("handler_timeout", handler_timeout),
+            ("slow_handler_s", slow_handler_s),
         ):
-            raise ValueError(
-                f"handler_timeout must be a finite number of seconds > 0, got {handler_timeout!r}"
-            )
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (value > 0 and math.isfinite(value))
+            ):
+                raise ValueError(f"{label} must be a finite number of seconds > 0, got {value!r}")
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()
         self._listening: dict[type[Event], bool] = {}
-        self._pending: deque[tuple[Event, Subscription, Awaitable[object] | None]] = deque()
+        self._pending: deque[_Item] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.handler_timeout = float(handler_timeout)
+        self.slow_handler_s = float(slow_handler_s)
         self.failures = 0
-        """How many handler calls raised or timed out."""
+        """How many handler calls raised, cancelled themselves or timed out."""
         self.dropped = 0
-        """How many events slow ``stream()`` consumers lost."""
+        """How many events slow consumers lost: a full ``stream()`` buffer, or an async
+        handler resting after a timeout."""
+        self.slow = 0
+        """How many sync handler calls held the event loop longer than ``slow_handler_s``."""
         self.emitted = 0
         """How many events were emitted."""
 
@@ -129,17 +157,15 @@ class EventBus:
             self._listening = {}
 
     async def emit(self, event: Event) -> None:
-        """Deliver ``event`` to every matching handler, in subscription order.
+        """Deliver ``event`` to every matching handler: sync ones at once, then async ones.
 
-        Events queued by :meth:`emit_nowait` for async handlers are delivered first, so order
-        is kept. Never raises because of a handler.
+        Events queued by :meth:`emit_nowait` for async handlers are delivered first, so each
+        handler keeps the order. Waits at most ``handler_timeout``; never raises because of
+        a handler.
         """
+        self.emit_nowait(event)
         if self._pending:
             await self.flush()
-        self.emitted += 1
-        for sub in self._subs:
-            if sub.wants(event):
-                await self._call(sub, event)
 
     def emit_nowait(self, event: Event) -> None:
         """Deliver ``event`` without awaiting: for sync code on the event loop's thread.
@@ -154,11 +180,16 @@ class EventBus:
             if sub.is_async:
                 self._pending.append((event, sub, None))
                 continue
+            began = time.perf_counter()
             try:
                 result = sub.handler(event)
             except Exception as exc:
                 self._failed(sub, event, exc)
                 continue
+            finally:
+                held = time.perf_counter() - began
+                if held > self.slow_handler_s:
+                    self._slow(sub, event, held)
             if inspect.isawaitable(result):
                 # a callable that returned an awaitable: finish it at the next flush
                 self._pending.append((event, sub, result))
@@ -181,34 +212,130 @@ class EventBus:
         return bool(self._pending)
 
     async def flush(self) -> None:
-        """Deliver events queued by :meth:`emit_nowait` to async handlers."""
-        while self._pending:
-            event, sub, started = self._pending.popleft()
-            if started is not None:
-                await self._await(sub, event, started)
-            elif sub.active:
-                await self._call(sub, event)
+        """Deliver the events queued so far by :meth:`emit_nowait` to async handlers.
 
-    async def _call(self, sub: Subscription, event: Event) -> None:
+        Each handler gets its events in order, in its own task, concurrently with the other
+        handlers; the whole takes at most ``handler_timeout``.
+        """
+        items = list(self._pending)
+        self._pending.clear()
+        rounds: dict[Subscription, _Delivery] = {}
+        for event, sub, started in items:
+            if started is None and not sub.active:
+                continue
+            if self._resting(sub):
+                self.dropped += 1
+                _discard(started)
+                continue
+            delivery = rounds.get(sub)
+            if delivery is None:
+                delivery = rounds[sub] = _Delivery(sub)
+            delivery.items.append((event, started))
+        if rounds:
+            await self._deliver(list(rounds.values()))
+
+    async def _deliver(self, deliveries: list[_Delivery]) -> None:
+        """Run each delivery in its own task; wait for them all, at most ``handler_timeout``
+        (or until the caller's own deadline, such as the completion bound, if sooner)."""
+        done = _Countdown(len(deliveries))
+        for delivery in deliveries:
+            self._spawn(delivery, done)
+        own = anyio.current_time() + self.handler_timeout
+        deadline = min(own, anyio.current_effective_deadline())
         try:
-            result = sub.handler(event)
-        except Exception as exc:
-            self._failed(sub, event, exc)
+            with anyio.CancelScope(deadline=deadline):
+                await done.finished.wait()
+        finally:
+            late = [d for d in deliveries if d.state == "running"]
+            if late:
+                # a deadline (ours, or the caller's such as the completion bound) ran out,
+                # or else the emitter was cancelled
+                timed_out = anyio.current_time() >= deadline
+                for delivery in late:
+                    self._give_up(delivery, timed_out=timed_out, rests=deadline == own)
+
+    def _spawn(self, delivery: _Delivery, done: _Countdown) -> None:
+        """Start ``delivery`` in a task of its own, which the emitter need not wait for."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: a system task is the one that may outlive its spawner
+            import trio
+
+            trio.lowlevel.spawn_system_task(
+                self._run, delivery, done, context=contextvars.copy_context()
+            )
             return
-        if inspect.isawaitable(result):
-            await self._await(sub, event, result)
+        task = loop.create_task(self._run(delivery, done))
+        self._tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
 
-    async def _await(self, sub: Subscription, event: Event, awaitable: Awaitable[object]) -> None:
+    async def _run(self, delivery: _Delivery, done: _Countdown) -> None:
+        sub = delivery.sub
         try:
-            with anyio.fail_after(self.handler_timeout):
-                await awaitable
-        except TimeoutError as exc:
-            self._failed(sub, event, exc, timed_out=True)
-        except Exception as exc:
-            self._failed(sub, event, exc)
+            with delivery.scope:
+                for event, started in delivery.items:
+                    if delivery.state != "running":
+                        break
+                    delivery.begun += 1
+                    try:
+                        result = started if started is not None else sub.handler(event)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception as exc:
+                        if delivery.state == "running":
+                            self._failed(sub, event, exc)
+                    except anyio.get_cancelled_exc_class() as exc:
+                        if delivery.scope.cancel_called or not _self_cancelled():
+                            raise
+                        # the handler cancelled itself (it awaited a cancelled future): that
+                        # stays in this task, and is counted
+                        self._failed(sub, event, exc)
+        finally:
+            for _, started in delivery.items[delivery.begun :]:
+                _discard(started)
+            if delivery.state == "given up":
+                sub._late -= 1
+            else:
+                delivery.state = "done"
+            done.count_down()
+
+    def _give_up(self, delivery: _Delivery, *, timed_out: bool, rests: bool) -> None:
+        """Stop waiting for ``delivery``: cancel it and count what it did not deliver. After
+        a whole ``handler_timeout`` (``rests``), its handler rests as long."""
+        delivery.state = "given up"
+        delivery.scope.cancel()
+        sub = delivery.sub
+        sub._late += 1
+        self.dropped += len(delivery.items) - delivery.begun
+        if delivery.begun == 0:
+            return  # its task had not even started
+        if not timed_out:  # cut short by the emitter's cancellation: not the handler's fault
+            self.dropped += 1
+            return
+        if rests:
+            sub._rest = (current_loop(), anyio.current_time() + self.handler_timeout)
+        event = delivery.items[delivery.begun - 1][0]
+        self._failed(sub, event, TimeoutError(), timed_out=True, rests=rests)
+
+    def _resting(self, sub: Subscription) -> bool:
+        if sub._late:
+            return True
+        rest = sub._rest
+        if rest is None:
+            return False
+        if rest[0] is current_loop() and anyio.current_time() < rest[1]:
+            return True
+        sub._rest = None
+        return False
 
     def _failed(
-        self, sub: Subscription, event: Event, exc: BaseException, *, timed_out: bool = False
+        self,
+        sub: Subscription,
+        event: Event,
+        exc: BaseException,
+        *,
+        timed_out: bool = False,
+        rests: bool = False,
     ) -> None:
         self.failures += 1
         log.error(
@@ -218,8 +345,22 @@ class EventBus:
             session_id=event.session_id,
             timed_out=timed_out,
             timeout_s=self.handler_timeout if timed_out else None,
+            rests_s=self.handler_timeout if rests else None,
             failures=self.failures,
             error=repr(exc),
+        )
+
+    def _slow(self, sub: Subscription, event: Event, held: float) -> None:
+        self.slow += 1
+        log.warning(
+            "ecoasync.handler_slow",
+            handler=_name(sub.handler),
+            event_kind=event.kind,
+            session_id=event.session_id,
+            held_s=round(held, 4),
+            slow_handler_s=self.slow_handler_s,
+            slow=self.slow,
+            hint="a sync handler runs on the event loop: queue the event and do the I/O elsewhere",
         )
 
     def stream(self, *event_types: type[Event], max_buffer: int = 1000) -> EventStream:
@@ -240,8 +381,55 @@ def _is_async(handler: object) -> bool:
     )
 
 
+class _Delivery:
+    """One handler's events of a delivery round, delivered in order in a task of their own."""
+
+    __slots__ = ("begun", "items", "scope", "state", "sub")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.items: list[tuple[Event, Awaitable[object] | None]] = []
+        self.begun = 0  # how many events it has started to deliver
+        self.scope = anyio.CancelScope()
+        self.state: Literal["running", "done", "given up"] = "running"
+
+
+class _Countdown:
+    __slots__ = ("finished", "left")
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.finished = anyio.Event()
+
+    def count_down(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.finished.set()
+
+
+def _self_cancelled() -> bool:
+    """Whether a cancellation exception seen in a delivery task is not a real cancellation of
+    that task: on asyncio, one that nobody requested (a handler awaited a cancelled future)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False  # trio: cancellations always come from a cancel scope
+    return task is not None and task.cancelling() == 0
+
+
+def _discard(started: Awaitable[object] | None) -> None:
+    """Close an awaitable that will never be awaited (no "never awaited" warning)."""
+    close = getattr(started, "close", None)
+    if close is not None:
+        close()
+
+
 class EventStream:
-    """An async iterator over a bus's events, from :meth:`EventBus.stream`."""
+    """An async iterator over a bus's events, from :meth:`EventBus.stream`.
+
+    One consumer per stream: a second task waiting on it at the same time gets
+    ``RuntimeError``. Give each consumer its own ``bus.stream()``; each gets every event.
+    """
 
     def __init__(self, bus: EventBus, types: tuple[type[Event], ...], max_buffer: int) -> None:
         self._bus = bus
@@ -278,8 +466,17 @@ class EventStream:
         while not self._buffer:
             if self._closed:
                 raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            if self._wakeup is not None:
+                raise RuntimeError(
+                    "another task is already waiting on this bus.stream(); a stream has one "
+                    "consumer: call bus.stream() once per consumer (each gets every event)"
+                )
+            wakeup = self._wakeup = anyio.Event()
+            try:
+                await wakeup.wait()
+            finally:
+                if self._wakeup is wakeup:  # cancelled while waiting
+                    self._wakeup = None
         return self._buffer.popleft()
 
     def receive_nowait(self) -> Event | None:

@@ -9,8 +9,8 @@ anything but the bus.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,6 +127,7 @@ class Accounting:
         "downgrades",
         "embodied_g",
         "emitted_g",
+        "ended",
         "energy_kwh",
         "energy_kwh_max",
         "energy_kwh_min",
@@ -134,6 +135,7 @@ class Accounting:
         "forecast",
         "models",
         "name",
+        "open_calls",
         "parent",
         "plan",
         "policy",
@@ -187,6 +189,8 @@ class Accounting:
         self.by_tag: dict[str, _TagAcc] | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
+        self.ended = False  # Completed is built: calls finishing later go to an open ancestor
+        self.open_calls: set[Callable[[], None]] | None = None  # streams not yet finished
 
     # --- the loop this session runs on, so that other threads can emit on it ---
 
@@ -354,6 +358,30 @@ class Accounting:
         self.unknown_models[model] = None
         return first
 
+    # --- calls still open when the session ends ---
+
+    def opened(self, finish: Callable[[], None]) -> None:
+        """Remember a call that is charged later (a stream): :meth:`end` finishes it."""
+        with self._lock:
+            if self.open_calls is None:
+                self.open_calls = set()
+            self.open_calls.add(finish)
+
+    def closed(self, finish: Callable[[], None]) -> None:
+        with self._lock:
+            if self.open_calls:
+                self.open_calls.discard(finish)
+
+    def end(self) -> None:
+        """The session completes: charge the calls still open (a stream left unfinished is
+        charged for what it received), then mark it ended."""
+        while self.open_calls:
+            with self._lock:
+                finish = self.open_calls.pop() if self.open_calls else None
+            if finish is not None:
+                finish()
+        self.ended = True
+
     # --- emitting from wherever the call ran ---
 
     async def emit(self, bus: EventBus, event: Event) -> None:
@@ -394,4 +422,7 @@ def set_current(acct: Accounting | None) -> object:
 
 
 def reset_current(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+    """Undo :func:`set_current`. From another task or context (a session left elsewhere than
+    it was entered) there is nothing of this context to undo: the session still completes."""
+    with suppress(ValueError):  # "created in a different Context"
+        _current.reset(token)  # type: ignore[arg-type]

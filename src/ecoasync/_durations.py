@@ -29,21 +29,25 @@ def parse_duration(value: object, *, field: str) -> timedelta:
         return timedelta(0)
     if isinstance(value, str):
         text = value.strip()
+        sign = 1.0
+        if text.startswith("-"):  # one minus sign, no more ("--4h" is a typo, not 4 h)
+            sign, text = -1.0, text[1:].lstrip()
         if _ZERO.match(text):
             return timedelta(0)
-        if text.startswith("-"):
-            return -parse_duration(text[1:], field=field)
-        iso = _ISO.match(text.upper())
-        if iso and any(iso.groups()):
-            d, h, m, s = (float(g) if g else 0.0 for g in iso.groups())
-            return timedelta(days=d, hours=h, minutes=m, seconds=s)
-        compact = text.replace(" ", "")
-        parts = _PART.findall(compact)
-        if parts and "".join(n + u for n, u in parts).lower() == compact.lower():
-            return timedelta(seconds=sum(float(n) * _UNITS[u.lower()] for n, u in parts))
-        raise ValueError(
-            f"{field} must be a duration like '90m', '4h', '1h30m' or 'PT4H', got {value!r}"
-        )
+        seconds = _seconds(text)
+        if seconds is None:
+            raise ValueError(
+                f"{field} must be a duration like '90m', '4h', '1h30m' or 'PT4H', got {_shown(value)}"
+            )
+        try:
+            if not math.isfinite(seconds):
+                raise OverflowError  # one message for both ways of being too long
+            return timedelta(seconds=sign * seconds)
+        except OverflowError:
+            raise ValueError(
+                f"{field} is too long: {_shown(value)} is more than the {_MAX_DAYS:,} days a "
+                "duration can hold"
+            ) from None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         raise TypeError(
             f"{field} must be a timedelta or a string like '4h', got the number {value!r}; "
@@ -52,6 +56,29 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     raise TypeError(
         f"{field} must be a timedelta or a string like '4h', got {type(value).__name__}: {value!r}"
     )
+
+
+_MAX_DAYS = timedelta.max.days
+
+
+def _shown(text: str) -> str:
+    """``repr(text)``, cut short if long (an error message should not be 400 nines)."""
+    shown = repr(text)
+    return shown if len(shown) <= 40 else f"{shown[:30]}...' ({len(text)} characters)"
+
+
+def _seconds(text: str) -> float | None:
+    """The seconds ``text`` says (ISO 8601 or compact form, no sign), or None if it is not a
+    duration. May be infinite or too large for a timedelta."""
+    iso = _ISO.match(text.upper())
+    if iso and any(iso.groups()):
+        d, h, m, s = (float(g) if g else 0.0 for g in iso.groups())
+        return d * 86400.0 + h * 3600.0 + m * 60.0 + s
+    compact = text.replace(" ", "")
+    parts = _PART.findall(compact)
+    if parts and "".join(n + u for n, u in parts).lower() == compact.lower():
+        return sum(float(n) * _UNITS[u.lower()] for n, u in parts)
+    return None
 
 
 def format_duration(value: timedelta) -> str:

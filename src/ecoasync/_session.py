@@ -512,8 +512,8 @@ class _SessionManager:
         error: str | None = None
         if exc is None:
             status = "aborted" if acct.tripped else "completed"
-        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
-            status = "cancelled"
+        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt | GeneratorExit):
+            status = "cancelled"  # (GeneratorExit: an async generator closed early)
         elif isinstance(exc, CarbonBudgetExceeded):
             status, error = "aborted", str(exc)
         else:
@@ -523,6 +523,7 @@ class _SessionManager:
             self._reservation = None
         if self._routed is not None:  # issue 15: nor its route's slot and share
             self._routed.state.leave()
+        acct.end()  # streams still open are charged for what they received; later calls are not
         ended = self._clock.now()
         bus = acct.bus
         session = self._session
@@ -533,16 +534,12 @@ class _SessionManager:
         record = self._record(submitted, started, ended, status, error)
         session._record = record
         completed = Completed(**self._acct.event_fields(ended), status=status, record=record)
-        pending = True
-        if not bus.needs_await:
-            bus.emit_nowait(completed)  # only sync handlers: nothing to await or shield
-            if not bus.has_pending():
-                return
-            pending = False
+        # sync handlers (the sinks) have it now, before any async handler is awaited
+        bus.emit_nowait(completed)
+        if not bus.has_pending():
+            return
         with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
             await bus.flush()
-            if pending:
-                await bus.emit(completed)
         if scope.cancelled_caught:
             log.error(
                 "ecoasync.completed_not_delivered",
@@ -550,6 +547,9 @@ class _SessionManager:
                 session_id=acct.session_id,
                 timeout_s=COMPLETION_TIMEOUT_S,
             )
+        if exc is None:
+            # a deadline that passed while Completed was delivered is raised now, not lost
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     def _record(
         self,

@@ -236,6 +236,14 @@ def carbon_aware(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         session_name = name or getattr(func, "__qualname__", None) or "carbon_aware"
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            # a call returns the generator at once: the session would end before its body ran
+            raise TypeError(
+                f"@carbon_aware cannot wrap the generator function {session_name}: calling it "
+                "only creates the generator, so its work would run outside the session; open "
+                "a session around the work inside it ('async with carbon_session(...)' or "
+                "'with carbon_session_sync(...)'), or decorate the function that consumes it"
+            )
         if inspect.iscoroutinefunction(func):
             async_func: Callable[P, Awaitable[Any]] = func
 

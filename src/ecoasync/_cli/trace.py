@@ -39,7 +39,18 @@ class Row:
 
     def line(self) -> str:
         actual = "" if self.actual is None else f"{self.actual:g}"
-        return f"{_t(self.start)},{_t(self.end)},{self.forecast:g},{actual},{self.index or ''}\n"
+        return f"{_t(self.start)},{_t(self.end)},{self.forecast:g},{actual},{_field(self.index)}\n"
+
+
+def _field(text: str | None) -> str:
+    """Text from the API as one CSV field on one line: a control character (a newline would
+    start a row of the API's making) becomes a space; a comma or a quote is quoted as CSV does."""
+    if not text:
+        return ""
+    clean = "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in text)
+    if "," in clean or '"' in clean:
+        return '"' + clean.replace('"', '""') + '"'
+    return clean
 
 
 def _t(when: datetime) -> str:

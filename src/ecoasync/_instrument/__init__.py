@@ -24,7 +24,7 @@ from typing import Any
 from .._context import Accounting, current
 from .._log import get_logger
 from .._records import CallRecord
-from . import _charge, _sdk
+from . import _charge, _impacts, _sdk
 from ._impacts import ElectricityMix, register_model, unregister_model
 
 __all__ = [
@@ -203,6 +203,7 @@ async def record_call(
     call = _manual(provider, model, output_tokens, latency_s, requested_model, stream, session)
     if call is None:
         return None
+    await _impacts.load()  # the first time, EcoLogits is imported in a worker thread
     events, _ = call.finish(_charge.Usage(output_tokens, input_tokens, model), latency_s=latency_s)
     await _charge.emit(call.acct, events)
     return call.record

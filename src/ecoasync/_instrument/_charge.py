@@ -112,10 +112,22 @@ class Call:
     def finish(
         self, usage: Usage, *, latency_s: float | None = None
     ) -> tuple[list[tuple[EventBus, Event]], _impacts.Impacts | None]:
-        """Charge the call (once; later calls return nothing): the events to emit, and impacts."""
-        if self._done:
-            return [], None
-        self._done = True
+        """Charge the call (once; later calls return nothing): the events to emit, and impacts.
+
+        A call that ends after its session completed (a task the body left running) is
+        charged to the nearest enclosing session still open; with none, it is logged
+        (``ecoasync.call_after_session``) and counted, never emitted after ``Completed``.
+        """
+        with _finish_lock:  # a stream may end in its thread while its session ends
+            if self._done:
+                return [], None
+            self._done = True
+        if self.acct.ended:
+            acct = open_session(self.acct)
+            if acct is None:
+                _after_session(self)
+                return [], None
+            self.acct = acct
         if not self.requested and usage.model:
             self.requested = self.effective = usage.model  # no model in the request (a prompt id)
         latency = time.perf_counter() - self.start_perf if latency_s is None else latency_s
@@ -154,11 +166,35 @@ class Call:
 
 
 _failures = 0
+_finish_lock = threading.Lock()
 
 
 def failures() -> int:
-    """How many calls could not be measured (each was logged as ``ecoasync.measure_failed``)."""
+    """How many calls could not be measured (each was logged as ``ecoasync.measure_failed``
+    or ``ecoasync.call_after_session``)."""
     return _failures
+
+
+def open_session(acct: Accounting | None) -> Accounting | None:
+    """``acct`` if its session is still open, else its nearest open ancestor, else None."""
+    while acct is not None and acct.ended:
+        acct = acct.parent
+    return acct
+
+
+def _after_session(call: Call) -> None:
+    global _failures
+    _failures += 1
+    log.warning(
+        "ecoasync.call_after_session",
+        provider=call.provider,
+        model=call.effective,
+        session=call.acct.name,
+        session_id=call.acct.session_id,
+        failures=_failures,
+        hint="the call ended after its session completed and no enclosing session is open, "
+        "so nobody is charged: await the tasks a session starts inside it",
+    )
 
 
 def _failed(call: Call, exc: BaseException) -> None:
@@ -188,12 +224,21 @@ def _candidates(model: str | None, effective: str) -> tuple[str, ...]:
 
 
 def _zone(acct: Accounting) -> str | None:
+    """The session's grid zone: its forecast's, its plan's, else its provider's (a forecast
+    that failed still says where the work runs)."""
     zone = None
     if acct.forecast is not None:
         zone = acct.forecast.zone
     if not zone and acct.plan is not None:
         zone = acct.plan.zone
-    return zone or None
+    if not zone:
+        provider = acct.policy.provider
+        if provider is None:
+            from ..providers import default_provider
+
+            provider = default_provider()
+        zone = getattr(provider, "zone", None)
+    return zone if isinstance(zone, str) and zone else None
 
 
 def intensity_for(
@@ -202,16 +247,30 @@ def intensity_for(
     """The grid intensity to charge a call that started at ``at``.
 
     The session's forecast (actual, else forecast); without one, a custom model's own mix,
-    else EcoLogits' mix of the forecast's zone (or the world average), which is then kept as
-    the session's ``fallback_intensity`` (source ``"mix"``): emissions are never silently 0.
+    else EcoLogits' annual mix of the session's zone (its provider's when the forecast
+    failed; the world average only when no zone is known), which is then kept as the
+    session's ``fallback_intensity`` (source ``"mix"``, logged once as
+    ``ecoasync.intensity_fallback`` with the mix's zone): emissions are never silently 0.
     """
     intensity, source = acct.intensity_at(at)
     if intensity is not None:
         return intensity, source
     if impacts is not None and impacts.mix is not None:
         return impacts.mix.gwp_g_per_kwh, "mix"
-    mix = _impacts.electricity_mix(_zone(acct))
+    zone = _zone(acct)
+    mix = _impacts.electricity_mix(zone)
     acct.fallback_intensity = (mix.gwp_g_per_kwh, "mix")
+    log.warning(
+        "ecoasync.intensity_fallback",
+        session=acct.name,
+        session_id=acct.session_id,
+        zone=zone,
+        mix_zone=mix.zone,
+        intensity=round(mix.gwp_g_per_kwh, 2),
+        reason="no forecast: the annual electricity mix of the zone"
+        if mix.zone != "WOR"
+        else "no forecast and no known zone: the world's average electricity mix",
+    )
     return mix.gwp_g_per_kwh, "mix"
 
 
@@ -257,9 +316,17 @@ def build_record(call: Call, usage: Usage, latency_s: float) -> tuple[CallRecord
 
 
 def _prepare(
-    acct: Accounting, provider: str, model: str, *, stream: bool
+    current: Accounting, provider: str, model: str, *, stream: bool
 ) -> tuple[Call, list[tuple[EventBus, Event]]]:
-    """Admit a call: raise (after its event) if refused; the call and the events to emit."""
+    """Admit a call: raise (after its event) if refused; the call and the events to emit.
+
+    A call made in a context whose session has completed (a task the body left running)
+    answers to the nearest enclosing session still open; with none, it goes ahead
+    unmeasured (logged and counted when it ends).
+    """
+    acct = open_session(current)
+    if acct is None:
+        return Call(current, provider, model, model, stream=stream, downgraded=False), []
     refusal = acct.refusal(model)
     if refusal is not None:
         error, refused = refusal
@@ -280,6 +347,7 @@ class _Refused(Exception):
 
 async def admit(acct: Accounting, provider: str, model: str, *, stream: bool) -> Call:
     """Admit a call from async code: emit ``CallRefused`` and raise, or emit ``Downgraded``."""
+    await _impacts.load()  # the first time, EcoLogits is imported in a worker thread
     try:
         call, events = _prepare(acct, provider, model, stream=stream)
     except _Refused as refused:

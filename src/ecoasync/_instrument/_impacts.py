@@ -16,10 +16,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
+
 __all__ = [
     "ElectricityMix",
     "Impacts",
     "electricity_mix",
+    "load",
     "lookup",
     "register_model",
     "registered_models",
@@ -200,6 +203,13 @@ def _ecologits() -> Any:
     return utils, compute_llm_impacts, electricity_mixes, models
 
 
+async def load() -> None:
+    """Import EcoLogits in a worker thread unless done: the import takes 0.1-0.3 s, which
+    the first call measured on an event loop would otherwise block it for."""
+    if _ecologits.cache_info().currsize == 0:
+        await anyio.to_thread.run_sync(_ecologits)
+
+
 # ISO 3166 alpha-2 → alpha-3 for grid zones (Electricity Maps, UK CI API: "GB", "DE", "US-CAL-CISO").
 _ALPHA3 = {
     "AR": "ARG", "AT": "AUT", "AU": "AUS", "BE": "BEL", "BG": "BGR", "BR": "BRA", "CA": "CAN",
@@ -222,7 +232,8 @@ def zone_to_mix_zone(zone: str | None) -> str | None:
     code = zone.upper()
     if mixes.find_electricity_mix(zone=code) is not None:
         return code
-    head = code.split("-", 1)[0].split("_", 1)[0]
+    # "US-CAL-CISO", "SE_SE3", and the UK API's "GB:region-3" or "GB:postcode-RG10"
+    head = code.split(":", 1)[0].split("-", 1)[0].split("_", 1)[0]
     if mixes.find_electricity_mix(zone=head) is not None:
         return head
     return _ALPHA3.get(head)

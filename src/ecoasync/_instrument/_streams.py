@@ -152,14 +152,22 @@ def is_stream(obj: object) -> bool:
 
 
 def instrument_stream(stream: Any, call: Call, kind: Kind, *, is_async: bool) -> None:
-    """Charge ``call`` when ``stream`` ends. Same object back to the caller: types unchanged."""
+    """Charge ``call`` when ``stream`` ends (exhausted, closed, garbage-collected), or when
+    its session ends, whichever comes first: a stream left unfinished in the session is
+    charged for what it received. Same object back to the caller: types unchanged."""
     observer = Observer(kind)
     acct = call.acct
     call.first_token()  # the stream's headers are in: its answer has begun
 
     def finish() -> None:
-        events, _ = call.finish(observer.usage())
-        emit_sync(acct, events)
+        acct.closed(finish)
+        try:
+            events, _ = call.finish(observer.usage())
+            emit_sync(call.acct, events)
+        except Exception as exc:  # it may run in a finaliser: never an "exception ignored"
+            call.failed(exc)
+
+    acct.opened(finish)
 
     original = stream._iterator
     response = stream.response

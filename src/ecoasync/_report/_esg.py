@@ -153,6 +153,10 @@ ESG_COLUMNS: Final[tuple[str, ...]] = (
 )
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a text cell as a formula (OWASP's CSV injection list)."""
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""
@@ -160,6 +164,15 @@ def _cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.9g}"
+    if isinstance(value, int):
+        return str(value)
+    text = _text(value)
+    # text from telemetry (a provider, a zone, a model) is never a formula: a leading quote
+    # makes a spreadsheet show it as it is
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def _text(value: object) -> str:
     if isinstance(value, list):
         parts = []
         for item in value:

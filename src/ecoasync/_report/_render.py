@@ -11,6 +11,19 @@ from ._summary import EQUIVALENCES
 __all__ = ["Table", "fmt_g", "fmt_kwh", "render_report", "use_rich"]
 
 
+_CONTROLS = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+"""Control characters (ESC, newlines, C1, bidirectional overrides) and how they are shown."""
+
+
+def printable(text: str) -> str:
+    """``text`` (a tag, a model, a session name: anything telemetry carried) with its control
+    characters shown as escapes, so it cannot drive the terminal or break the layout."""
+    return text.translate(_CONTROLS)
+
+
 def use_rich(stream: TextIO, plain: bool) -> bool:
     """Rich output only on a terminal, when rich is installed and not refused."""
     if plain or not stream.isatty():
@@ -60,7 +73,7 @@ class Table:
         self.rows: list[list[str]] = []
 
     def add(self, *cells: object) -> None:
-        self.rows.append([str(c) for c in cells])
+        self.rows.append([printable(str(c)) for c in cells])
 
     def plain(self) -> str:
         widths = [len(h) for h in self.headers]
@@ -83,12 +96,13 @@ class Table:
 
     def rich(self) -> Any:
         from rich.table import Table as RichTable
+        from rich.text import Text
 
         table = RichTable(title=self.title, title_justify="left", show_header=any(self.headers))
         for i, header in enumerate(self.headers):
             table.add_column(header, justify="right" if i in self.right else "left")
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # text, never markup ("[/bold]")
         return table
 
 
@@ -263,15 +277,15 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         from rich.console import Console
 
         console = Console(file=out)
-        console.print(f"[bold]{_header(s)}[/bold]")
+        console.print(printable(_header(s)), style="bold", markup=False, highlight=False)
         if s["sessions"] == 0:
             console.print(f"  {_nothing(s)}", highlight=False, markup=False)
         for t in tables:
             console.print(t.rich())
         for line in _footer(s):
-            console.print(line, highlight=False, markup=False)
+            console.print(printable(line), highlight=False, markup=False)
         return
-    print(_header(s), file=out)
+    print(printable(_header(s)), file=out)
     if s["sessions"] == 0:
         print(f"  {_nothing(s)}", file=out)
     for t in tables:
@@ -279,4 +293,4 @@ def render_report(s: dict[str, Any], stream: TextIO | None = None, *, rich: bool
         print(t.plain(), file=out)
     print(file=out)
     for line in _footer(s):
-        print(line, file=out)
+        print(printable(line), file=out)

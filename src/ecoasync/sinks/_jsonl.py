@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import functools
 import json
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Iterable
@@ -15,10 +17,13 @@ from typing import Final, Literal
 
 import anyio.to_thread
 
+from .._log import get_logger
 from ..events import CallRecorded, Completed, Event
 from ._base import FailureCounter
 
 __all__ = ["DEFAULT_EVENTS", "JsonlSink"]
+
+log = get_logger()
 
 DEFAULT_EVENTS: Final[tuple[type[Event], ...]] = (Completed, CallRecorded)
 """What a :class:`JsonlSink` writes unless told otherwise: what ``ecoasync report`` reads."""
@@ -60,8 +65,17 @@ class JsonlSink:
 
     Failures (a full disk, a deleted directory, an event that cannot be serialised) are
     logged as ``ecoasync.sink_failed`` and counted in :attr:`failures`; the events they
-    concern are counted in :attr:`lost`. If more than ``max_queue`` events wait for the
+    concern are counted in :attr:`lost`, so that :attr:`written` is the number of whole lines
+    the file received. Before each batch the sink checks that its path still names the file
+    it has open: a file deleted or replaced under it (``rm``, logrotate) is reopened (logged
+    as ``ecoasync.sink_reopened``), and a deleted directory is a counted failure, never lines
+    written to a file nobody can read. If more than ``max_queue`` events wait for the
     writer, new ones are dropped and counted in :attr:`dropped` (and logged once).
+
+    After ``os.fork()`` the child's sink starts its own writer (and file descriptor) on its
+    first event and writes only the child's events; its counters start at zero. A child
+    that ends with ``os._exit`` skips the interpreter's exit hooks, so call :meth:`close`
+    first (a ``multiprocessing`` child is closed for you).
 
     Call :meth:`aclose` (or :meth:`close` from sync code) to write what is queued and close
     the file; :meth:`aflush`/:meth:`flush` wait until what is queued is on disk. A sink not
@@ -131,6 +145,7 @@ class JsonlSink:
         self._fd: int | None = None
         self._size = 0
         self._at_exit = functools.partial(_close_at_exit, weakref.ref(self))
+        _SINKS.add(self)
 
     @property
     def failures(self) -> int:
@@ -172,7 +187,24 @@ class JsonlSink:
                 )
                 self._thread.start()
                 atexit.register(self._at_exit)
+                _close_at_multiprocessing_exit(self)
             self._cond.notify_all()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the parent's writer thread does not exist here, its lock may
+        have been held at the fork, and what is queued is the parent's to write."""
+        self._cond = threading.Condition()
+        self._failures = FailureCounter()
+        self._queue.clear()
+        self._queued = self._handled = 0
+        self.written = self.lost = self.dropped = 0
+        if self._thread is not None:
+            self._thread = None  # the next event starts the child's own writer
+            atexit.unregister(self._at_exit)
+        fd, self._fd = self._fd, None  # the child opens its own (rotation sees its own size)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     # --- flushing and closing ---
 
@@ -238,6 +270,7 @@ class JsonlSink:
         pending_size = 0
         before = self.written
         try:
+            self._check_path()
             for line in lines:
                 if (
                     self.max_bytes is not None
@@ -258,6 +291,27 @@ class JsonlSink:
                 self, exc, path=str(self.path), lines_lost=unwritten, stage="write"
             )
             self._close_fd()  # reopen on the next batch (the file may be back by then)
+
+    def _check_path(self) -> None:
+        """Close the file if its path no longer names it (deleted, replaced, its directory
+        removed), so the next write reopens it or fails and is counted."""
+        if self._fd is None:
+            return
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            named = None
+        held = os.fstat(self._fd)
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            return
+        self._close_fd()
+        with contextlib.suppress(Exception):
+            log.warning(
+                "ecoasync.sink_reopened",
+                sink=type(self).__name__,
+                path=str(self.path),
+                reason="the file was replaced" if named is not None else "the file is gone",
+            )
 
     def _current_size(self) -> int:
         self._open()
@@ -284,13 +338,15 @@ class JsonlSink:
             return
         fd = self._open()
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(fd, view[done:])  # a full disk may take part of it first
+        finally:
+            self._size += done
+            self.written += data.count(b"\n", 0, done)  # whole lines only: the file's count
         if self.fsync:
             os.fsync(fd)
-        self._size += len(data)
-        self.written += data.count(b"\n")
 
     def _rotate(self) -> None:
         self._close_fd()
@@ -321,3 +377,26 @@ def _close_at_exit(ref: weakref.ReferenceType[JsonlSink]) -> None:
     sink = ref()
     if sink is not None:
         sink.close(timeout=10)
+
+
+_SINKS: weakref.WeakSet[JsonlSink] = weakref.WeakSet()
+"""Every sink of this process, for the fork hook below."""
+
+
+def _after_fork_in_child() -> None:
+    for sink in list(_SINKS):
+        sink._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_at_multiprocessing_exit(sink: JsonlSink) -> None:
+    """In a ``multiprocessing`` child, close the sink when the child's work is done: such a
+    child ends with ``os._exit``, which skips ``atexit`` (and the lines still queued)."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is None or process.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    util.Finalize(sink, sink._at_exit, exitpriority=10)
