@@ -185,6 +185,22 @@ def test_a_green_task_needs_a_policy() -> None:
     assert bare() is None  # called directly: a plain call
 
 
+def test_a_policy_given_at_apply_time_plans_that_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = Celery("p", broker="memory://", set_as_current=False)
+    sent: list[dict[str, Any]] = []
+    own = policy_for(one_second_grid(2)).evolve(max_delay="0m")
+
+    @app.task(base=GreenTask, green_policy=own, shared=False)
+    def job() -> None: ...
+
+    monkeypatch.setattr(job, "apply_async", lambda *a, **k: sent.append(k))
+    job.apply_green(policy=policy_for(one_second_grid(2)))
+    plan = sent[0]["headers"]["ecoasync"]
+    assert plan["decision"] == "wait" and "eta" in sent[0]
+    job.apply_green()  # the task's own policy: no delay budget, sent at once
+    assert sent[1]["headers"]["ecoasync"]["decision"] == "no-delay-budget" and "eta" not in sent[1]
+
+
 async def test_apply_green_refuses_to_block_an_event_loop(world: World) -> None:
     work = world.task(policy_for(one_second_grid(2)))
     with pytest.raises(RuntimeError, match="apply_green_async"):

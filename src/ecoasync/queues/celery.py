@@ -126,15 +126,24 @@ class GreenTask(_Base):
         kwargs: Mapping[str, Any] | None = None,
         *,
         task_id: str | None = None,
+        policy: Policy | None = None,
         **options: Any,
     ) -> AsyncResult[Any]:
         """Plan the job, claim its slot and send it with ``eta`` at the planned start (at most
         ``max_hop`` ahead), under ``task_id`` (default: a new UUID). ``options`` go to
-        ``apply_async`` (queue, priority, ...). Sending runs in a worker thread."""
+        ``apply_async`` (queue, priority, ...). Sending runs in a worker thread.
+
+        ``policy`` plans this job instead of the task's ``green_policy`` (a longer delay
+        budget for a batch, say): its deadline travels with the job. The worker runs the job
+        under the task's own policy (budget, downgrades, provider)."""
         job_id = task_id or str(uuid.uuid4())
         now = current_clock().now()
         job = await plan_job(
-            self._green(), job_id=job_id, queue="celery", now=now, ledger=self.green_ledger
+            policy or self._green(),
+            job_id=job_id,
+            queue="celery",
+            now=now,
+            ledger=self.green_ledger,
         )
         send = partial(self._send, args, kwargs, job, now, options)
         return await anyio.to_thread.run_sync(send)
@@ -145,10 +154,13 @@ class GreenTask(_Base):
         kwargs: Mapping[str, Any] | None = None,
         *,
         task_id: str | None = None,
+        policy: Policy | None = None,
         **options: Any,
     ) -> AsyncResult[Any]:
         """:meth:`apply_green_async` from sync code (refused inside an event loop)."""
-        return _call(self.apply_green_async, args, kwargs, task_id=task_id, **options)
+        return _call(
+            self.apply_green_async, args, kwargs, task_id=task_id, policy=policy, **options
+        )
 
     def _send(
         self,
