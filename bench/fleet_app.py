@@ -55,6 +55,7 @@ policy = ecoasync.Policy(
     provider=SharedCacheProvider(StaticForecastProvider(grid()), redis=URL, namespace=NAMESPACE),
     jitter=timedelta(0),
     strategy="lowest",
+    ledger=ledger,
 )
 
 
@@ -64,7 +65,6 @@ policy = ecoasync.Policy(
     name="fleet_job",
     shared=False,
     green_policy=policy,
-    green_ledger=ledger,
     green_max_hop=timedelta(seconds=3),
     green_early=timedelta(seconds=0.5),
 )

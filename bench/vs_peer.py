@@ -3,8 +3,9 @@
     python bench/vs_peer.py [--install-peer] [--peer-python PATH] [--calls 2000] [--out PATH]
 
 Both wrap a function that does nothing, with no delay budget, so what is timed is the
-machinery itself: for ecoasync, ``@carbon_aware`` on a plain function (the sync shim through
-the blocking portal), on a coroutine function, and ``async with carbon_session``; for the peer,
+machinery itself: for ecoasync, ``@carbon_aware`` on a plain function (the sync API, whose
+plan here is made in the calling thread: the forecast is in memory and says run now), on a
+coroutine function, and ``async with carbon_session``; for the peer,
 its ``@carbon_aware(max_delay_hours=0)`` with an empty forecast and its no-op sink. With
 ``--install-peer`` the peer is pip-installed into its own virtual environment in a temporary
 directory and measured there through a subprocess; without it (and without

@@ -51,8 +51,8 @@ def grid() -> ecoasync.Forecast:
         provider=StaticForecastProvider(grid()),
         jitter=timedelta(0),
         strategy="lowest",
+        ledger=ledger,
     ),
-    green_ledger=ledger,
     green_early=timedelta(seconds=0.2),
 )
 def slow_job(self: GreenTask, x: int) -> int:

@@ -63,16 +63,6 @@ class Timed:
         return await self.inner.loads(zone, start, end, now=now)
 
 
-def memory_ledger() -> Ledger:
-    """The process's own ledger (the in-process ``SlotLedger`` once it keeps the contract)."""
-    own: object = ecoasync.SlotLedger()
-    if isinstance(own, Ledger):
-        return own
-    from tests.fleet_util import ReferenceLedger
-
-    return ReferenceLedger()
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     provider: Any = UKCarbonIntensityProvider(base_url=args.grid)
     cache: SharedCacheProvider | None = None
@@ -84,24 +74,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     inner: Ledger
     if args.ledger == "redis":
         inner = store = RedisLedger(
-            args.redis,
-            namespace=args.namespace,
-            retry_after=args.retry_after,
-            fallback=memory_ledger(),
+            args.redis, namespace=args.namespace, retry_after=args.retry_after
         )
     else:
-        inner = memory_ledger()
+        inner = ecoasync.SlotLedger()
     ledger = Timed(inner)
-    policy = ecoasync.Policy(max_delay="6h", provider=provider, jitter="0m")
+    policy = ecoasync.Policy(max_delay="6h", provider=provider, jitter="0m", ledger=ledger)
     starts: Counter[str] = Counter()
     granted: Counter[str] = Counter()
     errors: list[str] = []
 
     async def one(i: int, now: datetime) -> None:
         try:
-            job = await plan_job(
-                policy, job_id=f"{args.name}-{i}", queue="fleet", now=now, ledger=ledger
-            )
+            job = await plan_job(policy, job_id=f"{args.name}-{i}", queue="fleet", now=now)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             return

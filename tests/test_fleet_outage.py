@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from ecoasync import SlotLedger
 from ecoasync.fleet import PostgresLedger, RedisLedger, StoreGuard
-from tests.fleet_util import T0, ReferenceLedger, choice, unique
+from tests.fleet_util import T0, choice, unique
 from tests.servers import RedisServer
 
 LEASE = timedelta(hours=2)
@@ -49,8 +50,9 @@ def guarded(ledger: RedisLedger | PostgresLedger, ticks: Ticks) -> None:
 async def test_redis_killed_and_restarted_mid_run(
     own_redis: RedisServer, logs: list[MutableMapping[str, Any]]
 ) -> None:
-    fallback = ReferenceLedger()
-    ledger = RedisLedger(own_redis.url, namespace=unique(), fallback=fallback, timeout=1.0)
+    ledger = RedisLedger(own_redis.url, namespace=unique(), timeout=1.0)
+    fallback = ledger.fallback  # the process's own: a SlotLedger with the same options
+    assert isinstance(fallback, SlotLedger) and fallback.tolerance == ledger.tolerance
     ticks = Ticks()
     guarded(ledger, ticks)
     try:
@@ -69,7 +71,7 @@ async def test_redis_killed_and_restarted_mid_run(
 
         # a fallback claim goes back to the fallback
         await ledger.release(during[0])
-        assert len(fallback.claims) == 2
+        assert len(fallback) == 2
 
         own_redis.start()  # back, and empty (no persistence)
         still = await ledger.claim("e", "GB", CHOICES, lease=LEASE, now=T0)
@@ -88,9 +90,7 @@ async def test_redis_killed_and_restarted_mid_run(
 
 
 async def test_a_slow_store_is_left_at_the_timeout(own_redis: RedisServer) -> None:
-    ledger = RedisLedger(
-        own_redis.url, namespace=unique(), fallback=ReferenceLedger(), timeout=0.05
-    )
+    ledger = RedisLedger(own_redis.url, namespace=unique(), timeout=0.05)
     try:
         await ledger.claim("warm", "GB", CHOICES, lease=LEASE, now=T0)  # connected
         own_redis.pause()
@@ -107,7 +107,7 @@ async def test_a_slow_store_is_left_at_the_timeout(own_redis: RedisServer) -> No
 async def test_a_wiped_store_starts_again_from_nothing(own_redis: RedisServer) -> None:
     import redis
 
-    ledger = RedisLedger(own_redis.url, namespace=unique(), fallback=ReferenceLedger())
+    ledger = RedisLedger(own_redis.url, namespace=unique())
     try:
         first = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
         with redis.Redis.from_url(own_redis.url) as admin:
@@ -123,14 +123,15 @@ async def test_a_wiped_store_starts_again_from_nothing(own_redis: RedisServer) -
 
 async def test_postgres_unreachable_falls_back(logs: list[MutableMapping[str, Any]]) -> None:
     ledger = PostgresLedger(
-        "postgresql://postgres@127.0.0.1:9/none?connect_timeout=1",
-        fallback=ReferenceLedger(),
-        timeout=0.05,
+        "postgresql://postgres@127.0.0.1:9/none?connect_timeout=1", capacity=1, timeout=0.05
     )
     try:
         claim = await ledger.claim("a", "GB", CHOICES, lease=LEASE, now=T0)
         assert claim.ledger == "memory (postgres unavailable)"
         assert await ledger.loads("GB", T0, T0 + LEASE, now=T0) == {claim.slot: 1}
+        # the fallback keeps the capacity: the full first slot is skipped
+        second = await ledger.claim("b", "GB", CHOICES, lease=LEASE, now=T0)
+        assert second.start == CHOICES[1].start
         assert [e["store"] for e in logs if e["event"] == "ecoasync.store_unavailable"] == [
             "postgres"
         ]

@@ -153,14 +153,31 @@ def test_without_actuals_is_the_forecast_built_again_without_them(
     assert piece._columns() == _Columns.of(piece.slots)
 
 
-def test_the_field_setters_cover_every_field_in_order() -> None:
-    """Forecast._like and Forecast._without_actuals set every field of what they make."""
+@settings(max_examples=100, deadline=None)
+@given(odd_forecasts(), st.sampled_from(["p", "q"]), st.sampled_from([None, "GB"]), st.data())
+def test_relabelled_copies_are_the_forecast_built_again_and_are_kept(
+    forecast: Forecast, provider: str, zone: str | None, data: st.DataObject
+) -> None:
+    """with_source makes (without checking the slots again) what Forecast() makes of the same
+    slots and labels, every field set, and answers the same labels with the same object, so a
+    provider that relabels another's answers keeps what the planner shares on them."""
     import dataclasses
 
-    from ecoasync._forecast import _FORECAST_FIELDS, _SLOT_FIELDS
-
-    assert tuple(f.name for f in dataclasses.fields(Forecast)) == _FORECAST_FIELDS
-    assert tuple(f.name for f in dataclasses.fields(Slot)) == _SLOT_FIELDS
+    relabelled = forecast.with_source(provider=provider, zone=zone)
+    fresh = Forecast(
+        forecast.slots,
+        signal=forecast.signal,
+        provider=provider,
+        zone=forecast.zone if zone is None else zone,
+    )
+    assert relabelled == fresh and repr(relabelled) == repr(fresh)
+    for f in dataclasses.fields(Forecast):  # every field is set, derived ones empty
+        assert getattr(relabelled, f.name) == getattr(fresh, f.name) or f.name == "_cached_columns"
+    assert relabelled._columns() == _Columns.of(fresh.slots)
+    assert forecast.with_source(provider=provider, zone=zone) is relabelled
+    assert forecast.with_source() is forecast
+    a, b = sorted((data.draw(bounds(forecast)), data.draw(bounds(forecast))))
+    assert relabelled.between(a, b + US) == fresh.between(a, b + US)
 
 
 def test_columns_are_computed_once_and_do_not_change_equality() -> None:

@@ -198,7 +198,9 @@ async def test_a_failed_gb_forecast_is_charged_at_gbs_mix_not_the_worlds(
             base_url=server.url, timeout=1.0, retry=Retry(attempts=1)
         )
         try:
-            async with carbon_session(Policy(provider=provider), bus=bus) as session:
+            # a delay budget: the forecast is fetched on entry (without one, in the background)
+            policy = Policy(provider=provider, max_delay="1h")
+            async with carbon_session(policy, bus=bus) as session:
                 await session.record_call(
                     provider="openai", model="gpt-4o-mini", output_tokens=200, latency_s=2.0
                 )

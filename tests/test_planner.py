@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecoasync import Forecast, Policy, Slot, plan
+from ecoasync import Forecast, Policy, Slot, SlotLedger, assess, plan
 from ecoasync._planner import window_mean
 
 T0 = datetime(2026, 3, 18, tzinfo=UTC)
+HALF = timedelta(minutes=30)
 
 
 def forecast_of(values: list[float], minutes: int = 30, start: datetime = T0) -> Forecast:
@@ -222,3 +223,159 @@ def test_property_exact_optimum_against_brute_force(
     )
     assert p.planned_intensity is not None
     assert p.planned_intensity <= best + 1e-6
+
+
+# -- assess: the decision, and the choices a ledger spreads jobs over -------------------------
+
+
+def test_assess_offers_every_start_that_beats_now_and_plans_at_any_of_them() -> None:
+    f = forecast_of([300, 250, 100, 200, 50, 400, 120])
+    policy = Policy(max_delay="2h", min_improvement=0.3, strategy="lowest")
+    a = assess(f, T0, policy)
+    assert (a.decision, a.best_start, a.best_intensity, a.now_intensity) == (
+        "wait",
+        T0 + 4 * HALF,
+        50,
+        300,
+    )
+    # the starts at least 30 % under now's 300, earliest first (250 is not)
+    assert [(c.start, c.expected, c.score) for c in a.choices] == [
+        (T0 + 2 * HALF, 100, 100),
+        (T0 + 3 * HALF, 200, 200),
+        (T0 + 4 * HALF, 50, 50),
+    ]
+    assert a.ledger_zone == "unknown"  # no zone: the provider's name
+    assert a.plan() == plan(f, T0, policy)
+    for choice in a.choices:
+        p = a.plan(choice.start)
+        assert (p.start, p.slot_start, p.planned_intensity) == (
+            choice.start,
+            choice.start,
+            choice.expected,
+        )
+        assert (p.decision, p.now_intensity, p.candidates) == ("wait", 300, a.candidates)
+    with pytest.raises(ValueError, match="one of the assessment's choices"):
+        a.plan(T0 + HALF)
+
+
+def test_assess_offers_nothing_when_now_is_best() -> None:
+    for f, policy in (
+        (forecast_of([100, 150]), Policy(max_delay="1h")),
+        (forecast_of([100, 95]), Policy(max_delay="1h", min_improvement=0.1)),
+        (forecast_of([100, 50]), Policy()),
+        (Forecast([]), Policy(max_delay="1h")),
+    ):
+        a = assess(f, T0, policy)
+        assert a.decision != "wait" and a.choices == ()
+        assert a.best_start == T0 and a.best_intensity == a.now_intensity
+        assert a.plan() == a.plan(T0) == plan(f, T0, policy)
+        with pytest.raises(ValueError, match="start must be None or created_at"):
+            a.plan(T0 + HALF)
+
+
+def test_plan_with_a_ledger_starts_where_the_ledger_would_choose() -> None:
+    f = forecast_of([300, 100, 100, 100, 300])
+    policy = Policy(max_delay="2h", strategy="lowest")
+    ledger = SlotLedger()
+    a = assess(f, T0, policy)
+    ledger.claim_nowait("x", a.ledger_zone, a.choices[:1], lease=timedelta(hours=3), now=T0)
+    chosen = ledger.choose(a.ledger_zone, a.choices, now=T0)
+    assert chosen.start == T0 + 2 * HALF  # the first idle one of three equal slots
+    assert plan(f, T0, policy, ledger=ledger) == a.plan(chosen.start)
+    # plan() only reads the ledger
+    assert len(ledger) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(st.floats(0, 500), min_size=1, max_size=14),
+    offset=st.integers(0, 29),
+    delay=st.integers(0, 300),
+    min_improvement=st.sampled_from([0.0, 0.05, 0.3]),
+    jitter=st.integers(0, 40),
+    seed=st.integers(0, 3),
+)
+def test_property_every_choice_beats_now_and_plans_inside_the_budget(
+    values: list[float],
+    offset: int,
+    delay: int,
+    min_improvement: float,
+    jitter: int,
+    seed: int,
+) -> None:
+    now = T0 + timedelta(minutes=offset)
+    policy = Policy(
+        max_delay=timedelta(minutes=delay),
+        min_improvement=min_improvement,
+        jitter=timedelta(minutes=jitter),
+        strategy="lowest",
+    )
+    a = assess(forecast_of(values), now, policy)
+    assert (a.decision == "wait") == bool(a.choices)
+    assert [c.start for c in a.choices] == sorted({c.start for c in a.choices})
+    assert a.best_start in [c.start for c in a.choices] or a.decision != "wait"
+    for choice in a.choices:
+        assert a.now_intensity is not None
+        assert choice.score < a.now_intensity
+        assert choice.score <= a.now_intensity * (1 - min_improvement) + 1e-9
+        p = a.plan(choice.start, rng=random.Random(seed))
+        assert now <= p.start <= now + policy.max_delay
+        assert abs(p.jitter) <= policy.jitter
+
+
+# -- derived data lives on the forecast and dies with it --------------------------------------
+
+
+def test_what_the_planner_computes_is_kept_on_the_forecast_and_dies_with_it() -> None:
+    import gc
+
+    from ecoasync._calibrate import _Fit
+    from ecoasync._simulate import synthetic_trace
+    from ecoasync._windows import Window
+
+    def alive() -> tuple[int, int]:
+        gc.collect()
+        objects = gc.get_objects()
+        return (
+            sum(isinstance(o, Window) for o in objects),
+            sum(isinstance(o, _Fit) for o in objects),
+        )
+
+    before = alive()
+    trace = synthetic_trace(2, start=T0 - timedelta(days=1), lag_slots=1.0)
+    blind = Forecast([Slot(s.start, s.end, s.forecast) for s in trace], provider="t")
+    history = trace.between(T0 - timedelta(hours=24), T0)
+    ahead = blind.between(T0, T0 + timedelta(hours=7))
+    first = plan(ahead, T0, Policy(max_delay="4h"), history=history)
+    window, fit = ahead._windows[0], history._fits[0]
+    # the next session on the same slices reuses both
+    assert plan(ahead, T0 + timedelta(minutes=3), Policy(max_delay="4h"), history=history)
+    assert (ahead._windows[0], history._fits[0]) == (window, fit) and len(ahead._windows) == 1
+    assert first.decision in ("wait", "now-is-best", "below-min-improvement")
+    assert alive() == (before[0] + 1, before[1] + 1)
+    del trace, blind, history, ahead, window, fit
+    assert alive() == before
+
+
+def test_the_pure_layers_keep_nothing_at_module_level() -> None:
+    """No module-level "last N" caches or mutable state in the values and decisions modules
+    (``functools`` caches of pure functions of hashable inputs aside; a table of constants is
+    declared ``Final``)."""
+    import importlib
+
+    from tests.test_layers import LAYERS
+
+    # the backend seam keeps the tasks it spawned while they run (asyncio holds only weak
+    # references to tasks): the running program's state, not a cache of derived data
+    seams = {"ecoasync._backend": {"_SPAWNED"}}
+    for name in (*LAYERS["values"], *LAYERS["decisions"]):
+        module = importlib.import_module(name)
+        constants = {
+            attr
+            for attr, annotation in vars(module).get("__annotations__", {}).items()
+            if str(annotation).startswith("Final")
+        }
+        for attr, value in vars(module).items():
+            if attr.startswith("__") or attr in constants or attr in seams.get(name, ()):
+                continue
+            assert not isinstance(value, dict | list | set | bytearray), f"{name}.{attr}"

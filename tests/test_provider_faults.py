@@ -45,7 +45,8 @@ def test_two_event_loops_share_one_provider_without_hanging(
     server.script = ["late"]  # the first loop's request answers after 0.6 s
     server.delay = 0.6
     provider = UKCarbonIntensityProvider(base_url=server.url, timeout=5)
-    policy = Policy(provider=provider, forecast_timeout="3s")  # no delay: one forecast each
+    # no delay, and the forecast is needed on entry ("raise"): one forecast each, on entry
+    policy = Policy(provider=provider, forecast_timeout="3s", on_forecast_error="raise")
     outcomes: dict[str, tuple[float, str, float | None]] = {}
 
     def run(name: str, backend: str) -> None:

@@ -68,3 +68,36 @@ def test_log_lines_still_reach_structlog() -> None:
     ]
     assert captured[0]["value"] == 1
     assert "ecoasync" in repr(log)
+
+
+def test_every_exception_ecoasync_raises_is_an_ecoasync_error() -> None:
+    """One root for the whole tree (the _exceptions docstring draws it), and the old bases kept
+    (code that caught ValueError still does)."""
+    from ecoasync._exceptions import (
+        PlotInputError,
+        SimulationError,
+        TelemetryInputError,
+        UnknownRegionError,
+    )
+    from ecoasync._report._load import TelemetryInputError as from_load
+    from ecoasync._simulate import SimulationError as from_simulate
+    from ecoasync.providers import UnknownRegionError as from_providers
+
+    public = [
+        value
+        for name in public_modules()
+        for value in vars(importlib.import_module(name)).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__.startswith("ecoasync")
+    ]
+    assert public
+    for error in (*public, PlotInputError, SimulationError, TelemetryInputError):
+        assert issubclass(error, ecoasync.EcoAsyncError), error
+        assert error.__name__ in (ecoasync._exceptions.__doc__ or ""), error
+    assert issubclass(UnknownRegionError, ValueError) and issubclass(SimulationError, ValueError)
+    assert (from_load, from_simulate, from_providers) == (
+        TelemetryInputError,
+        SimulationError,
+        UnknownRegionError,
+    )

@@ -72,8 +72,7 @@ class World:
             bind=True,
             name=unique("work"),
             shared=False,
-            green_policy=policy,
-            green_ledger=self.ledger,
+            green_policy=policy.evolve(ledger=self.ledger),
             **options,
         )
         def work(self: GreenTask, x: int) -> int:

@@ -65,7 +65,12 @@ class World:
     def green(self, policy: ecoasync.Policy) -> Any:
         runs = self.runs
 
-        @green_task(self.app, policy=policy, ledger=self.ledger, queue=self.queue, name=unique("t"))
+        @green_task(
+            self.app,
+            policy=policy.evolve(ledger=self.ledger),
+            queue=self.queue,
+            name=unique("t"),
+        )
         async def work(x: int) -> None:
             runs.append(x)
 

@@ -12,7 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecoasync import Forecast, Policy, PolicyError, Slot, SlotLedger, carbon_session, plan
+from ecoasync import (
+    Assessment,
+    Choice,
+    Forecast,
+    Plan,
+    Policy,
+    PolicyError,
+    Slot,
+    SlotLedger,
+    assess,
+    carbon_session,
+    plan,
+)
 from ecoasync._calibrate import _tail, calibrate
 from ecoasync._simulate import synthetic_trace
 from ecoasync.testing import FakeProvider, VirtualClock
@@ -186,35 +198,60 @@ def test_slices_of_a_long_forecast_plan_like_fresh_forecasts(
         Policy(max_delay="4h", strategy="lowest"),
     ):
         cached = plan(forecast, now, policy, history=history)
-        fresh = plan(forecast.with_source(), now, policy, history=history.with_source())
+        fresh = plan(
+            Forecast(list(forecast), provider="trace"),
+            now,
+            policy,
+            history=Forecast(list(history), provider="trace"),
+        )
         assert repr(cached) == repr(fresh)
 
 
 # -- the ledger -----------------------------------------------------------------------------
 
 
+def load(ledger: SlotLedger, when: datetime, jobs: int = 1, zone: str = "unknown") -> None:
+    """Count ``jobs`` jobs in the slot that holds ``when`` (the zone of an unlabelled forecast)."""
+    for _ in range(jobs):
+        ledger.claim_nowait(
+            f"load-{len(ledger)}",
+            zone,
+            [Choice(when, 100.0, 100.0)],
+            lease=timedelta(days=30),
+            now=T0 - timedelta(days=1),
+        )
+
+
+def claim(ledger: SlotLedger, p: Assessment, job: str) -> Plan:
+    """What the simulator does with a waiting job: claim, then plan at the granted start."""
+    granted = ledger.claim_nowait(job, p.ledger_zone, p.choices, lease=timedelta(hours=6), now=T0)
+    return p.plan(granted.start)
+
+
 def test_ledger_spreads_equal_slots_and_releases() -> None:
     f = slots([300, 100, 100, 100, 300])
     ledger = SlotLedger()
     policy = Policy(max_delay="2h", strategy="lowest")
-    picks = []
-    held = []
-    for _ in range(3):
-        p = plan(f, T0, policy, ledger=ledger)
-        picks.append(p.start)
-        held.append(ledger.reserve(p))
+    picks = [claim(ledger, assess(f, T0, policy), f"job{k}").start for k in range(3)]
     assert sorted(picks) == [T0 + HALF, T0 + 2 * HALF, T0 + 3 * HALF]
-    assert ledger.load(T0 + HALF) == 1
+    assert ledger.loads_nowait("unknown", T0, T0 + 3 * HALF, now=T0) == {
+        T0 + HALF: 1,
+        T0 + 2 * HALF: 1,
+    }
     assert len(ledger) == 3
-    for r in held:
-        ledger.release(r)
-        ledger.release(r)  # idempotent
-    assert ledger.loads() == {}
+    # a redelivered job gets its claim back and counts once
+    again = assess(f, T0, policy)
+    assert claim(ledger, again, "job0").start == picks[0]
+    assert len(ledger) == 3
+    for k in range(3):
+        held = ledger.claim_nowait(f"job{k}", "unknown", again.choices, lease=HALF, now=T0)
+        ledger.release_nowait(held)
+        ledger.release_nowait(held)  # idempotent
+    assert ledger.loads_nowait("unknown", T0, T0 + timedelta(days=1), now=T0) == {}
     # a much dirtier slot is never taken to spread load
     g = slots([300, 100, 200, 300])
-    for _ in range(5):
-        ledger.reserve(p := plan(g, T0, policy, ledger=ledger))
-        assert p.start == T0 + HALF
+    for k in range(5):
+        assert claim(ledger, assess(g, T0, policy), f"g{k}").start == T0 + HALF
     assert "jobs=5" in repr(ledger)
 
 
@@ -222,20 +259,22 @@ def test_ledger_never_picks_a_start_that_does_not_beat_now() -> None:
     f = slots([100, 90, 99.5, 100])
     ledger = SlotLedger(tolerance=0.5)
     policy = Policy(max_delay="90m", strategy="lowest", min_improvement=0.05)
-    for _ in range(10):
+    for k in range(10):
         p = plan(f, T0, policy, ledger=ledger)
-        ledger.reserve(p)
         assert p.start in (T0, T0 + HALF)
         if p.waits:
             assert p.planned_intensity == 90
+            claim(ledger, assess(f, T0, policy), f"job{k}")
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1, float("nan"), "2%", True])
-def test_ledger_tolerance_is_validated(bad: Any) -> None:
+def test_ledger_options_are_validated(bad: Any) -> None:
     with pytest.raises(ValueError, match="tolerance"):
         SlotLedger(tolerance=bad)
     with pytest.raises(ValueError, match="bucket"):
         SlotLedger(bucket=timedelta(0))
+    with pytest.raises(ValueError, match="capacity must be None or an int >= 1"):
+        SlotLedger(capacity=0 if bad != "2%" else bad)
 
 
 # -- properties of the planner, both strategies ----------------------------------------------
@@ -282,8 +321,7 @@ def test_plan_properties(
     ledger = SlotLedger()
     if loaded:
         for k in range(len(forecast)):
-            for _ in range(k % 3):
-                ledger.reserve(plan(slots(forecast), T0 + k * HALF, policy.evolve(max_delay="0m")))
+            load(ledger, T0 + k * HALF, k % 3)
     p = plan(
         slots(forecast),
         now,
@@ -407,9 +445,7 @@ def test_remembered_calibrations_give_the_plans_a_fresh_fit_gives(
         shared.append(
             plan(blind.between(now, now + timedelta(hours=7)), now, policy, history=history)
         )
-    assert len(_calibrate._RECENT) <= _calibrate._RECENT_SIZE
     for offset, remembered in zip(offsets, shared, strict=True):
-        _calibrate._RECENT.clear()
         now = base + timedelta(seconds=offset)
         fresh_trace = Forecast(list(trace), provider="t")  # new objects: nothing to reuse
         fresh_blind = Forecast(list(blind), provider="t")
@@ -440,7 +476,7 @@ def test_shared_windows_give_the_plans_fresh_objects_give(
     """Sessions planned on the same shared slices reuse one window (integrator, candidate
     points, their means); every plan, with a loaded ledger and jitter, is exactly the one
     fresh objects give."""
-    from ecoasync import _calibrate, _planner
+    from ecoasync import _calibrate
 
     trace = synthetic_trace(3, start=T0 - timedelta(days=1), lag_slots=1.0, seed=seed)
     if not actuals:  # a source without actuals (the UK regional API)
@@ -455,8 +491,8 @@ def test_shared_windows_give_the_plans_fresh_objects_give(
 
     def ledger() -> SlotLedger:
         made = SlotLedger()
-        for k in loads:  # jobs already reserved in the slots ahead
-            made.reserve(plan(blind, base + k * HALF, Policy(max_delay="0s")))
+        for k in loads:  # jobs already counted in the slots ahead
+            load(made, base + k * HALF, zone="t")
         return made
 
     def planned(trace: Forecast, blind: Forecast, offset: int) -> Any:
@@ -473,10 +509,7 @@ def test_shared_windows_give_the_plans_fresh_objects_give(
 
     shared_ledger = ledger()
     shared = [planned(trace, blind, offset) for offset in offsets]
-    assert len(_planner._WINDOWS) <= _planner._WINDOWS_SIZE
     for offset, remembered in zip(offsets, shared, strict=True):
-        _calibrate._RECENT.clear()
-        _planner._WINDOWS.clear()
         fresh_trace = Forecast(list(trace), provider="t")  # new objects: nothing to reuse
         fresh_blind = Forecast(list(blind), provider="t")
         assert planned(fresh_trace, fresh_blind, offset) == remembered
@@ -543,56 +576,22 @@ def test_ledger_choose_is_the_least_effective_score_earliest_first(
     """choose() takes the least ``score * (1 + tolerance * load)``, the earliest on ties."""
     ledger = SlotLedger(tolerance=tolerance)
     for k in loads:
-        ledger.reserve(plan(slots([100.0] * 48), T0 + k * HALF, Policy(max_delay="0s")))
+        load(ledger, T0 + k * HALF, zone="GB")
+    load(ledger, T0, 40, zone="DE")  # another zone's load never counts
+    counts = ledger.loads_nowait("GB", T0, T0 + timedelta(days=1), now=T0)
     offered = [
-        (T0.timestamp() + k * 1800.0 + 60.0, score / 2, score) for k, score in sorted(candidates)
+        Choice(T0 + k * HALF + timedelta(minutes=1), score / 2, score)
+        for k, score in sorted(candidates)
     ]
     expected = min(
         offered,
         key=lambda c: (
-            c[2] * (1.0 + tolerance * ledger.load(datetime.fromtimestamp(c[0], UTC))),
-            c[0],
+            c.score * (1.0 + tolerance * counts.get(c.start - timedelta(minutes=1), 0)),
+            c.start,
         ),
     )
-    assert ledger.choose(offered, offered[0][2]) == expected[:2]
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(min_value=0, max_value=1000),
-    minutes=st.sampled_from([5, 15, 30, 60, 120, 180]),
-    start=st.floats(min_value=0.0, max_value=1.0),
-    length=st.integers(min_value=1, max_value=300),
-    extra=st.integers(min_value=0, max_value=30),
-    tamper=st.none() | st.integers(min_value=0, max_value=10**6),
-)
-def test_a_replays_table_sums_exactly_what_a_fit_computes(
-    seed: int, minutes: int, start: float, length: int, extra: int, tamper: int | None
-) -> None:
-    """The table of products a replay builds once (_Products) gives bit-identical sums to the
-    ones _fit_shift computes for any window of the trace's own numbers, and none for numbers
-    that are not the trace's (a tampered value) or windows it cannot cover."""
-    from ecoasync._calibrate import _Products, _shift_sums
-
-    slot = timedelta(minutes=minutes)
-    trace = synthetic_trace(2, slot=slot, seed=seed, lag_slots=1.5)
-    table = _Products(trace, slot)
-    span = table.span
-    columns = trace._columns()
-    lo = int(start * (len(trace) - 1))
-    n = min(length, len(trace) - lo)
-    actual = [a for a in columns.actuals[lo : lo + n] if a is not None]
-    values = list(columns.forecasts[lo : lo + n + extra])
-    if tamper is not None:  # one of the values the sums read is not the trace's
-        values[tamper % min(len(values), n + span + 1)] += 1.0
-    sums = table.sums(columns.starts[lo], slot.total_seconds(), span, actual, values)
-    covered = span > 0 and extra > span and lo + n + span + 1 <= len(trace)
-    if tamper is not None or not covered:
-        assert sums is None
-        return
-    padded = [values[0]] * span + values + [values[-1]] * (span + 1)
-    assert sums is not None
-    assert repr(sums) == repr(_shift_sums(actual, padded[: n + 2 * span + 1], span))
+    assert ledger.choose("GB", offered, now=T0) is expected
+    assert ledger.choose("GB", list(reversed(offered)), now=T0) is expected
 
 
 @settings(max_examples=15, deadline=None)
@@ -601,38 +600,34 @@ def test_a_replays_table_sums_exactly_what_a_fit_computes(
     lag=st.sampled_from([0.0, 1.5, -2.0]),
     minutes=st.sampled_from([15, 30, 60]),
 )
-def test_replays_plan_the_same_with_and_without_the_table(
-    seed: int, lag: float, minutes: int
-) -> None:
-    """Every plan of a calibrated replay (and of a herd) is bit-identical whether the fits
-    read the trace's products from the replay's table or compute them, and whether or not
-    they are remembered."""
-    import contextlib
-
+def test_replays_plan_what_fresh_forecasts_plan(seed: int, lag: float, minutes: int) -> None:
+    """Every plan of a calibrated replay (slices of one trace, what each keeps shared by the
+    herd's jobs) is bit-identical to the plan made on forecasts built anew from its slots."""
     from ecoasync import _simulate
 
     trace = synthetic_trace(3, slot=timedelta(minutes=minutes), seed=seed, lag_slots=lag)
     policy = Policy(max_delay="4h")
-    recorded: list[str] = []
+    recorded: list[tuple[Plan, tuple[Any, ...], dict[str, Any]]] = []
     real_plan = plan
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         p = real_plan(*args, **kwargs)
-        recorded.append(repr(p))
+        recorded.append((p, args, kwargs))
         return p
-
-    def run() -> tuple[str, str, list[str]]:
-        recorded.clear()
-        replayed = repr(_simulate.replay(trace, policy))
-        herd = repr(_simulate.replay_herd(trace, policy.evolve(jitter="5m"), 2))
-        return replayed, herd, list(recorded)
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(_simulate, "plan", recording)
-        with_table = run()
-        m.setattr(_simulate, "_reading", lambda *_, **__: contextlib.nullcontext())
-        without = run()
-    assert with_table == without
+        _simulate.replay(trace, policy)
+    assert recorded
+    for p, (forecast, now, pol), kwargs in recorded:
+        history = kwargs.get("history")
+        fresh = plan(
+            Forecast(list(forecast), provider=forecast.provider, zone=forecast.zone),
+            now,
+            pol,
+            history=None if history is None else Forecast(list(history)),
+        )
+        assert repr(fresh) == repr(p)
 
 
 @settings(max_examples=200, deadline=None)
@@ -698,7 +693,7 @@ def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
     """_lowest picks the whole shift min() picks with the key (variance, |shift|): ties (also of
     0.0 and -0.0) to the smaller |shift| and then the smaller shift, and wherever min() leaves
     a NaN or an infinity."""
-    from ecoasync._calibrate import _lowest
+    from ecoasync._shift import _lowest
 
     few = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, math.inf, -math.inf, math.nan])
     variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))
@@ -706,15 +701,28 @@ def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
     assert _lowest(variances, span) == expected
 
 
-def test_a_calibration_made_by_its_setters_is_the_one_its_init_makes() -> None:
-    """_calibration sets every field of Calibration, in order, as Calibration() does."""
-    import dataclasses
+def test_a_fallback_over_an_in_memory_provider_keeps_what_sessions_share() -> None:
+    """FallbackProvider relabels its providers' answers; the relabelled forecast and history
+    are the same objects for the same slices, so the sessions planned in one slot share one
+    fit and one window, as they do on the bare provider."""
+    from ecoasync.providers import FallbackProvider, StaticForecastProvider
 
-    from ecoasync._calibrate import _CALIBRATION_FIELDS, Calibration, _calibration
-
-    assert tuple(f.name for f in dataclasses.fields(Calibration)) == _CALIBRATION_FIELDS
-    fields = (0.25, -1.5, 3.0, 0.5, 2.0, 48, 1.7e9, 1800.0, (1.0, 2.0))
-    made, init = _calibration(*fields), Calibration(*fields)
-    assert repr(made) == repr(init)
-    assert made == init
-    assert hash(made) == hash(init)
+    inner = StaticForecastProvider(_day_with_actuals(), name="grid")
+    inner.name = "renamed"  # its answers say "grid": the fallback relabels each one
+    fallback = FallbackProvider([inner])
+    now = T0 + timedelta(hours=17)
+    policy = Policy(max_delay="4h", provider=fallback)
+    seen = set()
+    for second in range(1, 21):  # twenty sessions arriving in one slot
+        at = now + timedelta(seconds=second)
+        forecast = fallback.forecast_nowait(at, at + timedelta(hours=7))
+        history = fallback.history_nowait(at - timedelta(hours=24), at)
+        assert forecast is not None and history is not None
+        assert (forecast.provider, history.provider) == ("renamed", "renamed")
+        p = plan(forecast, at, policy, history=history)
+        assert p.provider == "renamed"
+        # the slice the planner read (up to the deadline, the window and the calibration's
+        # reach) holds the window it keeps
+        relevant = forecast.between(at, at + timedelta(hours=6, minutes=30, microseconds=1))
+        seen.add((id(forecast), id(history), id(relevant._windows[0]), id(history._fits[0])))
+    assert len(seen) == 1

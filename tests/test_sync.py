@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import _thread
 import contextvars
+import dataclasses
 import inspect
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -14,8 +15,8 @@ import pytest
 import ecoasync
 from ecoasync import EventBus, Policy, carbon_aware, carbon_session_sync
 from ecoasync._context import current
-from ecoasync.events import Completed, Event, Planned
-from ecoasync.testing import FakeProvider, VirtualClock, capture_events
+from ecoasync.events import CallRecorded, Completed, Event, Planned
+from ecoasync.testing import FakeLLM, FakeProvider, VirtualClock, capture_events
 
 DAY = datetime(2026, 3, 18, tzinfo=UTC)
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -197,3 +198,158 @@ def test_ctrl_c_while_waiting_cancels_cleanly(evening: FakeProvider) -> None:
     completed = events[-1]
     assert isinstance(completed, Completed)
     assert completed.status == "cancelled"
+
+
+# --- the fast path: planned in the calling thread (issue 13, 6) ------------------------------
+
+VARYING = {"session_id", "call_id"}  # all else is equal under one virtual clock
+
+
+def shape(value: object) -> object:
+    """An event or record as plain data, without what differs between two sessions."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: shape(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in VARYING
+        }
+    if isinstance(value, Mapping):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(shape(v) for v in value)
+    return value
+
+
+def run_job(bus: EventBus, policy: Policy) -> tuple[list[Event], set[int]]:
+    """A sync session with one call charged in the body; its events and the threads that
+    delivered them to a sync handler."""
+    threads: set[int] = set()
+    bus.subscribe(lambda e: threads.add(threading.get_ident()))
+    with capture_events(bus) as events, carbon_session_sync(policy, bus=bus, name="job"):
+        ecoasync.record_call_sync(
+            provider="openai", model="gpt-4o-mini", output_tokens=300, latency_s=2.0
+        )
+    return list(events), threads
+
+
+async def async_handler(event: Event) -> None:
+    await anyio.lowlevel.checkpoint()
+
+
+def test_the_fast_path_gives_the_portals_events_and_record_without_leaving_the_thread(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    policy = Policy(provider=evening, budget_g=5)  # no delay budget: runs now
+    fast, fast_threads = run_job(EventBus(), policy)
+    portal_bus = EventBus()
+    portal_bus.subscribe(async_handler)  # an async handler needs a loop: the portal
+    slow, slow_threads = run_job(portal_bus, policy)
+    assert [e.kind for e in fast] == ["planned", "started", "call_recorded", "completed"]
+    assert [shape(e) for e in fast] == [shape(e) for e in slow]
+    assert fast_threads == {threading.get_ident()}  # no thread crossed
+    assert threading.get_ident() not in slow_threads  # the portal's loop delivered them
+    record = fast[-1].record  # type: ignore[attr-defined]
+    assert record.calls == 1 and record.emitted_g > 0 and record.run_intensity_source == "actual"
+
+
+def test_a_plan_that_waits_crosses_to_the_portal_and_plans_once_there(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+    threads: set[int] = set()
+    bus.subscribe(lambda e: threads.add(threading.get_ident()), Planned)
+    with capture_events(bus) as events:
+        with carbon_session_sync(
+            Policy(max_delay="4h", jitter="0m", provider=evening), bus=bus
+        ) as s:
+            assert clock.now() == s.plan.start
+    assert s.plan.decision == "wait"
+    assert events.kinds() == ["planned", "started", "completed"]
+    assert threading.get_ident() not in threads  # planned (and emitted) on the portal
+
+
+def test_an_async_handler_that_arrives_during_the_body_gets_completed_on_a_loop(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+    seen: list[tuple[str, int]] = []
+
+    async def late(event: Event) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append((event.kind, threading.get_ident()))
+
+    with carbon_session_sync(Policy(provider=evening), bus=bus) as session:
+        bus.subscribe(late)  # the session entered inline: no loop so far
+    assert session.record is not None and session.record.status == "completed"
+    assert [kind for kind, _ in seen] == ["completed"]
+    assert seen[0][1] != threading.get_ident()
+
+
+def test_ctrl_c_in_a_fast_body_records_the_session_as_cancelled(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+    with capture_events(bus) as events, pytest.raises(KeyboardInterrupt):
+        with carbon_session_sync(Policy(provider=evening), bus=bus):
+            raise KeyboardInterrupt
+    assert events.kinds() == ["planned", "started", "completed"]
+    assert events.of(Completed)[0].status == "cancelled"
+    assert current() is None
+
+
+def test_ctrl_c_while_entering_inline_records_the_session_as_cancelled(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    """Ctrl-C can land anywhere in the inline entry: here, in a sync handler of Planned."""
+    bus = EventBus()
+
+    def interrupted(event: Event) -> None:
+        raise KeyboardInterrupt
+
+    with capture_events(bus) as events, pytest.raises(KeyboardInterrupt):
+        bus.subscribe(interrupted, Planned)
+        with carbon_session_sync(Policy(provider=evening), bus=bus):
+            pytest.fail("the body must not run")
+    assert events.kinds() == ["planned", "completed"]
+    assert events.of(Completed)[0].status == "cancelled"
+    assert current() is None
+
+
+def test_a_calibrated_plan_with_its_history_in_memory_is_made_inline(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    threads: set[int] = set()
+    bus = EventBus()
+    bus.subscribe(lambda e: threads.add(threading.get_ident()), Planned)
+    # the static provider keeps its history in memory; a 4 h budget at 03:00 (the night's
+    # low) says run now
+    clock.advance(timedelta(hours=9))
+    policy = Policy(max_delay="4h", strategy="calibrated", provider=evening)
+    with carbon_session_sync(policy, bus=bus) as session:
+        pass
+    assert session.plan.decision != "wait"
+    assert threads == {threading.get_ident()}
+
+
+def test_a_sync_session_is_single_use(clock: VirtualClock, evening: FakeProvider) -> None:
+    manager = carbon_session_sync(Policy(provider=evening))
+    with manager:
+        pass
+    with pytest.raises(RuntimeError, match="already entered"):
+        manager.__enter__()
+
+
+def test_sdk_calls_in_a_fast_body_are_charged_in_the_callers_thread(
+    clock: VirtualClock, evening: FakeProvider
+) -> None:
+    bus = EventBus()
+    client = FakeLLM(output_tokens=300).openai(sync=True)
+    threads: set[int] = set()
+    bus.subscribe(lambda e: threads.add(threading.get_ident()), CallRecorded)
+    with carbon_session_sync(Policy(provider=evening), bus=bus) as session:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert session.record is not None and session.record.calls == 1
+    assert session.record.emitted_g > 0
+    assert threads == {threading.get_ident()}

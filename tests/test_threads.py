@@ -103,3 +103,22 @@ async def test_a_plain_thread_without_copied_context_is_not_charged(clock: Virtu
         await anyio.to_thread.run_sync(thread.join)
     assert seen == [None]
     assert session.record is not None and session.record.calls == 0
+
+
+def test_calls_from_worker_threads_of_a_fast_sync_session_are_charged(clock: VirtualClock) -> None:
+    """A sync session planned in its caller's thread has no loop: events from its worker
+    threads go to the sync handlers in those threads, and every call is charged once."""
+    bus = EventBus()
+    seen: list[tuple[float, int]] = []
+    bus.subscribe(lambda e: seen.append((e.call.emitted_g, threading.get_ident())), CallRecorded)
+    with carbon_session_sync(Policy(provider=FakeProvider.day(DAY)), bus=bus) as session:
+        with ThreadPoolExecutor(2) as pool:
+            for future in [
+                pool.submit(contextvars.copy_context().run, charge_here, 2.0) for _ in range(4)
+            ]:
+                future.result()
+        charge_here(1.0)
+    assert session.record is not None
+    assert session.record.calls == 5 and session.record.emitted_g == pytest.approx(9.0)
+    assert sorted(g for g, _ in seen) == [1.0, 2.0, 2.0, 2.0, 2.0]
+    assert seen[-1][1] == threading.get_ident()  # the caller's own call, inline

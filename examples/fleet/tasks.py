@@ -49,10 +49,12 @@ policy = ecoasync.Policy(
 
 celery_app = Celery("fleet-demo", broker=REDIS_URL, backend=REDIS_URL)
 celery_app.conf.broker_transport_options = {"visibility_timeout": 3600}  # max_hop: 30 min
+# every process claims its jobs' slots in one ledger, on the broker's Redis
 redis_ledger = RedisLedger(REDIS_URL, namespace="fleet-demo", bucket=SECOND)
+celery_policy = policy.evolve(ledger=redis_ledger)
 
 
-@celery_app.task(base=GreenTask, name="summarize", green_policy=policy, green_ledger=redis_ledger)
+@celery_app.task(base=GreenTask, name="summarize", green_policy=celery_policy)
 def summarize(doc: str) -> str:
     return f"summary of {doc}"  # an LLM call here is measured and charged to the job
 
@@ -60,9 +62,9 @@ def summarize(doc: str) -> str:
 # --- procrastinate: the jobs table holds the wait ----------------------------------------------
 
 jobs = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=DATABASE_URL))
-postgres_ledger = PostgresLedger(DATABASE_URL, bucket=SECOND)
+postgres_ledger = PostgresLedger(DATABASE_URL, bucket=SECOND)  # in the jobs' database
 
 
-@green_task(jobs, policy=policy, ledger=postgres_ledger, name="translate")
+@green_task(jobs, policy=policy.evolve(ledger=postgres_ledger), name="translate")
 async def translate(text: str) -> None:
     print(f"translated {text!r}", flush=True)

@@ -36,20 +36,25 @@ from ._instrument import register_model as register_model
 from ._instrument import uninstrument as uninstrument
 from ._instrument import unregister_model as unregister_model
 from ._job import PlannedJob as PlannedJob
+from ._ledger import Choice as Choice
+from ._ledger import Claim as Claim
+from ._ledger import Ledger as Ledger
 from ._ledger import SlotLedger as SlotLedger
 from ._ledger import default_ledger as default_ledger
-from ._planner import Plan as Plan
+from ._plan import Plan as Plan
+from ._planner import Assessment as Assessment
+from ._planner import assess as assess
 from ._planner import plan as plan
 from ._policy import Policy as Policy
 from ._records import CallRecord as CallRecord
 from ._records import ModelUsage as ModelUsage
 from ._records import SessionRecord as SessionRecord
 from ._records import TagUsage as TagUsage
+from ._route_choice import Candidate as Candidate
+from ._route_choice import RouteChoice as RouteChoice
 from ._routes import Route as Route
 from ._routes import RouteError as RouteError
 from ._routes import Routes as Routes
-from ._routing import Candidate as Candidate
-from ._routing import RouteChoice as RouteChoice
 from ._session import Session as Session
 from ._session import carbon_session as carbon_session
 from ._session import default_bus as default_bus
@@ -58,9 +63,12 @@ from ._sync import carbon_session_sync as carbon_session_sync
 from ._version import __version__ as __version__
 
 __all__ = [
+    "Assessment",
     "CallRecord",
     "Candidate",
     "CarbonBudgetExceeded",
+    "Choice",
+    "Claim",
     "Clock",
     "EcoAsyncError",
     "ElectricityMix",
@@ -72,6 +80,7 @@ __all__ = [
     "ForecastTimeout",
     "ForecastUnavailable",
     "Gap",
+    "Ledger",
     "ModelUsage",
     "Plan",
     "PlannedJob",
@@ -90,6 +99,7 @@ __all__ = [
     "SystemClock",
     "TagUsage",
     "__version__",
+    "assess",
     "carbon_aware",
     "carbon_session",
     "carbon_session_sync",

@@ -10,21 +10,34 @@ imports anyio, and asyncio or trio for the loop that runs; nothing of ecoasync.
   of its own (about a tenth of an ``anyio.Event``, and no coroutine frame, which matters when
   ten thousand sessions wait on one request); elsewhere the gate is one ``anyio.Event``;
 - :func:`wait_all_tasks_blocked` returns once no other task of the loop can run (the virtual
-  clock jumps then).
+  clock jumps then);
+- :func:`is_cancellation` tells a cancellation from any loop, or none (the sync API ends
+  sessions without one);
+- :func:`spawn` starts a task that nobody awaits and that may outlive its spawner (an async
+  event handler, a forecast fetched while a session's body runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import sys
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Gate", "current_loop", "loop_token", "wait_all_tasks_blocked"]
+__all__ = [
+    "Gate",
+    "current_loop",
+    "is_cancellation",
+    "loop_token",
+    "spawn",
+    "wait_all_tasks_blocked",
+]
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -38,6 +51,15 @@ def current_loop() -> object:
     """The running event loop (weak-referenceable, hashable): asyncio's loop, trio's token."""
     loop = _asyncio_loop()
     return loop if loop is not None else anyio.lowlevel.current_token().native_token
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is an event loop's cancellation (asyncio's or trio's), with or without
+    a loop running (``anyio.get_cancelled_exc_class()`` needs one)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled)
 
 
 _TOKENS: weakref.WeakKeyDictionary[object, anyio.lowlevel.EventLoopToken] = (
@@ -123,3 +145,26 @@ async def wait_all_tasks_blocked(patience: int) -> None:
         await anyio.lowlevel.checkpoint()
         if not ready:
             return
+
+
+_SPAWNED: set[asyncio.Task[None]] = set()
+"""The tasks :func:`spawn` started on asyncio, while they run (the loop keeps only a weak
+reference to a task)."""
+
+
+def spawn(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``fn()`` in a task of the running loop that nobody awaits.
+
+    The task may outlive the code that started it; it is cancelled when the loop ends (a
+    system task on trio). ``fn`` handles its own exceptions: on trio one that escapes ends
+    the run.
+    """
+    loop = _asyncio_loop()
+    if loop is None:
+        import trio
+
+        trio.lowlevel.spawn_system_task(fn, context=contextvars.copy_context())
+        return
+    task = loop.create_task(fn())
+    _SPAWNED.add(task)
+    task.add_done_callback(_SPAWNED.discard)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
-from ._backend import current_loop
+from ._backend import current_loop, spawn
 from ._log import get_logger
 from .events import Event
 
@@ -112,7 +112,6 @@ class EventBus:
         self._lock = threading.Lock()
         self._listening: dict[type[Event], bool] = {}
         self._pending: deque[_Item] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.handler_timeout = float(handler_timeout)
         self.slow_handler_s = float(slow_handler_s)
         self.failures = 0
@@ -239,7 +238,7 @@ class EventBus:
         (or until the caller's own deadline, such as the completion bound, if sooner)."""
         done = _Countdown(len(deliveries))
         for delivery in deliveries:
-            self._spawn(delivery, done)
+            spawn(partial(self._run, delivery, done))  # a task the emitter need not wait for
         own = anyio.current_time() + self.handler_timeout
         deadline = min(own, anyio.current_effective_deadline())
         try:
@@ -253,21 +252,6 @@ class EventBus:
                 timed_out = anyio.current_time() >= deadline
                 for delivery in late:
                     self._give_up(delivery, timed_out=timed_out, rests=deadline == own)
-
-    def _spawn(self, delivery: _Delivery, done: _Countdown) -> None:
-        """Start ``delivery`` in a task of its own, which the emitter need not wait for."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # trio: a system task is the one that may outlive its spawner
-            import trio
-
-            trio.lowlevel.spawn_system_task(
-                self._run, delivery, done, context=contextvars.copy_context()
-            )
-            return
-        task = loop.create_task(self._run(delivery, done))
-        self._tasks.add(task)  # the loop keeps only a weak reference
-        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, delivery: _Delivery, done: _Countdown) -> None:
         sub = delivery.sub

@@ -17,28 +17,25 @@ one grid):
    a start that still wins when it is charged :data:`PESSIMISM` times that deviation, so a
    gain smaller than the error the forecast is making right now does not make work wait.
 
-Everything here is O(history) per call with C-level inner loops. The simulator replays a year
-of half-hours, one calibration per job, in about 1.8 s on a 2-CPU machine: inside
-:func:`replaying` the fits read the products the timing search sums from a table built once per
-trace instead of computing them per job (bit-identical results, one ``sum()`` per figure as a
-live fit makes it: from Python 3.12 on ``sum()`` compensates its rounding).
+Everything here is O(history) per call with C-level inner loops. A fit depends on ``now`` only
+through which history slots have closed, so it is kept on the history it was fitted on
+(:func:`calibrate_ahead`): the sessions planned on one shared history slice fit once.
+
+Layer: decisions (pure). Imports values (``_forecast``) and the timing search (``_shift``).
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
-import itertools
 import math
 import operator
-from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple, cast
 
 from ._forecast import Forecast
+from ._shift import best_shift, dot
 
 __all__ = [
     "LOOKBACK",
@@ -66,14 +63,9 @@ _MAX_RHO: Final = 0.99
 _EPS: Final = 1e-9
 
 
-def _dot(x: Sequence[float], y: Sequence[float]) -> float:
-    total: float = sum(map(operator.mul, x, y))
-    return total
-
-
-@dataclass(frozen=True, slots=True)
-class Calibration:
-    """What the last day of actuals says about the forecast (see the module docstring).
+class Calibration(NamedTuple):
+    """What the last day of actuals says about the forecast (see the module docstring). An
+    immutable value; a replay makes one per job.
 
     ``shift`` is in slots (positive: the grid runs ahead of the forecast); ``bias``,
     ``sigma`` and ``last_error`` are in gCO2eq/kWh; ``origin`` is the start of the first
@@ -163,60 +155,6 @@ class Calibration:
         return out
 
 
-_CALIBRATION_FIELDS: Final = (
-    "shift",
-    "bias",
-    "sigma",
-    "rho",
-    "last_error",
-    "samples",
-    "origin",
-    "slot",
-    "values",
-)
-_CALIBRATION_SETTERS: Final = tuple(
-    Calibration.__dict__[name].__set__ for name in _CALIBRATION_FIELDS
-)
-"""The setters of a calibration's fields, in order (the frozen dataclass refuses ``setattr``;
-these are what its ``__init__`` reaches through ``object.__setattr__``, without the lookup)."""
-
-
-def _calibration(
-    shift: float,
-    bias: float,
-    sigma: float,
-    rho: float,
-    last_error: float,
-    samples: int,
-    origin: float,
-    slot: float,
-    values: tuple[float, ...],
-) -> Calibration:
-    """``Calibration(shift, bias, ...)`` at a third of the cost: a replay makes one per job."""
-    made = object.__new__(Calibration)
-    (
-        set_shift,
-        set_bias,
-        set_sigma,
-        set_rho,
-        set_last_error,
-        set_samples,
-        set_origin,
-        set_slot,
-        set_values,
-    ) = _CALIBRATION_SETTERS
-    set_shift(made, shift)
-    set_bias(made, bias)
-    set_sigma(made, sigma)
-    set_rho(made, rho)
-    set_last_error(made, last_error)
-    set_samples(made, samples)
-    set_origin(made, origin)
-    set_slot(made, slot)
-    set_values(made, values)
-    return made
-
-
 def _geometric(rho2: float, n: float) -> float:
     """``sum(rho2 ** k for k < n)``, continued to real ``n``."""
     if rho2 >= 1.0 - _EPS:
@@ -241,9 +179,7 @@ def calibrate(
     """
     if not history or slot.total_seconds() <= 0:
         return None
-    replay = _REPLAY.get()
-    products = None if replay is None else replay.products
-    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead, products)
+    return _fit(history, _tail(history, now, slot, _limit(slot)), slot, ahead)
 
 
 def _limit(slot: timedelta) -> int:
@@ -256,11 +192,9 @@ def _fit(
     tail: tuple[int, int],
     slot: timedelta,
     ahead: tuple[Sequence[float], Sequence[float], Sequence[float]],
-    products: _Products | None = None,
     regular: bool = False,
 ) -> Calibration | None:
-    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them,
-    reading the sums of products from a replay's table where it holds this window's.
+    """:func:`calibrate` on the history slots ``tail`` (``lo, hi``), as :func:`_tail` found them.
     ``regular``: the caller knows that the slots ``ahead`` follow each other and each last
     exactly ``slot`` (see :func:`_regular`)."""
     step = slot.total_seconds()
@@ -307,8 +241,7 @@ def _fit(
     padded = [values[0]] * span + values[: n + span + 1]
     if len(values) < n + span + 1:
         padded += [values[-1]] * (n + span + 1 - len(values))
-    sums = None if products is None else products.sums(origin, step, span, actual, values)
-    k, w = _fit_shift(actual, padded, span, sums)
+    k, w = best_shift(actual, padded, span)
     here = padded[span + k : span + k + n]
     if w:
         after = padded[span + k + 1 :]  # (the comprehension stops with actual)
@@ -319,12 +252,12 @@ def _fit(
     size = float(n)  # (what a float divided by n converts it to: float-only is faster)
     bias = sum(errors) / size
     centred = [e - bias for e in errors]
-    sq = _dot(centred, centred)
+    sq = dot(centred, centred)
     # each centred error times the next (_dot stops at the shorter)
-    rho = _dot(centred, centred[1:]) / sq if sq > _EPS else 0.0
+    rho = dot(centred, centred[1:]) / sq if sq > _EPS else 0.0
     # min(max(rho, 0.0), _MAX_RHO) without the calls (the same for -0.0 and NaN)
     rho = 0.0 if rho < 0.0 else _MAX_RHO if rho > _MAX_RHO else rho
-    return _calibration(
+    return Calibration(
         k + w, bias, math.sqrt(sq / size), rho, errors[-1], n, origin, step, tuple(values)
     )
 
@@ -363,69 +296,42 @@ def _all_last(starts: Sequence[float], ends: Sequence[float], step: float) -> bo
 
 
 class _Fit(NamedTuple):
-    history: Forecast
+    """A calibration kept on the history it was fitted on (see :func:`calibrate_ahead`)."""
+
     ahead: Forecast
+    slot: timedelta
+    tail: tuple[int, int]
     calibration: Calibration | None
-    expected: list[float] | None
-
-
-_RECENT: dict[tuple[int, int, timedelta, int, int], _Fit] = {}
-_RECENT_SIZE: Final = 16
 
 
 def calibrate_ahead(
-    history: Forecast | None,
-    now: datetime,
-    slot: timedelta,
-    ahead: Forecast,
-    needed: int | None = None,
-) -> tuple[Calibration | None, list[float] | None]:
-    """:func:`calibrate` for the forecast ``ahead`` of ``now``, and the expected intensity of
-    each of its slots (:meth:`Calibration.expected_all`), or of its first ``needed`` ones when
-    the answer is not remembered.
+    history: Forecast | None, now: datetime, slot: timedelta, ahead: Forecast
+) -> Calibration | None:
+    """:func:`calibrate` for the forecast ``ahead`` of ``now``.
 
     A calibration depends on ``now`` only through which history slots have closed, so the
-    answer is remembered for the next sessions planned on the same (shared) history and
-    forecast objects with the same slots closed: ten thousand sessions arriving in one
-    half-hour fit once per zone instead of once each. The last :data:`_RECENT_SIZE` fits are
-    kept, with their objects (an identity match, never a stale one). Inside :func:`replaying`
-    the fits read the replay's table, and are not remembered unless it says so (a replay that
-    plans each slot once would only pay for remembering).
+    answer is kept on ``history`` (its last few, each with the ``ahead`` it was made for): the
+    sessions planned on the same (shared) history and forecast slices between two closed slots
+    fit once, and the fit dies with the history.
     """
     if not history or slot.total_seconds() <= 0:
-        return None, None
+        return None
     lo, hi = tail = _tail(history, now, slot, _limit(slot))
     if hi - lo < MIN_ACTUALS:
-        return None, None  # too little history to fit (a source without actuals, say)
-    replay = _REPLAY.get()
-    products = None if replay is None else replay.products
-    remember = replay is None or replay.remember
-    key = (id(history), id(ahead), slot, lo, hi)
-    fit = _RECENT.get(key) if remember else None
-    if fit is not None and fit.history is history and fit.ahead is ahead:
-        return fit.calibration, fit.expected
+        return None  # too little history to fit (a source without actuals, say)
+    for fit in history._fits:
+        if fit.ahead is ahead and fit.tail == tail and fit.slot == slot:
+            return cast("Calibration | None", fit.calibration)
     columns = ahead._columns()
     calibration = _fit(
         history,
         tail,
         slot,
         (columns.starts, columns.ends, columns.forecasts),
-        products,
         _regular(ahead, slot),
     )
-    if not remember:  # (only this plan reads it)
-        starts = columns.starts if needed is None else columns.starts[:needed]
-        return calibration, None if calibration is None else calibration.expected_all(starts)
-    expected = None if calibration is None else calibration.expected_all(columns.starts)
-    if len(_RECENT) >= _RECENT_SIZE:
-        # the oldest goes (if another thread has not just removed it; a try costs nothing
-        # here, a suppress() context manager would on every fit)
-        try:  # noqa: SIM105
-            del _RECENT[next(iter(_RECENT))]
-        except (KeyError, RuntimeError, StopIteration):
-            pass
-    _RECENT[key] = _Fit(history, ahead, calibration, expected)
-    return calibration, expected
+    history._keep("_fits", _Fit(ahead, slot, tail, calibration))
+    return calibration
 
 
 def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tuple[int, int]:
@@ -466,244 +372,3 @@ def _tail(history: Forecast, now: datetime, slot: timedelta, limit: int) -> tupl
             break
         start -= 1
     return start, hi
-
-
-_Sums = tuple[float, list[float], list[float], list[float]]
-"""The sums of products :func:`_fit_shift` reads (see :func:`_shift_sums`): of the actuals
-squared; the prefix sums of ``padded`` squared and times its next value; the cross products of
-the actuals with ``padded`` at each whole shift."""
-
-
-def _fit_shift(
-    actual: Sequence[float], padded: Sequence[float], span: int, sums: _Sums | None = None
-) -> tuple[int, float]:
-    """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
-    the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
-    ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
-    after it (of which the first ``len(actual) + 2 * span + 1`` are read).
-
-    The variance is a parabola in ``w`` on each interval ``[k, k + 1]``, so each has a closed
-    form; the sums come from prefix sums, and only the cross-products with the actuals need
-    one pass per whole shift. Near-ties go to the smaller ``|shift|``, so a forecast that is
-    on time keeps a shift of 0. ``sums``, when given, is :func:`_shift_sums` of the same
-    arguments, read from a replay's table (:meth:`_Products.sums`).
-    """
-    if span <= 0:
-        return 0, 0.0
-    n = len(actual)
-    # (n as a float: a float divided by an int converts it so, and float-only arithmetic
-    # takes the interpreter's fast paths; 2.0 * x is 2 * x for the same reason)
-    size = float(n)
-    if len(padded) > n + 2 * span + 1:
-        padded = padded[: n + 2 * span + 1]  # the values any shift reads
-    lin = [0.0, *itertools.accumulate(padded)]
-    sq_a, sqr, nxt, cross = _shift_sums(actual, padded, span) if sums is None else sums
-    sum_a = sum(actual)
-    # the best whole shift first (ties to the smaller |k|, then the smaller k), then the
-    # fraction on either side
-    variances = [  # one per whole shift (cross is the shortest)
-        (sq_a - 2.0 * c + sq_end - sq) / size - ((sum_a - lin_end + lin_start) / size) ** 2
-        for c, sq_end, sq, lin_end, lin_start in zip(
-            cross, sqr[n:], sqr, lin[n:], lin, strict=False
-        )
-    ]
-    whole = _lowest(variances, span)
-    best_var = math.inf
-    best = (0, 0.0)
-    for j in (whole - 1, whole):  # interval [k, k + 1] with k = j - span
-        if not 0 <= j < 2 * span:
-            continue
-        sum_k, sum_n = lin[j + n] - lin[j], lin[j + 1 + n] - lin[j + 1]
-        sq_k, sq_n = sqr[j + n] - sqr[j], sqr[j + 1 + n] - sqr[j + 1]
-        lag = nxt[j + n] - nxt[j]
-        # r = actual - F_k, d = F_{k+1} - F_k
-        mean_r = (sum_a - sum_k) / size
-        mean_d = (sum_n - sum_k) / size
-        var_r = (sq_a - 2.0 * cross[j] + sq_k) / size - mean_r * mean_r
-        var_d = (sq_n - 2.0 * lag + sq_k) / size - mean_d * mean_d
-        cov = (cross[j + 1] - cross[j] - lag + sq_k) / size - mean_r * mean_d
-        if var_d > _EPS * (1.0 + abs(sq_k) / size):
-            # min(max(x, 0.0), 1.0) without the calls (the same for -0.0 and NaN)
-            w = cov / var_d
-            w = 0.0 if w < 0.0 else 1.0 if w > 1.0 else w
-        else:
-            w = 0.0
-        var = var_r - 2.0 * w * cov + w * w * var_d
-        k = j - span
-        tol = 1e-9 * (1.0 + abs(var_r))
-        if var < best_var - tol or (
-            abs(var - best_var) <= tol and abs(k + w) < abs(best[0] + best[1])
-        ):
-            best_var, best = var, (k, w)
-    if best[1] >= 1.0:  # the end of one interval is the start of the next
-        best = (best[0] + 1, 0.0)
-    return best
-
-
-def _lowest(variances: list[float], span: int) -> int:
-    """The index of the lowest of ``variances`` (of the whole shifts ``index - span``), ties
-    to the smaller ``|shift|`` and then the smaller shift: what ``min(range(2 * span + 1),
-    key=lambda j: (variances[j], abs(j - span)))`` gives, without a Python call per shift."""
-    if math.isnan(sum(variances)):
-        # (only from values so large that their squares overflow) a NaN is neither lower
-        # nor higher than anything: where it stands decides, so min() itself goes through them
-        return min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
-    order, ranked = _nearest_first(span)
-    by_distance = ranked(variances)
-    return order[by_distance.index(min(by_distance))]  # the first of the lowest in that order
-
-
-@functools.lru_cache(maxsize=8)
-def _nearest_first(
-    span: int,
-) -> tuple[tuple[int, ...], Callable[[list[float]], tuple[float, ...]]]:
-    """The indices ``0 .. 2 * span`` of the whole shifts ``index - span`` by distance from
-    shift 0, the negative one of a pair first, and a getter of a list's items in that order
-    (``span >= 1``)."""
-    pairs = ((span - d, span + d) for d in range(1, span + 1))
-    order = (span, *itertools.chain.from_iterable(pairs))
-    return order, operator.itemgetter(*order)
-
-
-def _shift_sums(actual: Sequence[float], padded: Sequence[float], span: int) -> _Sums:
-    """The sums :func:`_fit_shift` reads (:data:`_Sums`), computed from ``actual`` and
-    ``padded`` (cut to what any shift reads)."""
-    n = len(actual)
-    sqr = [0.0, *itertools.accumulate(map(operator.mul, padded, padded))]
-    nxt = [0.0, *itertools.accumulate(map(operator.mul, padded, padded[1:]))]
-    cross = [sum(map(operator.mul, actual, padded[j : j + n])) for j in range(2 * span + 1)]
-    return _dot(actual, actual), sqr, nxt, cross
-
-
-class _Products:
-    """The products :func:`_fit_shift` sums, once for a whole trace (see :func:`replaying`).
-
-    A replay fits one window of the trace per job, each one slot after the last, so every
-    product of an actual with the forecast at a shift, of a forecast value with itself and with
-    the next one would otherwise be computed again for each of the 48 windows that hold it.
-    Row ``t`` of ``cross[j]`` is ``actuals[t] * forecasts[t + j - span]`` (0.0 where that is
-    outside the trace or the actual is missing: such rows are never read), of ``actual_squares``
-    ``actuals[t] * actuals[t]``, of ``squares`` ``forecasts[t] * forecasts[t]`` and of ``pairs``
-    ``forecasts[t] * forecasts[t + 1]``.
-    The same multiplications of the same numbers, summed in the same order as
-    :func:`_shift_sums` does: the sums are bit-identical.
-    """
-
-    __slots__ = (
-        "actual_squares",
-        "actuals",
-        "cross",
-        "forecasts",
-        "pairs",
-        "span",
-        "squares",
-        "starts",
-        "step",
-    )
-
-    def __init__(self, trace: Forecast, slot: timedelta) -> None:
-        columns = trace._columns()
-        self.starts = columns.starts
-        self.step = slot.total_seconds()
-        self.span = span = max(_slots_in(MAX_SHIFT, slot), 0)
-        self.actuals = list(columns.actuals)
-        self.forecasts = forecasts = list(columns.forecasts)
-        known = [0.0 if a is None else a for a in columns.actuals]
-        self.cross: list[list[float]] = []
-        for shift in range(-span, span + 1):
-            if shift >= 0:
-                row = [*map(operator.mul, known, forecasts[shift:]), *[0.0] * shift]
-            else:
-                row = [*[0.0] * -shift, *map(operator.mul, known[-shift:], forecasts)]
-            self.cross.append(row)
-        self.actual_squares = list(map(operator.mul, known, known))
-        self.squares = list(map(operator.mul, forecasts, forecasts))
-        self.pairs = list(map(operator.mul, forecasts, forecasts[1:]))
-
-    def sums(
-        self, origin: float, step: float, span: int, actual: list[float], values: list[float]
-    ) -> _Sums | None:
-        """:func:`_shift_sums` for the window of ``len(actual)`` history slots from ``origin``
-        (POSIX s) of ``step`` seconds, shifts of up to ``span`` slots, these ``actual`` and
-        forecast ``values`` (history first, then the forecast ahead, as :func:`_fit` holds
-        them); or None unless those are the trace's own, from one of its rows on (then the
-        caller computes the sums itself)."""
-        n = len(actual)
-        if step != self.step or span != self.span or span <= 0:
-            return None
-        at = bisect.bisect_left(self.starts, origin)
-        # every number the sums read: the actuals, the forecast up to span slots past them
-        # and the one after (all inside the trace: no padding at the end)
-        read = n + span + 1
-        if (
-            at + read > len(self.forecasts)
-            or self.starts[at] != origin
-            or self.actuals[at : at + n] != actual
-            or self.forecasts[at : at + read] != values[:read]
-        ):
-            return None
-        # the padding before the window repeats the first value: its products are all this one
-        first = values[0]
-        lead = first * first
-        sqr = [
-            0.0,
-            *itertools.accumulate(
-                itertools.chain(itertools.repeat(lead, span), self.squares[at : at + read])
-            ),
-        ]
-        nxt = [
-            0.0,
-            *itertools.accumulate(
-                itertools.chain(itertools.repeat(lead, span), self.pairs[at : at + read - 1])
-            ),
-        ]
-        # cross[j] reads the padding for the first span - j actuals: those products first,
-        # then the rest from the table, in one sum() (from Python 3.12 on, sum() compensates
-        # its float rounding: a sum continued from a partial sum would differ in the last bits)
-        front = list(map(operator.mul, actual[:span], itertools.repeat(first)))
-        end = at + n
-        chain = itertools.chain
-        cross = [
-            sum(chain(front[: span - j], row[at + span - j : end]))
-            if j < span
-            else sum(row[at:end])
-            for j, row in enumerate(self.cross)
-        ]
-        return sum(self.actual_squares[at:end]), sqr, nxt, cross
-
-
-class _Replay(NamedTuple):
-    """What :func:`replaying` hands down to the fits made inside it."""
-
-    products: _Products | None
-    remember: bool
-
-
-_REPLAY: ContextVar[_Replay | None] = ContextVar("ecoasync_replay", default=None)
-
-
-def remembering() -> bool:
-    """Whether what a plan computes now may be kept for the next plans: always, except inside
-    a :func:`replaying` block that says otherwise (a replay that plans each slot once)."""
-    replay = _REPLAY.get()
-    return replay is None or replay.remember
-
-
-@contextlib.contextmanager
-def replaying(trace: Forecast | None, slot: timedelta, *, remember: bool = True) -> Iterator[None]:
-    """Within the block, fits on windows of ``trace`` (slices of it as history, a forecast with
-    the same values ahead) read the products :func:`_fit_shift` sums from a table built once
-    (:class:`_Products`), instead of computing them for each fit: for the simulator, which fits
-    one window per job (``trace`` None: no table, for a replay that fits nothing). Every other
-    fit, and every window whose numbers are not the trace's, computes them as usual; the
-    calibrations are bit-identical either way. With ``remember`` false, neither
-    :func:`calibrate_ahead` nor the planner looks up or keeps what it computes for the next
-    plans (:func:`remembering`; for a replay that plans each slot once). This lives in this
-    context only (a context variable): other threads and tasks never see it.
-    """
-    products = None if trace is None else _Products(trace, slot)
-    token = _REPLAY.set(_Replay(products, remember))
-    try:
-        yield
-    finally:
-        _REPLAY.reset(token)

@@ -14,6 +14,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from ._checks import is_number
 from ._clock import Clock, current_clock
 from ._exceptions import ForecastTimeout, ForecastUnavailable
 from ._forecast import Forecast
@@ -171,7 +172,7 @@ async def choose_route(
             f"duration must be positive, got {duration!r}", field="duration", value=duration
         )
     seconds = forecast_timeout
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+    if not is_number(seconds) or not seconds > 0:
         raise RouteError(
             f"forecast_timeout must be a positive number of seconds, got {seconds!r}",
             field="forecast_timeout",
@@ -254,6 +255,5 @@ def choose_route_sync(
     from . import _sync
 
     _sync._refuse_inside_event_loop("choose_route_sync()", "'await ecoasync.choose_route(...)'")
-    _sync._keep_portal_alive()
-    with _sync._PORTALS as portal:
+    with _sync._shared_portals() as portal:
         return portal.call(functools.partial(choose_route, routes, strategy, **options))

@@ -24,7 +24,7 @@ import anyio.lowlevel
 from ._backend import loop_token
 from ._exceptions import CarbonBudgetExceeded
 from ._records import CallRecord, IntensitySource, ModelUsage, TagUsage
-from .events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event
+from .events import BudgetTripped, CallRecorded, CallRefused, Downgraded, Event, ForecastFailed
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -133,6 +133,7 @@ class Accounting:
         "energy_kwh_min",
         "fallback_intensity",
         "forecast",
+        "late_failure",
         "models",
         "name",
         "open_calls",
@@ -171,6 +172,7 @@ class Accounting:
         self.baseline_intensity: float | None = None
         self.baseline_source: IntensitySource = "none"
         self.fallback_intensity: tuple[float, IntensitySource] | None = None
+        self.late_failure: ForecastFailed | None = None  # the forecast fetched later failed
         self.calls = 0
         self.energy_kwh = 0.0
         self.energy_kwh_min = 0.0
@@ -232,6 +234,21 @@ class Accounting:
         if self.fallback_intensity is not None:
             return self.fallback_intensity
         return None, "none"
+
+    def forecast_arrived(self, forecast: Forecast, submitted: datetime) -> None:
+        """The forecast fetched while the body runs (no delay budget) is here: the calls
+        charged from now on use it. Too late once the session has ended (its record is final)."""
+        with self._lock:
+            if not self.ended:
+                self.forecast = forecast
+                self.baseline_intensity, self.baseline_source = self.intensity_at(submitted)
+
+    def forecast_failed_late(self, event: ForecastFailed) -> None:
+        """The forecast fetched while the body runs failed: ``event`` is emitted before
+        ``Completed`` (never after it: once ended, the failure is only logged)."""
+        with self._lock:
+            if not self.ended:
+                self.late_failure = event
 
     def intensity_now(self) -> tuple[float | None, IntensitySource]:
         return self.intensity_at(self.clock.now())
@@ -380,7 +397,8 @@ class Accounting:
                 finish = self.open_calls.pop() if self.open_calls else None
             if finish is not None:
                 finish()
-        self.ended = True
+        with self._lock:  # (a forecast fetched later changes nothing after this)
+            self.ended = True
 
     # --- emitting from wherever the call ran ---
 

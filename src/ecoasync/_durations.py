@@ -1,14 +1,20 @@
-"""Parsing of human durations such as ``"90m"``, ``"4h"``, ``"1h30m"`` or ``"PT4H"``."""
+"""Parsing of human durations such as ``"90m"``, ``"4h"``, ``"1h30m"`` or ``"PT4H"``.
+
+Layer: values. Imports values only (``_checks``).
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from datetime import timedelta
+from types import MappingProxyType
+
+from ._checks import is_number
 
 __all__ = ["format_duration", "human_duration", "parse_duration"]
 
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
+_UNITS = MappingProxyType({"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0})
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
 _ZERO = re.compile(r"^0+(\.0*)?$")
 _ISO = re.compile(
@@ -25,7 +31,7 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     """
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+    if is_number(value) and value == 0:
         return timedelta(0)
     if isinstance(value, str):
         text = value.strip()
@@ -48,7 +54,7 @@ def parse_duration(value: object, *, field: str) -> timedelta:
                 f"{field} is too long: {_shown(value)} is more than the {_MAX_DAYS:,} days a "
                 "duration can hold"
             ) from None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value) and math.isfinite(value):
         raise TypeError(
             f"{field} must be a timedelta or a string like '4h', got the number {value!r}; "
             f"write '{value}h' or '{value}m' or timedelta(...)"

@@ -9,11 +9,18 @@
     │   ├── ForecastUnavailable        a provider failed (network, HTTP status, payload)
     │   │   └── ForecastTimeout (+ TimeoutError)  no answer by the caller's deadline
     │   └── ForecastDataError (+ ValueError)  a trace file or payload is malformed
-    └── CarbonBudgetExceeded           a call was refused: the session's budget is spent
+    ├── CarbonBudgetExceeded           a call was refused: the session's budget is spent
+    ├── UnknownRegionError (+ ValueError)  a cloud region the table does not know
+    ├── SimulationError (+ ValueError)  a trace cannot be replayed (``ecoasync simulate``)
+    ├── TelemetryInputError            a telemetry file cannot be read at all (``ecoasync report``)
+    │   └── TelemetryConflict          two records of one session disagree
+    └── PlotInputError                 an input cannot be plotted (``ecoasync plot``)
 
 Misuse that is a programming error (calling the sync API from inside an event loop,
 say) raises plain ``RuntimeError`` or ``TypeError`` with a message that says what to
 use instead. The user's own exceptions are never wrapped.
+
+Layer: values. Imports nothing from ecoasync.
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ __all__ = [
     "ForecastError",
     "ForecastTimeout",
     "ForecastUnavailable",
+    "PlotInputError",
     "PolicyError",
+    "SimulationError",
+    "TelemetryConflict",
+    "TelemetryInputError",
+    "UnknownRegionError",
 ]
 
 
@@ -113,3 +125,32 @@ class CarbonBudgetExceeded(EcoAsyncError):
         self.session_id = session_id
         self.session_name = session_name
         self.model = model
+
+
+class UnknownRegionError(EcoAsyncError, ValueError):
+    """A cloud region (or cloud) that the table does not know.
+
+    ``region`` is what was asked for, ``suggestions`` the closest known names.
+    """
+
+    def __init__(self, message: str, *, region: str, suggestions: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.region = region
+        self.suggestions = suggestions
+
+
+class SimulationError(EcoAsyncError, ValueError):
+    """The trace cannot be replayed (with the reason and the fix)."""
+
+
+class TelemetryInputError(EcoAsyncError):
+    """A telemetry input cannot be read at all (missing, a directory, unreadable, or none of
+    its lines is telemetry)."""
+
+
+class TelemetryConflict(TelemetryInputError):
+    """Two records of one session disagree: adding either up would be a guess."""
+
+
+class PlotInputError(EcoAsyncError):
+    """The input cannot be plotted (with the reason)."""

@@ -1,4 +1,7 @@
-"""Forecast values: slots of grid carbon intensity, in gCO2eq/kWh, on UTC times."""
+"""Forecast values: slots of grid carbon intensity, in gCO2eq/kWh, on UTC times.
+
+Layer: values. Imports values only (``_checks``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple, overload
+from typing import Any, Final, Literal, NamedTuple, overload
+
+from ._checks import is_number
 
 __all__ = ["Forecast", "Gap", "Signal", "Slot", "as_utc"]
 
@@ -59,7 +64,7 @@ class Signal:
 
 
 def _check_intensity(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(
             f"{what} must be a number in gCO2eq/kWh, got {type(value).__name__}: {value!r}"
         )
@@ -108,13 +113,6 @@ class Slot:
         return self.start <= when < self.end
 
 
-_SLOT_FIELDS = ("start", "end", "forecast", "actual")
-_SLOT_SETTERS = tuple(Slot.__dict__[name].__set__ for name in _SLOT_FIELDS)
-"""The setters of a slot's fields, for slots made from values already checked (the frozen
-dataclass refuses ``setattr``; these are what ``object.__setattr__`` would find, without the
-lookup)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Gap:
     """A stretch of time between two slots that no slot covers."""
@@ -155,7 +153,7 @@ class _Columns(NamedTuple):
         # what holds for every slot of the whole holds for those of a slice
         length = self.length if self.length is not None and slots else _common_length(slots)
         actuals = self.actuals[lo:hi]
-        parts = (
+        return _Columns(
             self.starts[lo:hi],
             self.ends[lo:hi],
             self.forecasts[lo:hi],
@@ -163,12 +161,16 @@ class _Columns(NamedTuple):
             length,
             self.complete or None not in actuals,
         )
-        return tuple.__new__(_Columns, parts)  # (what _Columns(*parts) does, one call less)
 
 
 def _common_length(slots: Sequence[Slot]) -> timedelta | None:
     lengths = {s.end - s.start for s in slots}
     return lengths.pop() if len(lengths) == 1 else None
+
+
+_KEPT: Final = 4
+"""How many answers of each kind a forecast keeps (slices, relabelled copies, calibration fits,
+planner windows): the sessions planned in one slot ask for a handful of different ones."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -177,6 +179,10 @@ class Forecast(Sequence[Slot]):
 
     ``provider`` names the source that answered, ``zone`` the grid zone, ``signal`` what
     the figures measure.
+
+    What is computed from a forecast once (its columns, its slices, the planner's windows, the
+    calibration fitted on it) is kept on it and dies with it: the private fields after ``gaps``,
+    which take no part in equality, hashing or ``repr``.
     """
 
     slots: tuple[Slot, ...]
@@ -185,8 +191,17 @@ class Forecast(Sequence[Slot]):
     zone: str | None
     gaps: tuple[Gap, ...]
     _starts: tuple[datetime, ...] = field(repr=False, compare=False)
-    _recent_slices: tuple[tuple[int, int, Forecast], ...] = field(repr=False, compare=False)
     _cached_columns: _Columns | None = field(repr=False, compare=False)
+    _slices: tuple[tuple[int, int, Forecast], ...] = field(repr=False, compare=False)
+    """:meth:`between`'s last answers: ``(lo, hi, slice)``."""
+    _relabelled: tuple[Forecast, ...] = field(repr=False, compare=False)
+    """:meth:`with_source`'s last answers."""
+    _actuals_only: Forecast | None = field(repr=False, compare=False)
+    """:meth:`_with_actuals`'s answer."""
+    _fits: tuple[Any, ...] = field(repr=False, compare=False)
+    """The calibrations fitted on this forecast as history (see ``_calibrate.calibrate_ahead``)."""
+    _windows: tuple[Any, ...] = field(repr=False, compare=False)
+    """The planner's windows on this forecast (see ``_windows.window_of``)."""
 
     def __init__(
         self,
@@ -206,14 +221,46 @@ class Forecast(Sequence[Slot]):
                 )
             if after.start > before.end:
                 gaps.append(Gap(before.end, after.start))
-        object.__setattr__(self, "slots", tuple(ordered))
-        object.__setattr__(self, "signal", signal or Signal())
-        object.__setattr__(self, "provider", provider)
-        object.__setattr__(self, "zone", zone)
-        object.__setattr__(self, "gaps", tuple(gaps))
-        object.__setattr__(self, "_starts", tuple(s.start for s in ordered))
-        object.__setattr__(self, "_recent_slices", ())
-        object.__setattr__(self, "_cached_columns", None)
+        self._set(
+            tuple(ordered),
+            signal or Signal(),
+            provider,
+            zone,
+            tuple(gaps),
+            tuple(s.start for s in ordered),
+            None,
+        )
+
+    def _set(
+        self,
+        slots: tuple[Slot, ...],
+        signal: Signal,
+        provider: str,
+        zone: str | None,
+        gaps: tuple[Gap, ...],
+        starts: tuple[datetime, ...],
+        columns: _Columns | None,
+    ) -> None:
+        """Set every field (the frozen dataclass refuses ``setattr``), nothing derived yet."""
+        put = object.__setattr__
+        put(self, "slots", slots)
+        put(self, "signal", signal)
+        put(self, "provider", provider)
+        put(self, "zone", zone)
+        put(self, "gaps", gaps)
+        put(self, "_starts", starts)
+        put(self, "_cached_columns", columns)
+        put(self, "_slices", ())
+        put(self, "_relabelled", ())
+        put(self, "_actuals_only", None)
+        put(self, "_fits", ())
+        put(self, "_windows", ())
+
+    def _keep(self, name: str, item: object) -> None:
+        """Keep ``item`` first among the last :data:`_KEPT` answers in the field ``name``
+        (package-internal: how the planner and the calibration keep what they derive)."""
+        kept: tuple[object, ...] = getattr(self, name)
+        object.__setattr__(self, name, (item, *kept[: _KEPT - 1]))
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -270,7 +317,7 @@ class Forecast(Sequence[Slot]):
 
         Asked for the same slots as one of the last four calls, it returns the same (immutable)
         object: the sessions planned in one slot share one forecast (and one history, when a
-        provider cuts both from one forecast) instead of holding a copy each.
+        provider cuts both from one forecast), and what the planner keeps on it.
         """
         slots = self.slots
         if slots and start < slots[0].end and end > self._starts[-1]:
@@ -279,13 +326,12 @@ class Forecast(Sequence[Slot]):
         hi = bisect.bisect_left(self._starts, end)
         if lo < hi and self.slots[lo].end <= start:
             lo += 1
-        recent = self._recent_slices
-        for known_lo, known_hi, piece in recent:
+        for known_lo, known_hi, piece in self._slices:
             if known_lo == lo and known_hi == hi:
                 return piece
         piece = self._slice(lo, hi)
         if piece is not self:  # (the whole is returned as itself: no cycle to keep)
-            object.__setattr__(self, "_recent_slices", ((lo, hi, piece), *recent[:3]))
+            self._keep("_slices", (lo, hi, piece))
         return piece
 
     def _slice(self, lo: int, hi: int) -> Forecast:
@@ -311,74 +357,65 @@ class Forecast(Sequence[Slot]):
         gaps: tuple[Gap, ...],
         starts: tuple[datetime, ...],
         columns: _Columns | None,
+        *,
+        provider: str | None = None,
+        zone: str | None = None,
     ) -> Forecast:
-        """A forecast of the same source made of these parts, which already hold together (sorted
-        slots, their gaps, their starts, their columns or None): nothing is checked again."""
+        """A forecast of the same source (or ``provider``, ``zone``) made of these parts, which
+        already hold together (sorted slots, their gaps, their starts, their columns or None):
+        nothing is checked again."""
         piece = object.__new__(Forecast)
-        (
-            set_slots,
-            set_signal,
-            set_provider,
-            set_zone,
-            set_gaps,
-            set_starts,
-            set_recent,
-            set_columns,
-        ) = _FORECAST_SETTERS
-        set_slots(piece, slots)
-        set_signal(piece, self.signal)
-        set_provider(piece, self.provider)
-        set_zone(piece, self.zone)
-        set_gaps(piece, gaps)
-        set_starts(piece, starts)
-        set_recent(piece, ())
-        set_columns(piece, columns)
+        piece._set(
+            slots,
+            self.signal,
+            self.provider if provider is None else provider,
+            self.zone if zone is None else zone,
+            gaps,
+            starts,
+            columns,
+        )
         return piece
 
     def _without_actuals(self) -> Forecast:
         """The same slots with their actuals taken out, same labels (package-internal: what the
-        simulator's planner may read ahead).
-
-        The slots were checked and sorted when this forecast was made, so they are not checked
-        again, and the columns are this forecast's with no actuals: for a year of slots this is
-        a small part of the cost of building the forecast anew.
-        """
-        set_start, set_end, set_forecast, set_actual = _SLOT_SETTERS
-        new = object.__new__
-        slots: list[Slot] = []
-        for s in self.slots:
-            if s.actual is not None:
-                s, known = new(Slot), s
-                set_start(s, known.start)
-                set_end(s, known.end)
-                set_forecast(s, known.forecast)
-                set_actual(s, None)
-            slots.append(s)
+        simulator's planner may read ahead). Its columns are this forecast's, without actuals."""
+        slots = tuple(s if s.actual is None else Slot(s.start, s.end, s.forecast) for s in self)
         columns = self._cached_columns
         if columns is not None:
             columns = columns._replace(actuals=(None,) * len(slots), complete=not slots)
-        return self._like(tuple(slots), self.gaps, self._starts, columns)
+        return self._like(slots, self.gaps, self._starts, columns)
+
+    def _with_actuals(self) -> Forecast:
+        """The slots that have an actual value, same labels (package-internal: a provider's
+        history), made once: the sessions that share a history slice share this too."""
+        if self._columns().complete:
+            return self
+        kept = self._actuals_only
+        if kept is None:
+            kept = Forecast(
+                [s for s in self.slots if s.actual is not None],
+                signal=self.signal,
+                provider=self.provider,
+                zone=self.zone,
+            )
+            object.__setattr__(self, "_actuals_only", kept)
+        return kept
 
     def with_source(self, *, provider: str | None = None, zone: str | None = None) -> Forecast:
-        """The same slots, labelled with another provider name or zone."""
-        return Forecast(
-            self.slots,
-            signal=self.signal,
-            provider=self.provider if provider is None else provider,
-            zone=self.zone if zone is None else zone,
+        """The same slots, labelled with another provider name or zone.
+
+        Asked for the same labels again, it returns the same (immutable) object, so a provider
+        that relabels another's answers (``FallbackProvider``) keeps what the planner shares.
+        """
+        provider = self.provider if provider is None else provider
+        zone = self.zone if zone is None else zone
+        if provider == self.provider and zone == self.zone:
+            return self
+        for known in self._relabelled:
+            if known.provider == provider and known.zone == zone:
+                return known
+        piece = self._like(
+            self.slots, self.gaps, self._starts, self._columns(), provider=provider, zone=zone
         )
-
-
-_FORECAST_FIELDS = (
-    "slots",
-    "signal",
-    "provider",
-    "zone",
-    "gaps",
-    "_starts",
-    "_recent_slices",
-    "_cached_columns",
-)
-_FORECAST_SETTERS = tuple(Forecast.__dict__[name].__set__ for name in _FORECAST_FIELDS)
-"""The setters of a forecast's fields, in :meth:`Forecast._like`'s order (as for
-:data:`_SLOT_SETTERS`)."""
+        self._keep("_relabelled", piece)
+        return piece

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from ._forecast import as_utc
 from ._ledger import Claim
-from ._planner import Plan
+from ._plan import Plan
 from ._records import IntensitySource
 
 __all__ = ["Arrival", "PlannedJob", "arrival", "hop_until"]

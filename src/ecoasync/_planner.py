@@ -1,160 +1,49 @@
 """The planner: pure code that picks when work should start. No I/O, no clock, no globals.
 
-The live session, the simulator and the benchmarks all call :func:`plan`.
+:func:`assess` scores every start a policy allows and decides whether waiting pays; the
+:class:`Assessment` it returns offers a waiting job's acceptable starts to a ledger
+(:attr:`Assessment.choices`) and makes the :class:`~ecoasync.Plan` at the start chosen
+(:meth:`Assessment.plan`). :func:`plan` does both in one call. The live session, the simulator
+and the benchmarks all plan through them; what they compute once per forecast is kept on that
+forecast (see :func:`~ecoasync._windows.window_of`).
+
+Layer: decisions (pure). Imports values (``_forecast``, ``_plan``, ``_policy``, ``_ledger``'s
+``Choice``), the window means (``_windows``) and the calibration; never a provider, the bus or
+the session.
 """
 
 from __future__ import annotations
 
-import itertools
-import operator
 import random
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Final, Literal, NamedTuple
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead, remembering
+from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead
 from ._forecast import Forecast, Signal, as_utc
-from ._ledger import SlotLedger
+from ._ledger import Choice
+from ._plan import Decision, Plan
 from ._policy import Policy
+from ._windows import Integrator, window_mean, window_of
 
-__all__ = ["Decision", "Plan", "plan", "run_now_plan", "window_mean"]
+if TYPE_CHECKING:
+    from ._ledger import SlotLedger
 
-Decision = Literal[
-    "wait",  # a greener start was found and is worth the wait
-    "now-is-best",  # no start in the budget beats now
-    "below-min-improvement",  # something beats now, but by less than min_improvement
-    "no-delay-budget",  # max_delay is 0
-    "no-forecast",  # the forecast covers none of the budget
-    "forecast-unavailable",  # the provider failed; on_forecast_error="run_now"
+__all__ = [
+    "Assessment",
+    "Decision",
+    "Plan",
+    "assess",
+    "plan",
+    "run_now_plan",
+    "window_mean",
 ]
 
 _EPS = 1e-9
 _ZERO = timedelta(0)
 _MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """When the work starts, and why.
-
-    Times are UTC. ``now_intensity`` is the forecast mean over the work's window if it started
-    at once, ``planned_intensity`` the same at the planned start (both gCO2eq/kWh, ``None``
-    without a forecast). ``candidates`` counts the start times compared.
-    """
-
-    created_at: datetime
-    start: datetime
-    deadline: datetime
-    decision: Decision
-    now_intensity: float | None
-    planned_intensity: float | None
-    candidates: int
-    slot_start: datetime
-    jitter: timedelta
-    window: timedelta
-    provider: str | None = None
-    zone: str | None = None
-    signal: Signal | None = None
-    forecast_error: str | None = None
-
-    @property
-    def delay(self) -> timedelta:
-        """How long the work waits: ``start - created_at``."""
-        return self.start - self.created_at
-
-    @property
-    def waits(self) -> bool:
-        return self.start > self.created_at
-
-    @property
-    def improvement(self) -> float | None:
-        """The fraction by which the planned window's forecast beats now's (0.25 = 25 % lower)."""
-        if self.now_intensity is None or self.planned_intensity is None or self.now_intensity <= 0:
-            return None
-        return 1.0 - self.planned_intensity / self.now_intensity
-
-    @property
-    def reason(self) -> str:
-        """One sentence a person can read."""
-        if self.decision == "wait":
-            assert self.planned_intensity is not None and self.now_intensity is not None
-            return (
-                f"waiting {_hm(self.delay)} for {self.planned_intensity:.0f} gCO2eq/kWh instead of "
-                f"{self.now_intensity:.0f} now ({(self.improvement or 0) * 100:.0f} % lower; "
-                f"best of {self.candidates} starts before {self.deadline:%H:%M}Z)"
-            )
-        if self.decision == "now-is-best":
-            return f"running now: no start of {self.candidates} before {self.deadline:%H:%M}Z beats now"
-        if self.decision == "below-min-improvement":
-            return (
-                f"running now: the best start would be {(self.improvement or 0) * 100:.1f} % lower, "
-                "under the policy's min_improvement"
-            )
-        if self.decision == "no-delay-budget":
-            return "running now: max_delay is 0"
-        if self.decision == "no-forecast":
-            return "running now: the forecast covers none of the delay budget"
-        return f"running now: the forecast failed ({self.forecast_error})"
-
-
-def _hm(delta: timedelta) -> str:
-    minutes = round(delta.total_seconds() / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
-
-
-class _Integrator:
-    """Time-weighted integrals of a piecewise-constant forecast, by prefix sums."""
-
-    def __init__(
-        self,
-        starts: Sequence[float],
-        ends: Sequence[float],
-        values: Sequence[float],
-    ) -> None:
-        self.starts = starts
-        self.ends = ends
-        self.values = values
-        widths = list(map(operator.sub, ends, starts))
-        self._area = list(itertools.accumulate(map(operator.mul, widths, values), initial=0.0))
-        self._covered = list(itertools.accumulate(widths, initial=0.0))
-
-    @classmethod
-    def of(cls, forecast: Forecast) -> _Integrator:
-        columns = forecast._columns()
-        return cls(columns.starts, columns.ends, columns.forecasts)
-
-    def means(self, starts: Iterable[float], span: float) -> list[float | None]:
-        """The time-weighted mean over the covered part of ``[t, t + span]``, for every ``t`` in
-        ``starts``; None where none of it is covered."""
-        bounds, ends, values = self.starts, self.ends, self.values
-        area, covered = self._area, self._covered
-        out: list[float | None] = []
-        for a in starts:
-            b = a + span
-            # the area and the covered time from the first slot's start up to b, then up to a
-            i = bisect_right(bounds, b) - 1
-            if i < 0:
-                area_b = cov_b = 0.0
-            else:
-                inside = (ends[i] if ends[i] < b else b) - bounds[i]
-                area_b, cov_b = area[i] + inside * values[i], covered[i] + inside
-            i = bisect_right(bounds, a) - 1
-            if i < 0:
-                area_a = cov_a = 0.0
-            else:
-                inside = (ends[i] if ends[i] < a else a) - bounds[i]
-                area_a, cov_a = area[i] + inside * values[i], covered[i] + inside
-            out.append(None if cov_b - cov_a <= _EPS else (area_b - area_a) / (cov_b - cov_a))
-        return out
-
-
-def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> float | None:
-    """The time-weighted mean forecast over ``[start, start + duration]`` (its covered part)."""
-    a = as_utc(start).timestamp()
-    return _Integrator.of(forecast).means((a,), max(duration.total_seconds(), _EPS))[0]
 
 
 def run_now_plan(
@@ -167,7 +56,26 @@ def run_now_plan(
     provider: str | None = None,
 ) -> Plan:
     """A plan that starts at ``now`` (used when there is nothing to choose from)."""
-    now = as_utc(now, what="now")
+    return _run_now(
+        as_utc(now, what="now"),
+        policy,
+        decision,
+        forecast,
+        forecast_error=forecast_error,
+        provider=provider,
+    ).plan()
+
+
+def _run_now(
+    now: datetime,
+    policy: Policy,
+    decision: Decision,
+    forecast: Forecast | None,
+    *,
+    forecast_error: str | None = None,
+    provider: str | None = None,
+) -> Assessment:
+    """The assessment of work that starts at ``now`` (UTC) because there is nothing to choose."""
     intensity = None
     if forecast:
         slot = forecast.at(now)
@@ -179,16 +87,14 @@ def run_now_plan(
             intensity = window_mean(forecast, now, window)
     else:
         window = policy.expected_duration or timedelta(minutes=30)
-    return Plan(
+    return Assessment(
         created_at=now,
-        start=now,
         deadline=now + policy.max_delay,
         decision=decision,
         now_intensity=intensity,
-        planned_intensity=intensity,
+        best_start=now,
+        best_intensity=intensity,
         candidates=1 if intensity is not None else 0,
-        slot_start=now,
-        jitter=_ZERO,
         window=window,
         # an empty forecast still says who answered (with nothing)
         provider=forecast.provider if forecast is not None else provider,
@@ -211,62 +117,8 @@ def _slot_length(forecast: Forecast | None) -> timedelta | None:
     return max(lengths, key=lambda d: (lengths[d], -d.total_seconds()))
 
 
-def _bends(integ: _Integrator, span: float, *extra: float) -> list[float]:
-    """The starts where a ``span``-long window's mean can bend, and ``extra``, sorted.
-
-    The window mean is piecewise linear in the start time: its minimum over a budget lies at
-    either end of it or where the window's start or end crosses a slot boundary (the
-    calibrated strategy's uncertainty term is concave in the start, which keeps this true).
-    """
-    boundaries = {*integ.starts, *integ.ends}
-    return sorted({*extra, *boundaries, *[b - span for b in boundaries]})
-
-
-class _Window(NamedTuple):
-    """What the plans made on one forecast window share (see :func:`_window`)."""
-
-    forecast: Forecast
-    values: Sequence[float]
-    integ: _Integrator
-    points: list[float]
-    """:func:`_bends`: every start where the window mean can bend."""
-    means: list[float | None]
-    """The window mean from each of ``points``."""
-
-
-_WINDOWS: dict[tuple[int, int, int, float], _Window] = {}
-_WINDOWS_SIZE: Final = 16
-
-
-def _window(relevant: Forecast, values: Sequence[float], used: int, span: float) -> _Window:
-    """The integrator of the first ``used`` slots of ``relevant`` (with these ``values``: the
-    forecast's or the calibration's), the starts where a ``span``-long window's mean can bend
-    and the mean from each of them.
-
-    None of it depends on when the plan is made, so the sessions planned on the same shared
-    forecast slice in one slot compute it once: the last :data:`_WINDOWS_SIZE` are kept, with
-    their objects (an identity match, never a stale one). (A replay, which plans each window
-    once, does without: see :func:`plan`.)
-    """
-    key = (id(relevant), id(values), used, span)
-    hit = _WINDOWS.get(key)
-    if hit is not None and hit.forecast is relevant and hit.values is values:
-        return hit
-    columns = relevant._columns()
-    integ = _Integrator(columns.starts[:used], columns.ends[:used], values[:used])
-    points = _bends(integ, span)
-    window = _Window(relevant, values, integ, points, integ.means(points, span))
-    if len(_WINDOWS) >= _WINDOWS_SIZE:
-        try:  # noqa: SIM105 (as in calibrate_ahead: the oldest goes, unless already gone)
-            del _WINDOWS[next(iter(_WINDOWS))]
-        except (KeyError, RuntimeError, StopIteration):
-            pass
-    _WINDOWS[key] = window
-    return window
-
-
 def _jitter(
-    integ: _Integrator,
+    integ: Integrator,
     best: float,
     t_now: float,
     t_deadline: float,
@@ -291,46 +143,191 @@ def _jitter(
     return _ZERO
 
 
-def plan(
-    forecast: Forecast,
-    now: datetime,
-    policy: Policy,
-    *,
-    rng: random.Random | None = None,
-    history: Forecast | None = None,
-    ledger: SlotLedger | None = None,
-) -> Plan:
-    """Choose when work submitted at ``now`` should start under ``policy``.
+class Assessment:
+    """What :func:`assess` found for work submitted at ``created_at``. Read-only.
+
+    ``decision`` says whether waiting pays (see :data:`~ecoasync.Plan`'s decisions);
+    ``now_intensity`` is the score of starting at once and ``best_start``, ``best_intensity``
+    those of the start the planner prefers (``created_at`` and ``now_intensity`` unless the
+    decision is ``"wait"``), in gCO2eq/kWh; ``candidates`` counts the starts compared. For a
+    waiting job, :attr:`choices` are the starts it would accept, for a :class:`~ecoasync.Ledger`
+    to spread jobs over; :meth:`plan` makes the plan at the start chosen.
+    """
+
+    __slots__ = (
+        "_best_t",
+        "_choices",
+        "_integ",
+        "_jitter",
+        "_offered",
+        "_t_deadline",
+        "_t_now",
+        "best_intensity",
+        "best_start",
+        "candidates",
+        "created_at",
+        "deadline",
+        "decision",
+        "forecast_error",
+        "now_intensity",
+        "provider",
+        "signal",
+        "window",
+        "zone",
+    )
+
+    def __init__(
+        self,
+        *,
+        created_at: datetime,
+        deadline: datetime,
+        decision: Decision,
+        now_intensity: float | None,
+        best_start: datetime,
+        best_intensity: float | None,
+        candidates: int,
+        window: timedelta,
+        provider: str | None,
+        zone: str | None,
+        signal: Signal | None,
+        forecast_error: str | None = None,
+        offered: Sequence[tuple[float, float, float]] = (),
+        best_t: float | None = None,
+        integ: Integrator | None = None,
+        jitter: float = 0.0,
+        t_now: float = 0.0,
+        t_deadline: float = 0.0,
+    ) -> None:
+        self.created_at = created_at
+        self.deadline = deadline
+        self.decision: Decision = decision
+        self.now_intensity = now_intensity
+        self.best_start = best_start
+        self.best_intensity = best_intensity
+        self.candidates = candidates
+        self.window = window
+        self.provider = provider
+        self.zone = zone
+        self.signal = signal
+        self.forecast_error = forecast_error
+        # a waiting job's acceptable starts as (POSIX start, expected, score), the best one's
+        # POSIX start, the integrator its jitter reads and the jitter allowed (s)
+        self._offered = offered
+        self._best_t = best_t
+        self._integ = integ
+        self._jitter = jitter
+        self._t_now = t_now  # (POSIX seconds of created_at and deadline: a waiting job's)
+        self._t_deadline = t_deadline
+        self._choices: tuple[Choice, ...] | None = None
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        """The starts a waiting job would accept: every one that beats now's score and meets
+        ``min_improvement``, earliest first (empty unless the decision is ``"wait"``)."""
+        choices = self._choices
+        if choices is None:
+            choices = self._choices = tuple(
+                [Choice(datetime.fromtimestamp(t, UTC), m, s) for t, m, s in self._offered]
+            )
+        return choices
+
+    @property
+    def ledger_zone(self) -> str:
+        """Where a ledger counts this job: the forecast's zone, else its provider's name."""
+        return self.zone or self.provider or "unknown"
+
+    def plan(self, start: datetime | None = None, *, rng: random.Random | None = None) -> Plan:
+        """The :class:`~ecoasync.Plan` that starts at ``start``: one of :attr:`choices` (what a
+        ledger granted), or ``None`` for :attr:`best_start`.
+
+        With ``rng`` and the policy's ``jitter``, a waiting plan's start moves by a random amount
+        of at most ``jitter``: later, inside the chosen slot and the budget; or, when the chosen
+        slot begins exactly at the deadline, earlier (see :func:`_jitter`). The start never
+        leaves the budget.
+
+        Raises:
+            ValueError: ``start`` is not one of :attr:`choices`.
+        """
+        slot_start, expected = self.best_start, self.best_intensity
+        t = self._t_now
+        if self.decision == "wait":
+            if start is None:
+                assert self._best_t is not None
+                t = self._best_t
+            else:
+                for i, choice in enumerate(self.choices):
+                    if choice.start == start:
+                        t, expected, _ = self._offered[i]
+                        slot_start = choice.start
+                        break
+                else:
+                    raise ValueError(self._not_a_choice(start))
+        elif start is not None and start != self.created_at:
+            raise ValueError(self._not_a_choice(start))
+        begin, jitter = slot_start, _ZERO
+        if self.decision == "wait" and rng is not None and self._jitter > 0:
+            assert self._integ is not None
+            jitter = _jitter(self._integ, t, self._t_now, self._t_deadline, self._jitter, rng)
+            begin = slot_start + jitter
+        return Plan(
+            created_at=self.created_at,
+            start=begin,
+            deadline=self.deadline,
+            decision=self.decision,
+            now_intensity=self.now_intensity,
+            planned_intensity=expected,
+            candidates=self.candidates,
+            slot_start=slot_start,
+            jitter=jitter,
+            window=self.window,
+            provider=self.provider,
+            zone=self.zone,
+            signal=self.signal,
+            forecast_error=self.forecast_error,
+        )
+
+    def _not_a_choice(self, start: datetime) -> str:
+        if self.decision != "wait":
+            return (
+                f"start must be None or created_at for a {self.decision!r} assessment, "
+                f"got {start!r}"
+            )
+        return f"start must be one of the assessment's choices, got {start!r}"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Assessment {self.decision} at {self.created_at:%Y-%m-%dT%H:%M}Z: "
+            f"best {self.best_start:%H:%M}Z, {len(self._offered)} choices>"
+        )
+
+
+def assess(
+    forecast: Forecast, now: datetime, policy: Policy, *, history: Forecast | None = None
+) -> Assessment:
+    """Score every start of work submitted at ``now`` under ``policy``, and decide whether
+    waiting pays.
 
     Every start in ``[now, now + max_delay]`` (deadline inclusive) is a candidate; each is
     scored by the time-weighted mean intensity over the work's window (``expected_duration``,
     or one slot). Only the starts where the score can bend are compared: ``now``, the deadline,
     every slot boundary and every time at which the window's end meets a boundary, so the
-    result is the exact optimum for any slot length. Ties go to the earliest start. The plan
-    waits only when the best start beats now by at least ``min_improvement``.
+    result is the exact optimum for any slot length. Ties go to the earliest start. The job
+    waits (``decision == "wait"``) only when the best start beats now by at least
+    ``min_improvement``; its :attr:`~Assessment.choices` are then every start that does.
 
     ``policy.strategy`` decides what a slot's intensity is. ``"lowest"``: the forecast as it
     is (the published EcoTracker rule). ``"calibrated"``: the forecast corrected by what
     ``history`` (slots closed before ``now``, with actuals) says about its timing, bias and
     current error, and each later start charged one standard deviation of the error the
     comparison with now can still make (see :mod:`ecoasync._calibrate`); without enough
-    history it is ``"lowest"``. For ``"calibrated"``, ``now_intensity`` and
-    ``planned_intensity`` are the corrected estimates.
-
-    With a ``ledger``, a waiting plan weighs each start that still beats now (and meets
-    ``min_improvement``) by how loaded its slot is (see :class:`~ecoasync.SlotLedger`), so
-    concurrent plans spread over near-optimal slots instead of all waking in one. ``plan`` only reads the
-    ledger; the caller reserves the plan's slot (``ledger.reserve(plan)``).
-
-    With ``rng`` and ``policy.jitter > 0``, a waiting plan's start moves by a random amount of at
-    most ``jitter``: later, inside the chosen slot and the budget; or, when the chosen slot begins
-    exactly at the deadline, earlier (see :func:`_jitter`). The start never leaves the budget.
+    history it is ``"lowest"``. For ``"calibrated"``, the intensities are the corrected
+    estimates.
     """
     now = as_utc(now, what="now")
     if not forecast:
-        return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
+        return _run_now(now, policy, "no-forecast", forecast)
     if policy.max_delay <= _ZERO:
-        return run_now_plan(now, policy, decision="no-delay-budget", forecast=forecast)
+        return _run_now(now, policy, "no-delay-budget", forecast)
     deadline = now + policy.max_delay
     slot = _slot_length(forecast)
     window = policy.expected_duration or slot or timedelta(minutes=30)
@@ -340,7 +337,7 @@ def plan(
     reach = deadline + window + (MAX_SHIFT if calibrating else _ZERO)
     relevant = forecast.between(now, reach + _MICROSECOND)
     if not relevant:
-        return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
+        return _run_now(now, policy, "no-forecast", forecast)
     columns = relevant._columns()
     t_now = now.timestamp()
     t_deadline = deadline.timestamp()
@@ -348,25 +345,18 @@ def plan(
 
     # the slots that can matter: through the first one that starts after the last window ends
     used = bisect_right(columns.starts, t_deadline + span) + 1
-    calibration = expected = None
+    calibration = None
     if calibrating and slot is not None:
-        calibration, expected = calibrate_ahead(history, now, slot, relevant, used)
-    values = columns.forecasts if expected is None else expected
+        calibration = calibrate_ahead(history, now, slot, relevant)
     # the candidates: now, the deadline and the points where the mean bends between them
-    if remembering():  # shared with the next sessions on this slice (see _window)
-        shared = _window(relevant, values, used, span)
-        integ, points = shared.integ, shared.points
-        inner = slice(bisect_right(points, t_now), bisect_left(points, t_deadline))
-        ends = (t_now, t_deadline) if t_deadline > t_now else (t_now,)
-        ordered = [t_now, *points[inner], *ends[1:]]
-        # only the means from now and the deadline are this plan's own
-        first, *last = integ.means(ends, span)
-        means = [first, *shared.means[inner], *last]
-    else:  # a replay: this window is planned once
-        integ = _Integrator(columns.starts[:used], columns.ends[:used], values[:used])
-        points = _bends(integ, span, t_now, t_deadline)
-        ordered = points[bisect_left(points, t_now) : bisect_right(points, t_deadline)]
-        means = integ.means(ordered, span)
+    shared = window_of(relevant, calibration, used, span)
+    integ, points = shared.integ, shared.points
+    lo, hi = bisect_right(points, t_now), bisect_left(points, t_deadline)
+    ends = (t_now, t_deadline) if t_deadline > t_now else (t_now,)  # (far from 1970, 1 µs is not)
+    ordered = [t_now, *points[lo:hi], *ends[1:]]
+    # only the means from now and the deadline are this plan's own
+    first, *last = integ.means(ends, span)
+    means = [first, *shared.means(lo, hi), *last]
     scored: list[tuple[float, float, float]] = []  # (start, expected intensity, score)
     if calibration is None:  # a start's score is its mean
         scored = [(t, m, m) for t, m in zip(ordered, means, strict=True) if m is not None]
@@ -376,7 +366,7 @@ def plan(
             if m is not None:
                 scored.append((t, m, m + PESSIMISM * margin))
     if not scored:
-        return run_now_plan(now, policy, decision="no-forecast", forecast=forecast)
+        return _run_now(now, policy, "no-forecast", forecast)
 
     # now's intensity: the window from now, or (if the forecast starts later) the first score
     first_t, now_score, _ = scored[0]
@@ -388,6 +378,7 @@ def plan(
             beats = best_score - _EPS * max(1.0, abs(best_score))
 
     threshold = now_score * (1.0 - policy.min_improvement) + _EPS
+    offered: list[tuple[float, float, float]] = []
     if best_t == first_t or best_score >= now_score - _EPS * max(1.0, now_score):
         decision: Decision = "now-is-best"
         best_t, best_mean = t_now, now_score
@@ -396,30 +387,53 @@ def plan(
         best_t, best_mean = t_now, now_score
     else:
         decision = "wait"
-        if ledger is not None:
-            beats_now = now_score - _EPS * max(1.0, now_score)
-            best_t, best_mean = ledger.choose(
-                [c for c in scored[1:] if c[2] <= threshold and c[2] < beats_now], best_score
-            )
-
-    slot_start = datetime.fromtimestamp(best_t, now.tzinfo)
-    start = slot_start
-    jitter = _ZERO
-    if decision == "wait" and rng is not None and policy.jitter > _ZERO:
-        jitter = _jitter(integ, best_t, t_now, t_deadline, policy.jitter.total_seconds(), rng)
-        start = slot_start + jitter
-    return Plan(
+        beats_now = now_score - _EPS * max(1.0, now_score)
+        offered = [c for c in scored[1:] if c[2] <= threshold and c[2] < beats_now]
+    return Assessment(
         created_at=now,
-        start=start,
         deadline=deadline,
         decision=decision,
         now_intensity=now_score,
-        planned_intensity=best_mean,
+        best_start=datetime.fromtimestamp(best_t, now.tzinfo),
+        best_intensity=best_mean,
         candidates=len(scored),
-        slot_start=slot_start,
-        jitter=jitter,
         window=window,
         provider=forecast.provider,
         zone=forecast.zone,
         signal=forecast.signal,
+        offered=offered,
+        best_t=best_t,
+        integ=integ,
+        jitter=policy.jitter.total_seconds(),
+        t_now=t_now,
+        t_deadline=t_deadline,
     )
+
+
+def plan(
+    forecast: Forecast,
+    now: datetime,
+    policy: Policy,
+    *,
+    rng: random.Random | None = None,
+    history: Forecast | None = None,
+    ledger: SlotLedger | None = None,
+) -> Plan:
+    """Choose when work submitted at ``now`` should start under ``policy``: :func:`assess`, then
+    :meth:`Assessment.plan` at the best start.
+
+    With a ``ledger`` (the in-process :class:`~ecoasync.SlotLedger`), a waiting plan starts at
+    the choice :meth:`~ecoasync.SlotLedger.choose` takes, weighing each start that still beats
+    now (and meets ``min_improvement``) by how loaded its slot is, so concurrent plans spread
+    over near-optimal slots instead of all waking in one. ``plan`` only reads the ledger; the
+    caller claims (:meth:`~ecoasync.SlotLedger.claim_nowait`, or a session's
+    ``Policy.ledger``).
+
+    With ``rng`` and ``policy.jitter > 0``, a waiting plan's start moves by a random amount of at
+    most ``jitter`` (see :meth:`Assessment.plan`). The start never leaves the budget.
+    """
+    assessment = assess(forecast, now, policy, history=history)
+    if ledger is None or assessment.decision != "wait":
+        return assessment.plan(rng=rng)
+    choice = ledger.choose(assessment.ledger_zone, assessment.choices, now=assessment.created_at)
+    return assessment.plan(choice.start, rng=rng)

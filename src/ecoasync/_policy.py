@@ -1,4 +1,7 @@
-"""``Policy``: what a session may do, validated once, at construction."""
+"""``Policy``: what a session may do, validated once, at construction.
+
+Layer: values. Imports values only (durations, exceptions, the provider and ledger protocols).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Never, cast
 
+from ._checks import is_number
 from ._durations import format_duration, parse_duration
 from ._exceptions import PolicyError
+from ._ledger import Ledger
 from ._provider import ForecastProvider
 
 if TYPE_CHECKING:
@@ -66,7 +71,7 @@ def _number(
     lo = "(" if low_open else "["
     hi = ")" if high_open or high == math.inf else "]"
     allowed = f"a finite number in {lo}{low:g}, {high:g}{hi}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise _error(name, value, allowed + f" (got type {type(value).__name__})")
     number = float(value)
     if not math.isfinite(number):
@@ -160,6 +165,10 @@ class Policy:
             chooses the pair (route, start) with the lowest expected intensity, each route
             planned on its own provider's forecast; ``provider`` is not used. See
             ``docs/guides/routing.md``.
+        ledger: where waiting sessions claim their slot, so that many jobs planned together
+            spread over the near-optimal slots instead of all waking in the greenest one: a
+            :class:`~ecoasync.Ledger` (a Redis or Postgres one is shared by every process), or
+            ``None`` for the process's in-process :func:`~ecoasync.default_ledger`.
 
     Raises:
         PolicyError: a value is not allowed; the message names the field, the value and what
@@ -178,6 +187,7 @@ class Policy:
     forecast_timeout: timedelta
     strategy: Strategy
     routes: Routes | None = field(hash=False)
+    ledger: Ledger | None = field(hash=False)
 
     def __init__(
         self,
@@ -194,6 +204,7 @@ class Policy:
         forecast_timeout: timedelta | str = timedelta(seconds=30),
         strategy: Strategy = "calibrated",
         routes: Routes | Iterable[Route] | None = None,
+        ledger: Ledger | None = None,
         **unknown: Never,
     ) -> None:
         if unknown:
@@ -204,11 +215,18 @@ class Policy:
                 provider,
                 "a forecast provider (with .name and async .forecast(start, end)) or None",
             )
+        if ledger is not None and not isinstance(ledger, Ledger):
+            raise _error(
+                "ledger",
+                ledger,
+                "a slot ledger (with .name, .bucket and async .claim, .release and .loads), "
+                "e.g. ecoasync.SlotLedger(), or None",
+            )
         if on_forecast_error not in ("run_now", "raise"):
             raise _error("on_forecast_error", on_forecast_error, "'run_now' or 'raise'")
         if strategy not in STRATEGIES:
             raise _error("strategy", strategy, "one of " + ", ".join(map(repr, STRATEGIES)))
-        if routes is not None:  # issue 15: where and when
+        if routes is not None:  # where and when, chosen together
             from ._routes import Routes
 
             if provider is not None:
@@ -230,6 +248,7 @@ class Policy:
             "budget_g": _number("budget_g", budget_g, low=0.0, low_open=True, allow_none=True),
             "on_forecast_error": on_forecast_error,
             "strategy": strategy,
+            "ledger": ledger,
             "expected_duration": _duration(
                 "expected_duration", expected_duration, allow_none=True, upper=_DAY
             ),
@@ -282,17 +301,21 @@ class Policy:
 _DATED = re.compile(r"[-@](\d{4}(-?\d{2}){0,2}|latest)$")
 
 
-def _undated(model: str, table: Mapping[str, str]) -> str | None:
-    """The key of ``table`` that ``model`` is a dated (or ``-latest``) version of.
+def undated(model: str) -> str | None:
+    """``model`` without its date or ``-latest`` suffix, or None if it has neither.
 
-    ``gpt-4o-2024-08-06``, ``gpt-4-0613``, ``claude-3-5-sonnet-20241022`` and
-    ``claude-3-5-sonnet-latest`` match their undated keys; ``gpt-4o-mini`` does not match ``gpt-4o``.
+    ``gpt-4o-2024-08-06`` → ``gpt-4o``, ``gpt-4-0613`` → ``gpt-4``,
+    ``claude-3-5-sonnet-20241022`` and ``claude-3-5-sonnet-latest`` → ``claude-3-5-sonnet``;
+    ``gpt-4o-mini`` has none. (The fallback table and the energy model's look-up both read it.)
     """
     match = _DATED.search(model)
-    if match is None:
-        return None
-    base = model[: match.start()]
-    return base if base in table else None
+    return None if match is None else model[: match.start()]
+
+
+def _undated(model: str, table: Mapping[str, str]) -> str | None:
+    """The key of ``table`` that ``model`` is a dated (or ``-latest``) version of."""
+    base = undated(model)
+    return base if base is not None and base in table else None
 
 
 def _unknown_fields(unknown: Mapping[str, object]) -> PolicyError:

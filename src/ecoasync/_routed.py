@@ -7,13 +7,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import anyio
 
 from ._choose import _both, _grids, gather_forecasts
 from ._forecast import Forecast, Slot
+from ._ledger import Choice
 from ._log import get_logger
 from ._planner import Plan, plan
 from ._routes import Route, Routes, filter_routes
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     import random
 
     from ._context import Accounting
-    from ._ledger import Reservation, SlotLedger
+    from ._ledger import Claim, SlotLedger
     from ._policy import Policy
 
 __all__ = [
@@ -47,6 +48,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+_LEASE_MARGIN: Final = timedelta(minutes=15)
+"""How long a route's claim outlives the latest start plus the window (as a session's)."""
+
 log = get_logger()
 
 
@@ -55,7 +59,7 @@ class RouteState:
     and each candidate's forecast (to charge calls at the current route's grid). It lives on the
     session's accounting (``acct.route``)."""
 
-    __slots__ = ("choice", "current", "failed", "forecasts", "reservation", "routes", "statics")
+    __slots__ = ("choice", "claim", "current", "failed", "forecasts", "routes", "statics")
 
     def __init__(
         self,
@@ -70,7 +74,7 @@ class RouteState:
         self.failed: list[str] = []
         self.forecasts = forecasts
         self.statics = statics
-        self.reservation: tuple[SlotLedger, Reservation] | None = None
+        self.claim: tuple[SlotLedger, Claim] | None = None
 
     def next_route(self) -> Route | None:
         """The next-best considered route that has not failed (the choice's ranking)."""
@@ -99,8 +103,17 @@ class RouteState:
         acct.baseline_intensity, acct.baseline_source = routed.baseline  # type: ignore[assignment]
         p = routed.plan
         if p.waits and route.zone is not None and route.name not in self.statics:
+            # count the start plan() chose with this ledger, where plan() read the load
             ledger = self.routes.ledger(route.zone)
-            self.reservation = (ledger, ledger.reserve(p))
+            expected = p.planned_intensity if p.planned_intensity is not None else 0.0
+            claim = ledger.claim_nowait(
+                acct.session_id,
+                p.zone or p.provider or "unknown",
+                [Choice(p.slot_start, expected, expected)],
+                lease=p.deadline - p.created_at + p.window + _LEASE_MARGIN,
+                now=p.created_at,
+            )
+            self.claim = (ledger, claim)
         self.routes.hold(route.name)
         if acct.bus.listens(Routed):
             await acct.bus.emit(
@@ -116,10 +129,10 @@ class RouteState:
 
     def leave(self) -> None:
         """The session is over: give back its slot and its share (idempotent)."""
-        if self.reservation is not None:
-            ledger, reservation = self.reservation
-            ledger.release(reservation)
-            self.reservation = None
+        if self.claim is not None:
+            ledger, claim = self.claim
+            ledger.release_nowait(claim)
+            self.claim = None
         self.routes.release(self.current.name)
 
     def switch(self, acct: Accounting, exc: BaseException) -> tuple[Route, Routed] | None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
 
+from ._backend import is_cancellation, spawn
 from ._bus import EventBus
 from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._clock import Clock, current_clock
@@ -21,9 +23,9 @@ from ._context import Accounting, budget_spent, current, reset_current, set_curr
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable, PolicyError
 from ._forecast import Forecast
 from ._job import PlannedJob
-from ._ledger import Reservation, default_ledger
+from ._ledger import Claim, Ledger, SlotLedger, default_ledger
 from ._log import get_logger
-from ._planner import Plan, plan, run_now_plan
+from ._planner import Assessment, Plan, assess, run_now_plan
 from ._policy import Policy
 from ._provider import (
     ForecastBy,
@@ -54,7 +56,13 @@ _DEFAULT_BUS = EventBus()
 _DEFAULT_POLICY = Policy()
 _RNG = random.Random()
 _LEDGER = default_ledger()
+_LEASE_MARGIN: Final = timedelta(minutes=15)
+"""How long a claim outlives the latest the work can start plus its window (a body that runs
+longer only lets its slot look emptier sooner)."""
 _NO_PARENT: Final = object()
+
+Spawn: TypeAlias = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+"""Starts a task nobody awaits (:func:`ecoasync._backend.spawn`, or the sync API's portal)."""
 
 
 def default_bus() -> EventBus:
@@ -242,12 +250,12 @@ class _SessionManager:
 
     __slots__ = (
         "_acct",
+        "_claim",
         "_clock",
         "_deadline",
         "_parent",
         "_planned",
         "_provider",
-        "_reservation",
         "_routed",
         "_session",
         "_started",
@@ -301,7 +309,7 @@ class _SessionManager:
         self._token: object | None = None
         self._submitted: datetime | None = None
         self._started: datetime | None = None
-        self._reservation: Reservation | None = None
+        self._claim: Claim | None = None
         self._deadline: float | None = None
         """When the provider's answers are due (``anyio.current_time()``), once one is awaited."""
         self._routed: RoutedPlan | None = None
@@ -309,52 +317,86 @@ class _SessionManager:
             self._acct.route = parent_acct.route  # calls run where the parent's do
         self._planned: PlannedJob | None = None  # a queued job's plan (see carbon_session)
 
-    async def __aenter__(self) -> Session:
+    @property
+    def _ledger(self) -> Ledger:
+        ledger = self._acct.policy.ledger
+        return _LEDGER if ledger is None else ledger
+
+    def _begin(self) -> datetime:
         if self._submitted is not None:
             raise RuntimeError(
                 "this carbon_session() was already entered; call carbon_session(...) again for a new session"
             )
         _auto_instrument()
+        submitted = self._submitted = self._clock.now()
+        return submitted
+
+    async def __aenter__(self) -> Session:
+        submitted = self._begin()
         acct = self._acct
         acct.bind_loop()
-        submitted = self._submitted = self._clock.now()
         try:
-            # the wait for the provider's answer happens in this frame, not one more down: ten
-            # thousand sessions waiting on one request keep as little as possible each
-            try:
-                answer = self._forecast_source(submitted)
-                forecast = answer if isinstance(answer, Forecast) else await answer
-            except Exception as exc:
-                plan_ = await self._forecast_failed(submitted, exc)
+            planned = self._plan_nowait(submitted, spawn)
+            if planned is None:
+                # the wait for the provider's answer happens in this frame, not one more down:
+                # ten thousand sessions waiting on one request keep as little as possible each
+                try:
+                    # (in memory already when only the history the plan reads is not)
+                    forecast = acct.forecast
+                    if forecast is None:
+                        forecast = await self._forecast_source(submitted)
+                except Exception as exc:
+                    plan_ = await self._forecast_failed(submitted, exc)
+                else:
+                    plan_ = await self._plan(submitted, forecast)
+            elif isinstance(planned, Assessment):
+                plan_ = await self._claimed(submitted, planned)
+                planned = None  # (what it assessed is not kept while the session waits)
             else:
-                plan_ = (
-                    self._given(forecast)
-                    if self._planned is not None
-                    else await self._plan(submitted, forecast)
-                )
+                plan_ = planned
             acct.plan = plan_
             if acct.bus.listens(Planned):
-                await acct.bus.emit(Planned(**self._acct.event_fields(submitted), plan=plan_))
+                await acct.bus.emit(self._planned_event(submitted))
             if plan_.start > submitted:
                 await self._clock.sleep_until(plan_.start)  # (a checkpoint, as the clock says)
             else:  # entering is a checkpoint even with nothing to wait for
                 await anyio.lowlevel.checkpoint()
             started = self._clock.now()
             if acct.bus.listens(Started):
-                intensity, source = acct.intensity_at(started)
-                await acct.bus.emit(
-                    Started(
-                        **self._acct.event_fields(started),
-                        delay=started
-                        - (self._planned.submitted_at if self._planned else submitted),
-                        intensity=intensity,
-                        intensity_source=source,
-                    )
-                )
+                await acct.bus.emit(self._started_event(submitted, started))
         except BaseException as exc:
-            await self._complete(submitted, None, exc)
+            if self._end(submitted, None, exc):
+                await self._deliver(exc)
             raise
-        self._submitted, self._started = submitted, started
+        self._started = started
+        self._token = set_current(acct)
+        return self._session
+
+    def _enter_nowait(self, spawn_fetch: Spawn) -> Session | None:
+        """Enter in this thread, without an event loop, when nothing needs awaiting: the plan
+        is made from memory and runs now, and the bus has no async handler. None: nothing was
+        done; enter with ``__aenter__`` on a loop (the sync API's portal)."""
+        acct = self._acct
+        bus = acct.bus
+        if bus.needs_await:
+            return None
+        submitted = self._begin()
+        try:
+            plan_ = self._plan_nowait(submitted, spawn_fetch)
+            if not isinstance(plan_, Plan) or plan_.start > submitted:
+                # it awaits its forecast, waits for a slot, or is a queued job a little early
+                self._submitted = None  # not entered (nothing claimed): __aenter__ begins again
+                return None
+            acct.plan = plan_
+            if bus.listens(Planned):
+                bus.emit_nowait(self._planned_event(submitted))
+            started = self._clock.now()
+            if bus.listens(Started):
+                bus.emit_nowait(self._started_event(submitted, started))
+        except BaseException as exc:
+            self._end(submitted, None, exc)  # (sync handlers only: nothing left to deliver)
+            raise
+        self._started = started
         self._token = set_current(acct)
         return self._session
 
@@ -368,35 +410,135 @@ class _SessionManager:
             reset_current(self._token)
             self._token = None
         assert self._submitted is not None, "__aexit__ without a successful __aenter__"
-        await self._complete(self._submitted, self._started, exc)
+        if self._end(self._submitted, self._started, exc):
+            await self._deliver(exc)
 
-    def _forecast_source(self, submitted: datetime) -> Forecast | Awaitable[Forecast]:
-        """The forecast the plan reads: the parent's, or the provider's if it is in memory;
-        else the provider's answer to await (bounded by the policy's ``forecast_timeout``)."""
-        policy = self._acct.policy
-        if policy.routes is not None:  # issue 15: where and when, chosen together
-            return self._route(submitted)
+    def _exit_nowait(self, exc: BaseException | None) -> bool:
+        """Leave a session entered with :meth:`_enter_nowait`, in the same thread. Returns
+        whether async handlers still wait for events: then await :meth:`_deliver` on a loop."""
+        if self._token is not None:
+            reset_current(self._token)
+            self._token = None
+        assert self._submitted is not None, "_exit_nowait without a successful _enter_nowait"
+        return self._end(self._submitted, self._started, exc)
+
+    def _planned_event(self, submitted: datetime) -> Planned:
+        plan_ = self._acct.plan
+        assert plan_ is not None
+        return Planned(**self._acct.event_fields(submitted), plan=plan_)
+
+    def _started_event(self, submitted: datetime, started: datetime) -> Started:
+        intensity, source = self._acct.intensity_at(started)
+        job = self._planned  # (a queued job's wait counts from its first submission)
+        return Started(
+            **self._acct.event_fields(started),
+            delay=started - (job.submitted_at if job is not None else submitted),
+            intensity=intensity,
+            intensity_source=source,
+        )
+
+    def _plan_nowait(self, submitted: datetime, spawn_fetch: Spawn) -> Plan | Assessment | None:
+        """The plan, if making it awaits nothing; the assessment of a job that waits (then
+        :meth:`_claimed` claims its slot); else None (then fetch, and :meth:`_plan`).
+
+        It awaits nothing when the forecast is the parent's or in the provider's memory (and
+        so is the history the strategy reads), or when the session has no delay budget: then
+        it runs now, and its forecast is fetched while the body runs (``spawn_fetch`` starts
+        that; see :func:`_fetches_later`).
+        """
+        acct = self._acct
+        policy = acct.policy
+        if policy.routes is not None:  # every route's forecast, fetched at once
+            return None
         parent = self._parent
+        provider = self._provider or _default_provider()
         if (
             parent is not None
             and parent.forecast is not None
             and self._provider in (None, parent.policy.provider)
         ):
-            return parent.forecast  # a nested session reuses what its parent fetched
-        provider = self._provider or _default_provider()
+            forecast = parent.forecast  # a nested session reuses its parent's
+        else:
+            end = self._forecast_end(submitted)
+            try:
+                found = (
+                    provider.forecast_nowait(submitted, end)
+                    if isinstance(provider, ForecastNowait)
+                    else None
+                )
+            except Exception:
+                return None  # asked again with I/O, which says why if it fails
+            if found is None:
+                if not _fetches_later(policy):
+                    return None
+                spawn_fetch(partial(self._fetch_later, provider, submitted, end))
+                zone = getattr(provider, "zone", None)
+                return replace(
+                    run_now_plan(
+                        submitted,
+                        policy,
+                        decision="no-delay-budget",
+                        provider=_provider_name(provider),
+                    ),
+                    zone=zone if isinstance(zone, str) else None,
+                )
+            forecast = found
+        if self._planned is not None:
+            return self._given(forecast)
+        history = None
+        if _reads_history(policy) and forecast and isinstance(provider, HistoryProvider):
+            try:
+                history = (
+                    provider.history_nowait(submitted - LOOKBACK, submitted)
+                    if isinstance(provider, HistoryNowait)
+                    else None
+                )
+            except Exception:
+                history = None  # asked again by _plan, which logs why
+            if history is None:
+                acct.forecast = forecast  # only the history is fetched, by _plan
+                return None
+        return self._plan_from(submitted, forecast, history)
+
+    def _forecast_end(self, submitted: datetime) -> datetime:
+        """The end of the forecast a session needs: its delay budget and its window."""
+        policy = self._acct.policy
         window = policy.expected_duration or timedelta(hours=1)
-        if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
-            window += MAX_SHIFT  # issue 6: the calibration reads the forecast a little further
-        end = submitted + policy.max_delay + window
-        if isinstance(provider, ForecastNowait):
-            cached = provider.forecast_nowait(submitted, end)
-            if cached is not None:
-                return cached
+        if _reads_history(policy):
+            window += MAX_SHIFT  # the calibration reads the forecast a little further
+        return submitted + policy.max_delay + window
+
+    def _forecast_source(self, submitted: datetime) -> Awaitable[Forecast]:
+        """The provider's answer to await (bounded by the policy's ``forecast_timeout``), or
+        every route's."""
+        policy = self._acct.policy
+        if policy.routes is not None:  # where and when, chosen together
+            return self._route(submitted)
+        provider = self._provider or _default_provider()
+        end = self._forecast_end(submitted)
         # one deadline for the whole entry: the history the planner reads gets what is left
         self._deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
         if isinstance(provider, ForecastBy):
             return provider.forecast_by(submitted, end, self._deadline)
         return _within(provider.forecast, submitted, end, deadline=self._deadline)
+
+    async def _fetch_later(
+        self, provider: ForecastProvider, submitted: datetime, end: datetime
+    ) -> None:
+        """The forecast of a session with no delay budget, fetched while its body runs and
+        bounded by ``forecast_timeout``: the calls charged once it is here use it. A failure
+        is logged at once, and reported (``ForecastFailed``) before ``Completed``."""
+        acct = self._acct
+        deadline = anyio.current_time() + acct.policy.forecast_timeout.total_seconds()
+        try:
+            if isinstance(provider, ForecastBy):
+                forecast = await provider.forecast_by(submitted, end, deadline)
+            else:
+                forecast = await _within(provider.forecast, submitted, end, deadline=deadline)
+        except Exception as exc:
+            acct.forecast_failed_late(self._failure(self._clock.now(), provider, exc))
+            return
+        acct.forecast_arrived(forecast, submitted)
 
     async def _route(self, submitted: datetime) -> Forecast:
         """Plan every route (their forecasts fetched at once) and keep the chosen pair; the
@@ -425,26 +567,36 @@ class _SessionManager:
 
     async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
         acct = self._acct
-        policy = acct.policy
-        if self._routed is not None:  # issue 15: the route and its start were chosen together
+        if self._routed is not None:  # the route and its start were chosen together
             return await self._routed.state.enter(acct, self._routed)
+        if self._planned is not None:
+            return self._given(forecast)
+        history = None
+        if forecast and _reads_history(acct.policy):  # the calibrated strategy
+            provider = self._provider or _default_provider()
+            history = await _history(provider, submitted, acct.policy, self._deadline)
+        planned = self._plan_from(submitted, forecast, history)
+        return planned if isinstance(planned, Plan) else await self._claimed(submitted, planned)
+
+    def _plan_from(
+        self, submitted: datetime, forecast: Forecast, history: Forecast | None
+    ) -> Plan | Assessment:
+        """The plan from the forecast (and history) in hand; for a job that waits, its
+        assessment, whose start the ledger chooses (:meth:`_claimed`)."""
+        acct = self._acct
+        policy = acct.policy
         acct.forecast = forecast
         acct.baseline_intensity, acct.baseline_source = acct.intensity_at(submitted)
         if not forecast:
             return run_now_plan(submitted, policy, decision="no-forecast", forecast=forecast)
-        # --- begin: calibrated strategy and slot ledger (issue 6) ---
-        history = None
-        if policy.strategy == "calibrated" and policy.max_delay > timedelta(0):
-            provider = self._provider or _default_provider()
-            history = await _history(provider, submitted, policy, self._deadline)
-        plan_ = plan(forecast, submitted, policy, rng=_RNG, history=history, ledger=_LEDGER)
-        if plan_.waits:  # only jobs that wait for a slot can herd into it
-            self._reservation = _LEDGER.reserve(plan_)
-        # --- end ---
-        return plan_
+        assessment = assess(forecast, submitted, policy, history=history)
+        if assessment.decision != "wait":  # only jobs that wait for a slot can herd into it
+            return assessment.plan(rng=_RNG)
+        return assessment
 
     def _given(self, forecast: Forecast) -> Plan:
-        """A queued job's plan, as made when it was enqueued: the queue held the wait."""
+        """A queued job's plan, as made when it was enqueued (the queue held the wait; its
+        claim, taken then, is released when the session ends)."""
         job = self._planned
         assert job is not None
         acct = self._acct
@@ -452,16 +604,28 @@ class _SessionManager:
         acct.baseline_intensity, acct.baseline_source = job.baseline_intensity, job.baseline_source
         return job.as_plan(window=acct.policy.expected_duration or timedelta(minutes=30))
 
-    async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
+    async def _claimed(self, submitted: datetime, assessment: Assessment) -> Plan:
+        """The plan at the start the ledger grants: it spreads the jobs planned together over
+        the starts each would accept. A ledger that fails costs the spreading, never the
+        session."""
+        acct = self._acct
+        claim = await claim_slot(
+            self._ledger,
+            acct.session_id,
+            assessment,
+            max_delay=acct.policy.max_delay,
+            now=submitted,
+            who={"session": acct.name},
+        )
+        if claim is None:
+            return assessment.plan(rng=_RNG)
+        self._claim = claim
+        return assessment.plan(claim.start, rng=_RNG)
+
+    def _failure(self, at: datetime, provider: object, exc: Exception) -> ForecastFailed:
+        """Log a forecast that failed, and the event that says so."""
         acct = self._acct
         policy = acct.policy
-        if policy.routes is not None:  # issue 15: a constraint is no forecast failure
-            from ._routed import failed_routes
-
-            if isinstance(exc, PolicyError):
-                raise exc
-            acct.route = await failed_routes(acct, policy.routes, submitted, exc)
-        provider = self._provider or (None if policy.routes is not None else _default_provider())
         name = _provider_name(provider) if provider is not None else "routes"
         if isinstance(exc, TimeoutError):
             error = (
@@ -480,23 +644,32 @@ class _SessionManager:
             action=policy.on_forecast_error,
             session=acct.name,
         )
-        await acct.bus.emit(
-            ForecastFailed(
-                **self._acct.event_fields(submitted),
-                provider=name,
-                zone=zone if isinstance(zone, str) else None,
-                error=error,
-                action=policy.on_forecast_error,
-            )
+        return ForecastFailed(
+            **acct.event_fields(at),
+            provider=name,
+            zone=zone if isinstance(zone, str) else None,
+            error=error,
+            action=policy.on_forecast_error,
         )
+
+    async def _forecast_failed(self, submitted: datetime, exc: Exception) -> Plan:
+        acct = self._acct
+        policy = acct.policy
+        if policy.routes is not None:  # a constraint is no forecast failure
+            from ._routed import failed_routes
+
+            if isinstance(exc, PolicyError):
+                raise exc
+            acct.route = await failed_routes(acct, policy.routes, submitted, exc)
+        provider = self._provider or (None if policy.routes is not None else _default_provider())
+        failed = self._failure(submitted, provider, exc)
+        await acct.bus.emit(failed)
+        name, zone, error = failed.provider, failed.zone, failed.error
         if policy.on_forecast_error == "raise":
             if isinstance(exc, ForecastUnavailable):
                 raise exc
             raise ForecastUnavailable(
-                f"forecast from {name} failed: {error}",
-                provider=name,
-                zone=zone if isinstance(zone, str) else None,
-                cause=error,
+                f"forecast from {name} failed: {error}", provider=name, zone=zone, cause=error
             ) from exc
         if self._planned is not None:  # the plan stands; only the accounting lacks a forecast
             return self._planned.as_plan(window=policy.expected_duration or timedelta(minutes=30))
@@ -504,42 +677,58 @@ class _SessionManager:
             submitted, policy, decision="forecast-unavailable", forecast_error=error, provider=name
         )
 
-    async def _complete(
+    def _end(
         self, submitted: datetime, started: datetime | None, exc: BaseException | None
-    ) -> None:
+    ) -> bool:
+        """Complete the session and give ``Completed`` to the sync handlers, without awaiting
+        (a coroutine less for every session). Returns whether async handlers still wait for
+        events: then await :meth:`_deliver`."""
         acct = self._acct
         status: Status
         error: str | None = None
         if exc is None:
             status = "aborted" if acct.tripped else "completed"
-        elif isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt | GeneratorExit):
+        elif isinstance(exc, KeyboardInterrupt | GeneratorExit) or is_cancellation(exc):
             status = "cancelled"  # (GeneratorExit: an async generator closed early)
         elif isinstance(exc, CarbonBudgetExceeded):
             status, error = "aborted", str(exc)
         else:
             status, error = "failed", f"{type(exc).__qualname__}: {exc}"[:500]
-        if self._reservation is not None:  # issue 6: the job no longer holds its slot
-            _LEDGER.release(self._reservation)
-            self._reservation = None
-        if self._routed is not None:  # issue 15: nor its route's slot and share
+        claim = self._claim
+        if claim is not None:  # the job no longer holds its slot
+            ledger = self._ledger
+            if type(ledger) is SlotLedger:
+                ledger.release_nowait(claim)
+                claim = self._claim = None  # (a ledger out of process: released by _deliver)
+        if self._routed is not None:  # nor its route's slot and share
             self._routed.state.leave()
         acct.end()  # streams still open are charged for what they received; later calls are not
         ended = self._clock.now()
         bus = acct.bus
+        if acct.late_failure is not None:  # the forecast fetched while the body ran failed
+            bus.emit_nowait(acct.late_failure)
         session = self._session
         if not (bus.listens(Completed) or bus.has_pending()):
             # nobody listens: build the record only if someone reads session.record
             session._make_record = partial(self._record, submitted, started, ended, status, error)
-            return
+            return claim is not None
         record = self._record(submitted, started, ended, status, error)
         session._record = record
         completed = Completed(**self._acct.event_fields(ended), status=status, record=record)
         # sync handlers (the sinks) have it now, before any async handler is awaited
         bus.emit_nowait(completed)
-        if not bus.has_pending():
-            return
+        return claim is not None or bus.has_pending()
+
+    async def _deliver(self, exc: BaseException | None) -> None:
+        """Release the claim of a ledger out of process, and deliver the events async handlers
+        wait for, ``Completed`` last (shielded, bounded)."""
+        acct = self._acct
+        claim, self._claim = self._claim, None
+        if claim is not None:  # the job no longer holds its slot; if that fails, its lease ends
+            with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True):
+                await release_slot(self._ledger, claim, who={"session": acct.name})
         with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
-            await bus.flush()
+            await acct.bus.flush()
         if scope.cancelled_caught:
             log.error(
                 "ecoasync.completed_not_delivered",
@@ -565,8 +754,8 @@ class _SessionManager:
         run_intensity, run_source = (
             acct.intensity_at(started) if started is not None else (None, "none")
         )
-        signal = plan_.signal if plan_ else (acct.forecast.signal if acct.forecast else None)
-        if plan_ is not None and signal is None and acct.forecast is not None:
+        signal = plan_.signal if plan_ else None
+        if signal is None and acct.forecast is not None:
             signal = acct.forecast.signal  # (a queued job's plan travels without it)
         job = self._planned
         if job is not None:  # the budget and the wait count from the first submission
@@ -590,7 +779,8 @@ class _SessionManager:
             provider=plan_.provider if plan_ else None,
             zone=plan_.zone if plan_ else None,
             signal=str(signal) if signal else None,
-            forecast_error=plan_.forecast_error if plan_ else None,
+            forecast_error=(plan_.forecast_error if plan_ else None)
+            or (acct.late_failure.error if acct.late_failure else None),
             now_intensity=plan_.now_intensity if plan_ else None,
             planned_intensity=plan_.planned_intensity if plan_ else None,
             baseline_intensity=acct.baseline_intensity,
@@ -623,6 +813,50 @@ class _SessionManager:
         )
 
 
+async def claim_slot(
+    ledger: Ledger,
+    job_id: str,
+    assessment: Assessment,
+    *,
+    max_delay: timedelta,
+    now: datetime,
+    who: dict[str, str],
+) -> Claim | None:
+    """Claim one of a waiting job's choices in ``ledger`` (the in-process :class:`SlotLedger`
+    without awaiting), leased for the latest it can start plus its window and a margin. None
+    if the ledger fails: that is logged (``ecoasync.ledger_failed``, with ``who``) and costs
+    the spreading, never the job. Sessions and the queue adapters claim through this."""
+    lease = max_delay + assessment.window + _LEASE_MARGIN
+    zone, choices = assessment.ledger_zone, assessment.choices
+    try:
+        if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
+            return ledger.claim_nowait(job_id, zone, choices, lease=lease, now=now)
+        return await ledger.claim(job_id, zone, choices, lease=lease, now=now)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.ledger_failed",
+            ledger=_provider_name(ledger),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            action="plan-without-spreading",
+            **who,
+        )
+        return None
+
+
+async def release_slot(ledger: Ledger, claim: Claim, *, who: dict[str, str]) -> None:
+    """Give ``claim`` back to ``ledger``; a failure is logged, and its lease ends it."""
+    try:
+        await ledger.release(claim)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.ledger_failed",
+            ledger=_provider_name(ledger),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            action="lease-expires",
+            **who,
+        )
+
+
 _ensure_instrumented: Callable[[], None] | None = None
 
 
@@ -634,6 +868,28 @@ def _auto_instrument() -> None:
 
         _ensure_instrumented = ensure_instrumented
     _ensure_instrumented()
+
+
+def _reads_history(policy: Policy) -> bool:
+    """Whether plans under ``policy`` read the grid's history (the calibration)."""
+    return policy.strategy == "calibrated" and bool(policy.max_delay)
+
+
+def _fetches_later(policy: Policy) -> bool:
+    """Whether a session enters without its forecast when none is in memory.
+
+    With no delay budget there is nothing to wait for: the session runs now, its forecast is
+    fetched while the body runs, and calls are charged at the grid's intensity once it is
+    here (before that, and if it never comes, at the zone's annual mix, marked ``"mix"``).
+    A policy that decides something from the forecast before the body runs still fetches it
+    on entry: ``on_forecast_error="raise"``, routes, or downgrades on a dirty grid.
+    """
+    return (
+        not policy.max_delay
+        and policy.routes is None
+        and policy.on_forecast_error == "run_now"
+        and (policy.dirty_threshold is None or not policy.model_fallbacks)
+    )
 
 
 async def _history(
@@ -720,14 +976,22 @@ def carbon_session(
         planned: a queued job's plan (:class:`~ecoasync.PlannedJob`, set by the Celery and
             procrastinate adapters): the queue held the wait, so the session does not plan
             again and waits only for what is left before ``planned.start`` (nothing, once
-            the start has come); its record keeps the job's id, submission, plan and queue wait.
+            the start has come). The job's claim is released in the policy's ledger when the
+            session ends; its record keeps the job's id, submission, plan and queue wait.
 
-    Entering blocks for the forecast and the wait; exiting blocks at most
-    ``COMPLETION_TIMEOUT_S`` to deliver ``Completed``.
+    Entering blocks for the forecast (not with no delay budget: then it is fetched while the
+    body runs) and the wait; exiting blocks at most ``COMPLETION_TIMEOUT_S`` to deliver
+    ``Completed``.
     """
     manager = _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)
     if planned is not None:
         if not isinstance(planned, PlannedJob):
             raise TypeError(f"planned must be an ecoasync.PlannedJob or None, got {planned!r}")
+        if manager._acct.policy.routes is not None:
+            raise ValueError(
+                "planned= runs a queued job on the plan it was enqueued with; a policy with "
+                "routes= plans where as well as when: pass a policy without routes"
+            )
         manager._planned = planned
+        manager._claim = planned.claim  # released as a session's own claim is
     return manager

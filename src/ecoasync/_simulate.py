@@ -12,11 +12,13 @@ charged the *actual* intensity of the slot it starts in:
   ties): the most any strategy could have saved.
 
 The planner is given the forecast with the actuals taken out, so it cannot see the future.
+
+Layer: decisions (pure). Imports values and the planner; never a provider, the bus or the
+session.
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import random
 import statistics
@@ -25,10 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ._calibrate import LOOKBACK, MAX_SHIFT, replaying
+from ._calibrate import LOOKBACK, MAX_SHIFT
+from ._checks import is_whole
+from ._exceptions import SimulationError
 from ._forecast import Forecast, Slot
-from ._ledger import SlotLedger
-from ._planner import _slot_length, plan
+from ._ledger import Claim, SlotLedger
+from ._planner import _slot_length, assess, plan
 from ._policy import Policy
 
 __all__ = [
@@ -47,10 +51,6 @@ DEFAULT_ENERGY_KWH = 0.0005
 """Energy per simulated job: about one LLM answer of a few hundred tokens."""
 
 Progress = Callable[[int, int], None]
-
-
-class SimulationError(ValueError):
-    """The trace cannot be replayed (with the reason and the fix)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,17 +275,6 @@ def _inputs(prep: _Prepared, i: int, policy: Policy) -> tuple[Forecast, Forecast
     return forecast, history, now
 
 
-def _reading(
-    prep: _Prepared, policy: Policy, *, remember: bool
-) -> contextlib.AbstractContextManager[None]:
-    """What the plans compute (fits, windows) is remembered for the next plan only if one will
-    ask for the same; for the calibrated strategy, the fits read the products they sum from
-    one table of the trace's (:func:`~ecoasync._calibrate.replaying`; the plans are the same
-    without it)."""
-    table = prep.trace if policy.strategy == "calibrated" else None
-    return replaying(table, prep.slot, remember=remember)
-
-
 def _ran_in(prep: _Prepared, i: int, waited: timedelta) -> int:
     """The index of the slot a job submitted at slot ``i``'s start runs in, having ``waited``."""
     return i + waited // prep.slot
@@ -315,30 +304,29 @@ def replay(
     figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
-    with _reading(prep, policy, remember=False):
-        for n, i in enumerate(prep.scenarios):
-            forecast, history, now = _inputs(prep, i, policy)
-            p = plan(forecast, now, policy, history=history)
-            waited = p.start - now
-            j = _ran_in(prep, i, waited)
-            o = _oracle(actual, i, prep.ahead)
-            a_now, a_run, a_best = (
-                actual[i] * energy_kwh,
-                actual[j] * energy_kwh,
-                actual[o] * energy_kwh,
-            )
-            base += a_now
-            sched += a_run
-            orc += a_best
-            regressions += a_run > a_now
-            delays.append(waited / hour)
-            day = figures[n // per_day]
-            day[0] += 1
-            day[1] += a_now
-            day[2] += a_run
-            day[3] += a_best
-            if progress is not None and (n % every == 0 or n == total - 1):
-                progress(n + 1, total)
+    for n, i in enumerate(prep.scenarios):
+        forecast, history, now = _inputs(prep, i, policy)
+        p = plan(forecast, now, policy, history=history)
+        waited = p.start - now
+        j = _ran_in(prep, i, waited)
+        o = _oracle(actual, i, prep.ahead)
+        a_now, a_run, a_best = (
+            actual[i] * energy_kwh,
+            actual[j] * energy_kwh,
+            actual[o] * energy_kwh,
+        )
+        base += a_now
+        sched += a_run
+        orc += a_best
+        regressions += a_run > a_now
+        delays.append(waited / hour)
+        day = figures[n // per_day]
+        day[0] += 1
+        day[1] += a_now
+        day[2] += a_run
+        day[3] += a_best
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
     daily = tuple(
         DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
         for d, v in zip(prep.days, figures, strict=True)
@@ -369,42 +357,46 @@ def replay_herd(
     progress: Progress | None = None,
 ) -> HerdResult:
     """Submit ``jobs_per_slot`` jobs at every scenario slot, twice: with the policy's jitter
-    alone, and with jitter and a :class:`SlotLedger` (jobs release their slot once it has
-    passed). Reports the peak number of jobs starting in one slot and the carbon of each.
+    alone, and with jitter and a :class:`SlotLedger` (each waiting job claims its slot, and
+    releases it once the slot has passed). Reports the peak number of jobs starting in one slot
+    and the carbon of each.
     """
-    if isinstance(jobs_per_slot, bool) or not isinstance(jobs_per_slot, int) or jobs_per_slot < 1:
+    if not is_whole(jobs_per_slot) or jobs_per_slot < 1:
         raise SimulationError(f"jobs_per_slot must be a whole number >= 1, got {jobs_per_slot!r}")
     prep = _prepare(trace, policy)
     actual = prep.actual
     ledger = ledger if ledger is not None else SlotLedger(bucket=prep.slot)
+    lease = policy.max_delay + 2 * prep.slot  # (released before: once the slot has passed)
     rng = random.Random(seed)
     jitter_load: dict[int, int] = {}
     ledger_load: dict[int, int] = {}
-    held: list[tuple[datetime, int, Any]] = []
+    held: list[tuple[datetime, int, Claim]] = []
     base = jit = led = 0.0
     total = len(prep.scenarios)
     every = max(total // 100, 1)
-    with _reading(prep, policy, remember=True):
-        for n, i in enumerate(prep.scenarios):
-            forecast, history, now = _inputs(prep, i, policy)
-            while held and held[0][0] <= now:  # jobs whose slot has passed have completed
-                ledger.release(heapq.heappop(held)[2])
-            for k in range(jobs_per_slot):
-                base += actual[i] * energy_kwh
-                p = plan(forecast, now, policy, rng=rng, history=history)
-                j = _ran_in(prep, i, p.start - now)
-                jitter_load[j] = jitter_load.get(j, 0) + 1
-                jit += actual[j] * energy_kwh
-                q = plan(forecast, now, policy, rng=rng, history=history, ledger=ledger)
-                reservation = ledger.reserve(q)
-                heapq.heappush(
-                    held, (reservation.slot + prep.slot, n * jobs_per_slot + k, reservation)
+    for n, i in enumerate(prep.scenarios):
+        forecast, history, now = _inputs(prep, i, policy)
+        while held and held[0][0] <= now:  # jobs whose slot has passed have completed
+            ledger.release_nowait(heapq.heappop(held)[2])
+        assessment = assess(forecast, now, policy, history=history)
+        for k in range(jobs_per_slot):
+            base += actual[i] * energy_kwh
+            p = q = assessment.plan(rng=rng)
+            j = _ran_in(prep, i, p.start - now)
+            jitter_load[j] = jitter_load.get(j, 0) + 1
+            jit += actual[j] * energy_kwh
+            if assessment.decision == "wait":
+                job = n * jobs_per_slot + k
+                claim = ledger.claim_nowait(
+                    str(job), assessment.ledger_zone, assessment.choices, lease=lease, now=now
                 )
-                j = _ran_in(prep, i, q.start - now)
-                ledger_load[j] = ledger_load.get(j, 0) + 1
-                led += actual[j] * energy_kwh
-            if progress is not None and (n % every == 0 or n == total - 1):
-                progress(n + 1, total)
+                q = assessment.plan(claim.start, rng=rng)
+                heapq.heappush(held, (claim.slot + prep.slot, job, claim))
+            j = _ran_in(prep, i, q.start - now)
+            ledger_load[j] = ledger_load.get(j, 0) + 1
+            led += actual[j] * energy_kwh
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
     return HerdResult(
         jobs_per_slot=jobs_per_slot,
         jobs=total * jobs_per_slot,

@@ -39,7 +39,6 @@ from ._simulate import (
     _prepare,
     _Prepared,
     _ran_in,
-    _reading,
 )
 
 __all__ = ["MODES", "Mode", "RoutedReplay", "replay_routes"]
@@ -151,43 +150,42 @@ def replay_routes(
     jobs = dict.fromkeys(routes, 0)
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
-    with _reading(main, policy, remember=False):
-        for n, i in enumerate(main.scenarios):
-            plans = {}
-            candidates = []
-            for name in routes:
-                forecast, history, now = _inputs(preps[name], i, planning)
-                p = plan(forecast, now, planning, history=history)
-                plans[name] = p
-                candidates.append(Candidate(route=name, zone=None, intensity=p.planned_intensity))
-            if len(routes) == 1:
-                chosen = routes[0]
-            else:
-                chosen = decide(candidates, "lowest_carbon", home=home)[1].route
-            p = plans[chosen]
-            waited = p.start - p.created_at
-            j = _ran_in(preps[chosen], i, waited)
-            o = min(
-                (actual[name][_oracle(actual[name], i, ahead)] for name in routes),
-            )
-            a_now, a_run, a_best = (
-                actual[home][i] * energy_kwh,
-                actual[chosen][j] * energy_kwh,
-                o * energy_kwh,
-            )
-            base += a_now
-            sched += a_run
-            orc += a_best
-            regressions += a_run > a_now
-            delays.append(waited / hour)
-            jobs[chosen] += 1
-            day = figures[n // per_day]
-            day[0] += 1
-            day[1] += a_now
-            day[2] += a_run
-            day[3] += a_best
-            if progress is not None and (n % every == 0 or n == total - 1):
-                progress(n + 1, total)
+    for n, i in enumerate(main.scenarios):
+        plans = {}
+        candidates = []
+        for name in routes:
+            forecast, history, now = _inputs(preps[name], i, planning)
+            p = plan(forecast, now, planning, history=history)
+            plans[name] = p
+            candidates.append(Candidate(route=name, zone=None, intensity=p.planned_intensity))
+        if len(routes) == 1:
+            chosen = routes[0]
+        else:
+            chosen = decide(candidates, "lowest_carbon", home=home)[1].route
+        p = plans[chosen]
+        waited = p.start - p.created_at
+        j = _ran_in(preps[chosen], i, waited)
+        o = min(
+            (actual[name][_oracle(actual[name], i, ahead)] for name in routes),
+        )
+        a_now, a_run, a_best = (
+            actual[home][i] * energy_kwh,
+            actual[chosen][j] * energy_kwh,
+            o * energy_kwh,
+        )
+        base += a_now
+        sched += a_run
+        orc += a_best
+        regressions += a_run > a_now
+        delays.append(waited / hour)
+        jobs[chosen] += 1
+        day = figures[n // per_day]
+        day[0] += 1
+        day[1] += a_now
+        day[2] += a_run
+        day[3] += a_best
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
     daily = tuple(
         DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
         for d, v in zip(main.days, figures, strict=True)

@@ -1,6 +1,9 @@
-"""The sync API: ``carbon_session_sync`` and ``@carbon_aware``, driving the async core through
-anyio's blocking portal. No second implementation: the same session runs in the portal's loop,
-while the body runs in the caller's thread with the caller's context variables."""
+"""The sync API: ``carbon_session_sync`` and ``@carbon_aware``, over the async core.
+
+No second implementation. A session that awaits nothing (its plan made from memory, running
+now, no async handler on its bus) enters and exits in the caller's thread; any other runs in
+the loop behind anyio's blocking portal, crossed to only to wait, fetch or feed an async
+handler. The body always runs in the caller's thread with the caller's context variables."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -37,24 +40,43 @@ _kept: tuple[int, BlockingPortalProvider] | None = None
 _kept_lock = threading.Lock()
 
 
-def _keep_portal_alive() -> None:
-    """Hold one lease on the shared portal for the life of the process.
+def _shared_portals() -> BlockingPortalProvider:
+    """The portal every sync session of the process shares, kept running after its first use.
 
-    Starting an event loop thread costs about a millisecond, so the sync API keeps one running
-    after its first use (stopped at exit; restarted in a forked child).
+    Starting an event loop thread costs about a millisecond, so the sync API holds one lease
+    on it for the life of the process (stopped at exit; restarted in a forked child).
     """
     global _kept, _PORTALS
     if _kept is not None and _kept[0] == os.getpid():
-        return
+        return _PORTALS
     with _kept_lock:
         if _kept is not None and _kept[0] == os.getpid():
-            return
+            return _PORTALS
         if _kept is not None:  # forked: the parent's loop thread does not exist here
             _PORTALS = BlockingPortalProvider()
         provider = _PORTALS
         provider.__enter__()
         _kept = (os.getpid(), provider)
-        atexit.register(provider.__exit__, None, None, None)
+        atexit.register(_stop_at_exit, provider)
+        return provider
+
+
+def _stop_at_exit(provider: BlockingPortalProvider) -> None:
+    """Stop the portal, cancelling what still runs on it: a forecast fetched for a session
+    that has ended (bounded, but by up to ``forecast_timeout``), a wait in a daemon thread
+    (which then records its session as cancelled). Exit never waits for them."""
+    portal = provider.__enter__()
+    with contextlib.suppress(RuntimeError):  # already stopped
+        portal.call(portal.stop, True)
+    provider.__exit__(None, None, None)
+    provider.__exit__(None, None, None)  # the lease held for the process
+
+
+def _spawn_on_portal(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Start ``fn()`` on the shared portal's loop, where it may outlive the session that
+    started it (a forecast fetched while the body runs)."""
+    with _shared_portals() as portal:
+        portal.start_task_soon(fn)
 
 
 _POLL_S = 0.2
@@ -88,7 +110,47 @@ def _wait_interruptibly(future: Future[T]) -> T:
 
 
 class _SyncSession:
-    """The context manager :func:`carbon_session_sync` returns."""
+    """The context manager :func:`carbon_session_sync` returns.
+
+    Entering plans in this thread when nothing needs awaiting (the forecast, and the history
+    the strategy reads, in memory; a plan that runs now; no async handler on the bus): the
+    session then runs here and no thread is crossed. Otherwise it runs on the shared portal's
+    loop (:class:`_OnPortal`) while this thread waits. Either way the body runs here.
+    """
+
+    __slots__ = ("_manager", "_on_portal")
+
+    def __init__(self, manager: _SessionManager) -> None:
+        self._manager = manager
+        self._on_portal: _OnPortal | None = None
+
+    def __enter__(self) -> Session:
+        _refuse_inside_event_loop(
+            "carbon_session_sync()", "'async with ecoasync.carbon_session(...)'"
+        )
+        session = self._manager._enter_nowait(_spawn_on_portal)
+        if session is not None:
+            return session
+        on_portal = self._on_portal = _OnPortal(self._manager)
+        return on_portal.enter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._on_portal is not None:
+            self._on_portal.exit(exc_type, exc, tb)
+        elif self._manager._exit_nowait(exc):
+            # async handlers wait for events (Completed among them): they need a loop
+            with _shared_portals() as portal:
+                portal.call(self._manager._deliver, exc)
+
+
+class _OnPortal:
+    """A sync session run on the shared portal's loop, for when entering awaits something
+    (a forecast to fetch, a slot to wait for, an async handler)."""
 
     def __init__(self, manager: _SessionManager) -> None:
         self._manager = manager
@@ -129,12 +191,8 @@ class _SyncSession:
             with contextlib.suppress(RuntimeError):  # the loop is already gone
                 portal.call(scope.cancel)
 
-    def __enter__(self) -> Session:
-        _refuse_inside_event_loop(
-            "carbon_session_sync()", "'async with ecoasync.carbon_session(...)'"
-        )
-        _keep_portal_alive()
-        self._portals = _PORTALS
+    def enter(self) -> Session:
+        self._portals = _shared_portals()
         portal = self._portals.__enter__()
         try:
             try:
@@ -154,7 +212,7 @@ class _SyncSession:
         self._ctx_token = set_current(session._acct)
         return session
 
-    def __exit__(
+    def exit(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -182,10 +240,12 @@ def carbon_session_sync(
 ) -> _SyncSession:
     """The sync twin of :func:`carbon_session`: ``with carbon_session_sync(policy) as session:``.
 
-    Entering blocks this thread for the forecast and the wait (Ctrl-C cancels cleanly and the
-    session is recorded as cancelled). The body runs in this thread with its context
-    variables; the session itself runs in a shared background event loop. Raises
-    ``RuntimeError`` when called from a thread that runs an event loop.
+    Entering blocks this thread for the forecast and the wait, if any (Ctrl-C cancels cleanly
+    and the session is recorded as cancelled); a session that runs now with its forecast in
+    memory is planned in this thread, and one with no delay budget never waits for its
+    forecast. The body runs in this thread with its context variables; a session that waits
+    runs in a shared background event loop. Raises ``RuntimeError`` when called from a thread
+    that runs an event loop.
     """
     manager = _SessionManager(
         policy, bus=bus, name=name, tags=tags, clock=clock or current_clock(), parent=current()

@@ -13,6 +13,9 @@ In the order a session emits them::
 ``ForecastFailed`` comes before ``Planned`` when the provider failed. ``Routed`` comes first in
 a session with routes, and again when a call fails over to another route. ``Completed`` is always
 the last event of a session, whatever happened (``status`` says what).
+
+Layer: values. Imports values only (``_plan``, ``_records``): the bus, the sinks and the
+context read events without depending on the planner or the calibration.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from ._planner import Plan
+from ._plan import Plan
 from ._records import (
     SCHEMA_VERSION,
     CallRecord,
@@ -30,7 +33,7 @@ from ._records import (
     Status,
     to_jsonable,
 )
-from ._routing import RouteChoice
+from ._route_choice import RouteChoice
 
 __all__ = [
     "BudgetTripped",

@@ -129,7 +129,7 @@ def _main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if len(named) > 1 or args.mode or args.home or next(iter(named)):  # issue 15: routes
+    if len(named) > 1 or args.mode or args.home or next(iter(named)):  # several routes
         if args.jobs_per_slot:
             print("ecoasync simulate: --jobs-per-slot takes one unnamed trace", file=sys.stderr)
             return 2

@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+import anyio
+
+from .._checks import is_number, is_whole
 from .._context import Accounting, current
 from .._log import get_logger
 from .._records import CallRecord
@@ -129,6 +132,10 @@ def _patch(sdk: str) -> None:
         setattr(wrapper, _MARK, target)
         setattr(cls, target.method, wrapper)
         _state.patched[key] = (cls, original)
+    # The SDKs' HTTP layer reads anyio.EndOfStream when a stream's generator is closed, and
+    # anyio resolves that name lazily: an abandoned stream finalized at interpreter exit, when
+    # importing no longer works, then printed a traceback. Resolve it while importing works.
+    _ = anyio.EndOfStream
 
 
 class _LoaderProxy(importlib.abc.Loader):
@@ -242,13 +249,9 @@ def _manual(
         raise ValueError(f"provider must be a non-empty string, got {provider!r}")
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a non-empty model id, got {model!r}")
-    if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 0:
+    if not is_whole(output_tokens) or output_tokens < 0:
         raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
-    if (
-        isinstance(latency_s, bool)
-        or not isinstance(latency_s, int | float)
-        or not 0 <= latency_s < float("inf")
-    ):
+    if not is_number(latency_s) or not 0 <= latency_s < float("inf"):
         raise ValueError(f"latency_s must be a finite number of seconds >= 0, got {latency_s!r}")
     if acct is None:
         acct = current()

@@ -6,7 +6,6 @@ session's :class:`~ecoasync._context.Accounting`; the only waiting is the bus's.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _context
 from .._log import get_logger
+from .._policy import undated
 from .._records import CallRecord, IntensitySource
 from ..events import Event, ModelUnknown
 from . import _impacts
@@ -37,7 +37,6 @@ class _Settings:
 
 settings = _Settings()
 
-_DATED = re.compile(r"[-@](\d{4}(-?\d{2}){0,2}|latest)$")
 _unknown_lock = threading.Lock()
 
 
@@ -90,7 +89,7 @@ class Call:
         self.start_perf = time.perf_counter()
         self.record: CallRecord | None = None
         self._done = False
-        # issue 15: the route the call went to, and its time to first token (streams)
+        # the route the call went to, and its time to first token (streams)
         self.route = acct.route.current if acct.route is not None else None
         self.ttft: float | None = None
 
@@ -217,9 +216,9 @@ def _candidates(model: str | None, effective: str) -> tuple[str, ...]:
         if name and name not in out:
             out.append(name)
     for name in list(out):
-        match = _DATED.search(name)
-        if match is not None and name[: match.start()] not in out:
-            out.append(name[: match.start()])
+        base = undated(name)
+        if base is not None and base not in out:
+            out.append(base)
     return tuple(out)
 
 
@@ -267,11 +266,21 @@ def intensity_for(
         zone=zone,
         mix_zone=mix.zone,
         intensity=round(mix.gwp_g_per_kwh, 2),
-        reason="no forecast: the annual electricity mix of the zone"
-        if mix.zone != "WOR"
-        else "no forecast and no known zone: the world's average electricity mix",
+        reason=_why_no_forecast(acct)
+        + (
+            ": the annual electricity mix of the zone"
+            if mix.zone != "WOR"
+            else " and no known zone: the world's average electricity mix"
+        ),
     )
     return mix.gwp_g_per_kwh, "mix"
+
+
+def _why_no_forecast(acct: Accounting) -> str:
+    plan = acct.plan
+    if plan is not None and plan.decision == "no-delay-budget" and acct.late_failure is None:
+        return "no forecast yet (no delay budget: it is fetched while the session runs)"
+    return "no forecast"
 
 
 def build_record(call: Call, usage: Usage, latency_s: float) -> tuple[CallRecord, _impacts.Impacts]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import anyio.to_thread
 
+from .._checks import is_number
+
 __all__ = [
     "ElectricityMix",
     "Impacts",
@@ -53,12 +55,7 @@ class ElectricityMix:
             raise ValueError(f"ElectricityMix.zone must be a non-empty string, got {self.zone!r}")
         for name in ("gwp_g_per_kwh", "adpe_kgsbeq_per_kwh", "pe_mj_per_kwh", "wue_l_per_kwh"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if not is_number(value) or not math.isfinite(value) or value < 0:
                 raise ValueError(
                     f"ElectricityMix.{name} must be a finite number >= 0, got {value!r}"
                 )
@@ -107,12 +104,7 @@ _cache_lock = threading.Lock()
 
 
 def _check_params(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_number(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"{name} must be a positive number of billions of parameters, got {value!r}"
         )
@@ -148,7 +140,7 @@ def register_model(
             "for a dense model leave active_params_b out"
         )
     for label, value in (("pue", pue), ("wue", wue)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        if not is_number(value) or not value >= 0:
             raise ValueError(f"{label} must be a number >= 0, got {value!r}")
     if pue < 1:
         raise ValueError(f"pue is at least 1 (1.0 = no overhead), got {pue!r}")

@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
+from .._checks import is_whole
 from .._log import get_logger
 from ._charge import Call, Usage, emit_sync
 
@@ -22,7 +23,7 @@ Kind = Literal["chat", "responses", "anthropic"]
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_whole(value) else None
 
 
 def _estimate(text: str) -> int:

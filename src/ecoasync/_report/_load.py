@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from .._checks import is_number
+from .._exceptions import TelemetryConflict, TelemetryInputError
+
 __all__ = [
     "FORMATS",
     "Loaded",
@@ -35,15 +38,6 @@ Format = Literal["auto", "ecoasync", "llm-eco-tracker"]
 FORMATS: tuple[str, ...] = ("auto", "ecoasync", "llm-eco-tracker")
 PEER = "llm-eco-tracker"
 PEER_LOGGER_MARKER = "Telemetry record: "
-
-
-class TelemetryInputError(Exception):
-    """A telemetry input cannot be read at all (missing, a directory, unreadable, or none of
-    its lines is telemetry)."""
-
-
-class TelemetryConflict(TelemetryInputError):
-    """Two records of one session disagree: adding either up would be a guess."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +156,7 @@ def parse_time(value: object) -> datetime:
 def _num(value: object, default: float = 0.0) -> float:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(f"not a number: {value!r}")
     out = float(value)
     if not math.isfinite(out):

@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from .._checks import is_number
+from .._exceptions import PlotInputError
 from ._load import Row, parse_time
 
 __all__ = [
@@ -19,10 +21,6 @@ __all__ = [
     "read_simulation",
     "render",
 ]
-
-
-class PlotInputError(Exception):
-    """The input cannot be plotted (with the reason)."""
 
 
 def read_simulation(path: str) -> dict[str, Any] | None:
@@ -47,7 +45,7 @@ def read_simulation(path: str) -> dict[str, Any] | None:
 
 
 def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         return None
     return float(value)
 

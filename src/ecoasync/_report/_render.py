@@ -185,7 +185,7 @@ def _breakdown_table(s: dict[str, Any]) -> Table:
                 fmt_pct(r["share_pct"]),
             )
         return t
-    if by == "route":  # issue 15: where the carbon (and water) went, with its basis
+    if by == "route":  # where the carbon (and water) went, with its basis
         t = Table(
             "By route (baseline: at once, at home)",
             [

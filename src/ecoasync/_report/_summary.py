@@ -164,7 +164,7 @@ def breakdown(by: str, top: Sequence[Row], every: Sequence[Row]) -> list[dict[st
         t = totals(groups_top[key], groups_every[key])
         t.pop("statuses")
         t["share_pct"] = (100.0 * t["emitted_g"] / grand) if grand > 0 else None
-        if by == "route":  # issue 15: say what the figures are (location-based or marginal)
+        if by == "route":  # say what the figures are (location-based or marginal)
             t["basis"] = sorted({r.signal or "(unknown)" for r in groups_top[key]})
         rows.append({by: key, **t})
     if by == "day":

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from .._ledger import Choice, Claim
+from .._ledger import Choice, Claim, SlotLedger
 from ._store import DOWN, StoreGuard, check_seconds
 
 if TYPE_CHECKING:
@@ -113,13 +113,12 @@ class SharedLedger:
 
     @property
     def fallback(self) -> Ledger:
-        """The ledger used while the store is down (default: a process-local ``SlotLedger``
-        with the same tolerance and bucket)."""
+        """The ledger used while the store is down (default: a process-local
+        :class:`~ecoasync.SlotLedger` with the same tolerance, bucket and capacity)."""
         if self._fallback is None:
-            from .._ledger import SlotLedger
-
-            own: Ledger = SlotLedger(tolerance=self.tolerance, bucket=self._bucket)  # type: ignore[assignment]
-            self._fallback = own
+            self._fallback = SlotLedger(
+                tolerance=self.tolerance, bucket=self._bucket, capacity=self.capacity
+            )
         return self._fallback
 
     async def claim(

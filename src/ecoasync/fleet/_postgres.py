@@ -112,7 +112,7 @@ class PostgresLedger(SharedLedger):
             (default 2).
         retry_after: seconds the store is left alone after a failure (default 5).
         fallback: the ledger used while Postgres is down (default: a process-local
-            ``SlotLedger``).
+            ``SlotLedger`` with the same tolerance, bucket and capacity).
     """
 
     name = "postgres"

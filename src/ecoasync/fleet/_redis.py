@@ -126,7 +126,8 @@ class RedisLedger(SharedLedger):
             (default 2: a store that answers late under a herd of sessions is still better than
             none; one that is gone refuses at once).
         retry_after: seconds the store is left alone after a failure (default 5).
-        fallback: the ledger used while Redis is down (default: a process-local ``SlotLedger``).
+        fallback: the ledger used while Redis is down (default: a process-local ``SlotLedger``
+            with the same tolerance, bucket and capacity).
     """
 
     name = "redis"

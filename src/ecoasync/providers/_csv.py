@@ -27,31 +27,13 @@ def parse_trace_time(text: str) -> datetime:
     return as_utc(parsed, what="time")
 
 
-_WITH_ACTUALS: tuple[tuple[Forecast, Forecast], ...] = ()
-"""The last four answers of :func:`with_actuals`, newest first."""
-
-
 def with_actuals(forecast: Forecast) -> Forecast:
     """The slots of ``forecast`` that have an actual value, same labels.
 
-    The answers for the last four forecasts asked about are kept: the sessions planned in one
-    slot ask about the same (shared) slice of each provider's, and get the same object back,
-    so the calibration made on it is shared too."""
-    global _WITH_ACTUALS
-    recent = _WITH_ACTUALS
-    for asked, kept in recent:
-        if asked is forecast:
-            return kept
-    if forecast._columns().complete:
-        return forecast
-    kept = Forecast(
-        [s for s in forecast if s.actual is not None],
-        signal=forecast.signal,
-        provider=forecast.provider,
-        zone=forecast.zone,
-    )
-    _WITH_ACTUALS = ((forecast, kept), *recent[:3])
-    return kept
+    Made once per forecast and kept on it: the sessions planned in one slot ask about the same
+    (shared) slice of a provider's forecast, and get the same object back, so the calibration
+    fitted on it is shared too."""
+    return forecast._with_actuals()
 
 
 def read_trace(

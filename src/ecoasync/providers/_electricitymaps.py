@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from .._checks import is_number
 from .._clock import current_clock
 from .._forecast import Forecast, Signal, Slot, as_utc
 from ._http import (
@@ -129,7 +130,7 @@ class ElectricityMapsProvider(LiveProvider):
         else:
             assert lat is not None and lon is not None
             for name, value, limit in (("lat", lat, 90), ("lon", lon, 180)):
-                if isinstance(value, bool) or not isinstance(value, int | float):
+                if not is_number(value):
                     raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
                 if not math.isfinite(value) or abs(value) > limit:
                     raise ValueError(f"{owner}: {name} must be within ±{limit}, got {value!r}")

@@ -161,8 +161,9 @@ class FallbackProvider:
 
 
 def _labelled(forecast: Forecast, provider: object) -> Forecast:
-    name = _name(provider)
-    return forecast if forecast.provider == name else forecast.with_source(provider=name)
+    """``forecast`` labelled with ``provider``'s name: the same object for the same answer
+    (``with_source`` keeps its copies), so what sessions share on it stays shared."""
+    return forecast.with_source(provider=_name(provider))
 
 
 def _first_in_memory(answers: Iterable[tuple[Forecast | None, object]]) -> Forecast | None:

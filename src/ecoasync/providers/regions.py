@@ -24,19 +24,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from .._exceptions import UnknownRegionError
+
 __all__ = ["CLOUDS", "UnknownRegionError", "cloud_regions", "resolve_zone", "zone_for"]
-
-
-class UnknownRegionError(ValueError):
-    """A cloud region (or cloud) that the table does not know.
-
-    ``region`` is what was asked for, ``suggestions`` the closest known names.
-    """
-
-    def __init__(self, message: str, *, region: str, suggestions: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.region = region
-        self.suggestions = suggestions
 
 
 _AWS: Final = {

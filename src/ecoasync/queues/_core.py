@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import anyio
@@ -14,19 +14,19 @@ from .._calibrate import MAX_SHIFT
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast
 from .._job import EARLY, PlannedJob, arrival
-from .._ledger import Choice
+from .._ledger import default_ledger
 from .._log import get_logger
-from .._planner import Plan, plan, run_now_plan, window_mean
+from .._planner import Assessment, assess, run_now_plan, window_mean
 from .._provider import ForecastBy, ForecastNowait
 from .._records import IntensitySource
-from .._session import _history, _provider_name, _within
+from .._session import _history, _provider_name, _within, claim_slot, release_slot
 
 if TYPE_CHECKING:
-    from .._ledger import Claim, Ledger
+    from .._ledger import Ledger
     from .._policy import Policy
     from .._provider import ForecastProvider
 
-__all__ = ["Action", "on_arrival", "plan_job"]
+__all__ = ["Action", "on_arrival", "plan_job", "release"]
 
 log = get_logger()
 _RNG = random.Random()
@@ -69,18 +69,25 @@ def _baseline(forecast: Forecast | None, now: datetime) -> tuple[float | None, I
     return (slot.actual, "actual") if slot.actual is not None else (slot.forecast, "forecast")
 
 
+def _ledger(policy: Policy) -> Ledger:
+    ledger = policy.ledger  # (an empty SlotLedger is falsy: it has a length)
+    return default_ledger() if ledger is None else ledger
+
+
 async def plan_job(
     policy: Policy,
     *,
     job_id: str,
     queue: str,
     now: datetime,
-    ledger: Ledger | None,
     previous: PlannedJob | None = None,
 ) -> PlannedJob:
-    """Plan a job submitted (or, with ``previous``, arriving again) at ``now`` and claim its
-    slot in ``ledger``. A failing provider makes it run at once (it raises only if the policy
-    says ``on_forecast_error="raise"``); a failing ledger leaves it unclaimed (logged).
+    """Plan a job submitted (or, with ``previous``, arriving again) at ``now`` and, if it
+    waits, claim its slot in the policy's ledger (``Policy.ledger``, else the process's
+    :func:`~ecoasync.default_ledger`) as a waiting session does: the same choices, the same
+    lease (the latest it can start, plus its window and a margin). A failing provider makes
+    it run at once (it raises only if the policy says ``on_forecast_error="raise"``); a
+    failing ledger leaves it unclaimed (logged).
 
     A job planned again keeps its first submission and deadline: only what is left of the
     delay budget is searched, and its old claim is given back before the new one is made.
@@ -88,8 +95,10 @@ async def plan_job(
     deadline = previous.deadline if previous is not None else now + policy.max_delay
     left = max(deadline - now, timedelta(0))
     rules = policy.evolve(max_delay=left) if previous is not None else policy
+    ledger = _ledger(policy)
+    who = {"job_id": job_id}
     forecast: Forecast | None = None
-    choices: list[Choice] = []
+    assessment: Assessment | None = None
     try:
         forecast = await _forecast(rules, now, deadline)
     except Exception as exc:  # the provider failed: run at once, as sessions do
@@ -110,13 +119,16 @@ async def plan_job(
         history = None
         if rules.strategy == "calibrated" and left > timedelta(0):
             history = await _history(_provider(policy), now, rules)
-        plan_, choices = _assess(forecast, now, rules, history)
-    if previous is not None and previous.claim is not None and ledger is not None:
-        await _release(ledger, previous.claim)
+        assessment = assess(forecast, now, rules, history=history)
+    if previous is not None and previous.claim is not None:
+        await release_slot(ledger, previous.claim, who=who)
     claim = None
-    if plan_.waits and ledger is not None:
-        lease = deadline - now + _window(policy)
-        claim, plan_ = await _claim(ledger, job_id, plan_, choices, lease, now)
+    if assessment is not None:
+        if assessment.decision == "wait":  # only jobs that wait for a slot can herd into it
+            claim = await claim_slot(
+                ledger, job_id, assessment, max_delay=rules.max_delay, now=now, who=who
+            )
+        plan_ = assessment.plan(claim.start if claim is not None else None, rng=_RNG)
     baseline = (
         (previous.baseline_intensity, previous.baseline_source)
         if previous is not None
@@ -135,70 +147,11 @@ async def plan_job(
     )
 
 
-def _assess(
-    forecast: Forecast, now: datetime, policy: Policy, history: Forecast | None
-) -> tuple[Plan, list[Choice]]:
-    """The plan, and (if it waits) every start it would accept: the choices a ledger picks
-    among. (The planner hands a ledger exactly these; a recording one collects them.)"""
-    record = _Choices()
-    plan_ = plan(forecast, now, policy, rng=_RNG, history=history, ledger=record)  # type: ignore[arg-type]
-    return plan_, record.choices
-
-
-class _Choices:
-    """Stands in for a ledger in :func:`plan`: keeps the choices, takes the plain best."""
-
-    def __init__(self) -> None:
-        self.choices: list[Choice] = []
-
-    def choose(
-        self, candidates: list[tuple[float, float, float]], best_score: float
-    ) -> tuple[float, float]:
-        self.choices = [Choice(datetime.fromtimestamp(t, UTC), m, s) for t, m, s in candidates]
-        t, m, _ = min(candidates, key=lambda c: (c[2], c[0]))
-        return t, m
-
-
-async def _claim(
-    ledger: Ledger,
-    job_id: str,
-    plan_: Plan,
-    choices: list[Choice],
-    lease: timedelta,
-    now: datetime,
-) -> tuple[Claim | None, Plan]:
-    """Claim one of ``choices`` (the plan's own start if there are none) and move the plan
-    there: a slot a little less green but less crowded, or the one a redelivered job holds."""
-    assert plan_.planned_intensity is not None
-    if not choices:
-        choices = [Choice(plan_.slot_start, plan_.planned_intensity, plan_.planned_intensity)]
-    try:
-        claim = await ledger.claim(job_id, plan_.zone or "", choices, lease=lease, now=now)
-    except Exception as exc:  # a ledger error never stops the job
-        log.warning(
-            "ecoasync.ledger_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300]
-        )
-        return None, plan_
-    if claim.start != plan_.slot_start:
-        plan_ = dataclasses.replace(
-            plan_,
-            start=claim.start,
-            slot_start=claim.start,
-            jitter=timedelta(0),
-            planned_intensity=claim.expected,
-        )
-    return claim, plan_
-
-
-async def _release(ledger: Ledger, claim: Claim) -> None:
-    try:
-        await ledger.release(claim)
-    except Exception as exc:
-        log.warning(
-            "ecoasync.ledger_failed",
-            job_id=claim.job_id,
-            error=f"{type(exc).__name__}: {exc}"[:300],
-        )
+async def release(policy: Policy, job: PlannedJob) -> None:
+    """Give back the claim of a job that will not run (never raises; a job that runs gives
+    it back when its session ends)."""
+    if job.claim is not None:
+        await release_slot(_ledger(policy), job.claim, who={"job_id": job.job_id})
 
 
 async def on_arrival(
@@ -206,7 +159,6 @@ async def on_arrival(
     policy: Policy,
     *,
     now: datetime,
-    ledger: Ledger | None,
     replan_margin: float,
     early: timedelta = EARLY,
 ) -> tuple[Action, PlannedJob]:
@@ -244,16 +196,8 @@ async def on_arrival(
         return "defer", dataclasses.replace(job, hops=job.hops + 1)
     if what != "replan":
         return "run", job
-    again = await plan_job(
-        policy, job_id=job.job_id, queue=job.queue, now=now, ledger=ledger, previous=job
-    )
+    again = await plan_job(policy, job_id=job.job_id, queue=job.queue, now=now, previous=job)
     again = dataclasses.replace(again, hops=job.hops + 1, replanned=True)
     if again.start > now + early:
         return "defer", again
     return "run", again
-
-
-async def release(ledger: Ledger | None, job: PlannedJob) -> None:
-    """Give the job's claim back once it has run (never raises)."""
-    if ledger is not None and job.claim is not None:
-        await _release(ledger, job.claim)

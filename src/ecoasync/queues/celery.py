@@ -4,16 +4,19 @@
 
     from ecoasync.queues.celery import GreenTask
 
-    @app.task(base=GreenTask, green_policy=Policy(max_delay="6h"), green_ledger=ledger)
+    policy = Policy(max_delay="6h", ledger=RedisLedger("redis://..."))
+
+    @app.task(base=GreenTask, green_policy=policy)
     def summarize(doc_id: int) -> str: ...
 
     summarize.apply_green(args=(42,))           # planned now, delivered at the green slot
     await summarize.apply_green_async(args=(42,))  # the same from async code
 
-``apply_green`` plans the job (forecast, planner, a claim in the ledger under the job's
-``task_id``) and sends it with ``eta`` = the planned start under a stable ``task_id``. The
+``apply_green`` plans the job (forecast, planner, a claim in the policy's ledger under the
+job's ``task_id``) and sends it with ``eta`` = the planned start under a stable ``task_id``. The
 worker runs the task's body in a ``carbon_session`` that knows its plan (no second wait;
-budget, downgrades, events and the record as in-process).
+budget, downgrades, events and the record as in-process); the session gives the claim back
+when it ends.
 
 Celery's ETA pitfalls are handled by design: an ETA is never more than ``max_hop`` ahead
 (half the broker's ``visibility_timeout``, or of RabbitMQ's 30-minute ``consumer_timeout``),
@@ -39,7 +42,6 @@ from celery.result import AsyncResult
 
 from .._clock import current_clock
 from .._job import EARLY, PlannedJob, hop_until
-from .._ledger import Ledger
 from .._log import get_logger
 from .._policy import Policy
 from ._core import on_arrival, plan_job, release
@@ -80,8 +82,7 @@ def _call(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     _sync._refuse_inside_event_loop(
         "GreenTask.apply_green()", "'await task.apply_green_async(...)'"
     )
-    _sync._keep_portal_alive()
-    with _sync._PORTALS as portal:
+    with _sync._shared_portals() as portal:
         return portal.call(partial(fn, *args, **kwargs))
 
 
@@ -91,9 +92,8 @@ class GreenTask(_Base):
     Task options (``@app.task(base=GreenTask, green_policy=..., ...)``):
 
     - ``green_policy``: the :class:`~ecoasync.Policy` (delay budget, provider, budget,
-      downgrades). Required.
-    - ``green_ledger``: where jobs claim their slots (a :class:`~ecoasync.fleet.RedisLedger`
-      shared by every process), or None.
+      downgrades, and ``ledger``: where jobs claim their slots, e.g. a
+      :class:`~ecoasync.fleet.RedisLedger` that every process shares). Required.
     - ``green_max_hop``: the longest ETA (default :func:`max_hop_for` the app's broker).
     - ``green_replan_margin``: a job that arrives to a slot more than this fraction dirtier
       than planned, with a slot of budget left, is planned again (default 0.1).
@@ -102,7 +102,6 @@ class GreenTask(_Base):
     """
 
     green_policy: ClassVar[Policy | None] = None
-    green_ledger: ClassVar[Ledger | None] = None
     green_max_hop: ClassVar[timedelta | None] = None
     green_replan_margin: ClassVar[float] = 0.1
     green_early: ClassVar[timedelta] = EARLY
@@ -134,19 +133,21 @@ class GreenTask(_Base):
         ``apply_async`` (queue, priority, ...). Sending runs in a worker thread.
 
         ``policy`` plans this job instead of the task's ``green_policy`` (a longer delay
-        budget for a batch, say): its deadline travels with the job. The worker runs the job
-        under the task's own policy (budget, downgrades, provider)."""
+        budget for a batch, say; derive it with ``green_policy.evolve(...)`` so that it keeps
+        the ledger): its deadline travels with the job. The worker runs the job under the
+        task's own policy (budget, downgrades, provider) and gives its claim back to that
+        policy's ledger."""
         job_id = task_id or str(uuid.uuid4())
         now = current_clock().now()
-        job = await plan_job(
-            policy or self._green(),
-            job_id=job_id,
-            queue="celery",
-            now=now,
-            ledger=self.green_ledger,
-        )
+        rules = policy or self._green()
+        job = await plan_job(rules, job_id=job_id, queue="celery", now=now)
         send = partial(self._send, args, kwargs, job, now, options)
-        return await anyio.to_thread.run_sync(send)
+        try:
+            return await anyio.to_thread.run_sync(send)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await release(rules, job)  # never sent: the slot is free again
+            raise
 
     def apply_green(
         self,
@@ -189,7 +190,6 @@ class GreenTask(_Base):
             job,
             policy,
             now=now,
-            ledger=self.green_ledger,
             replan_margin=self.green_replan_margin,
             early=self.green_early,
         )
@@ -203,16 +203,9 @@ class GreenTask(_Base):
             routing = (self.request.delivery_info or {}).get("routing_key")
             self._send(args, kwargs, job, now, {"queue": routing} if routing else {})
             raise Ignore()  # this delivery is done; the job comes back under the same id
-        try:
-            return self._run_planned(policy, job, args, kwargs)
-        finally:
-            _call(release, self.green_ledger, job)
-
-    def _run_planned(
-        self, policy: Policy, job: PlannedJob, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
         from .._session import carbon_session
         from .._sync import _SyncSession
 
+        # the session gives the job's claim back when it ends, as a session's own
         with _SyncSession(carbon_session(policy, name=self.name, planned=job)):
             return self.run(*args, **kwargs)

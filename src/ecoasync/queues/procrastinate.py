@@ -4,16 +4,16 @@
 
     from ecoasync.queues.procrastinate import green_task
 
-    @green_task(app, policy=Policy(max_delay="6h"), ledger=PostgresLedger(DSN))
+    @green_task(app, policy=Policy(max_delay="6h", ledger=PostgresLedger(DSN)))
     async def summarize(doc_id: int) -> None: ...
 
     await summarize.defer(doc_id=42)   # planned now; the row waits for schedule_at
 
-``defer`` plans the job (forecast, planner, a claim in the ledger: a
+``defer`` plans the job (forecast, planner, a claim in the policy's ledger: a
 :class:`~ecoasync.fleet.PostgresLedger` in the same database fits), and defers it with
 ``schedule_at`` = the planned start and a ``queueing_lock`` per job (by default its job id),
 so the same job cannot be queued twice. The worker runs the body in a ``carbon_session``
-that knows its plan. A row scheduled hours ahead costs procrastinate nothing, so there are
+that knows its plan, and gives the claim back when it ends. A row scheduled hours ahead costs procrastinate nothing, so there are
 no hops; a job that arrives to a slot gone dirty is planned again (see
 :func:`ecoasync.queues.on_arrival`) and deferred again under the same lock.
 """
@@ -26,9 +26,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+import anyio
+
 from .._clock import current_clock
 from .._job import EARLY, PlannedJob
-from .._ledger import Ledger
 from .._log import get_logger
 from .._policy import Policy
 from .._session import carbon_session
@@ -55,7 +56,6 @@ class GreenTask(Generic[R]):
         func: Callable[..., Awaitable[R]],
         *,
         policy: Policy,
-        ledger: Ledger | None,
         replan_margin: float,
         early: timedelta,
         options: dict[str, Any],
@@ -64,7 +64,6 @@ class GreenTask(Generic[R]):
             raise TypeError(f"green_task needs policy=ecoasync.Policy(...), got {policy!r}")
         self.func = func
         self.policy = policy
-        self.ledger = ledger
         self.replan_margin = replan_margin
         self.early = early
         options.setdefault("name", f"{func.__module__}.{func.__qualname__}")
@@ -86,13 +85,12 @@ class GreenTask(Generic[R]):
         the same lock while one waits: ``AlreadyEnqueued``). Returns procrastinate's job id."""
         job_id = job_id or str(uuid.uuid4())
         now = current_clock().now()
-        job = await plan_job(
-            self.policy, job_id=job_id, queue="procrastinate", now=now, ledger=self.ledger
-        )
+        job = await plan_job(self.policy, job_id=job_id, queue="procrastinate", now=now)
         try:
             return await self._defer(job, queueing_lock or job_id, now, task_kwargs)
         except BaseException:
-            await release(self.ledger, job)  # never queued: the slot is free again
+            with anyio.CancelScope(shield=True):
+                await release(self.policy, job)  # never queued: the slot is free again
             raise
 
     async def _defer(
@@ -112,7 +110,6 @@ class GreenTask(Generic[R]):
             job,
             self.policy,
             now=now,
-            ledger=self.ledger,
             replan_margin=self.replan_margin,
             early=self.early,
         )
@@ -126,18 +123,15 @@ class GreenTask(Generic[R]):
             )
             await self._defer(job, row.queueing_lock or job.job_id, now, kwargs, queue=row.queue)
             return None
-        try:
-            async with carbon_session(self.policy, name=self.task.name, planned=job):
-                return await self.func(*args, **kwargs)
-        finally:
-            await release(self.ledger, job)
+        # the session gives the job's claim back when it ends, as a session's own
+        async with carbon_session(self.policy, name=self.task.name, planned=job):
+            return await self.func(*args, **kwargs)
 
 
 def green_task(
     app: Any,
     *,
     policy: Policy,
-    ledger: Ledger | None = None,
     replan_margin: float = 0.1,
     early: timedelta = EARLY,
     **options: Any,
@@ -146,9 +140,10 @@ def green_task(
 
     Args:
         app: the ``procrastinate.App``.
-        policy: the :class:`~ecoasync.Policy` (delay budget, provider, budget, downgrades).
-        ledger: where jobs claim their slots (a :class:`~ecoasync.fleet.PostgresLedger` in
-            the same database shares them with every worker), or None.
+        policy: the :class:`~ecoasync.Policy` (delay budget, provider, budget, downgrades,
+            and ``ledger``: where jobs claim their slots; a
+            :class:`~ecoasync.fleet.PostgresLedger` in the same database shares them with
+            every worker).
         replan_margin: a job that arrives to a slot more than this fraction dirtier than
             planned, with a slot of budget left, is planned again (default 0.1).
         early: a job that arrives more than this before its start is planned again.
@@ -160,7 +155,6 @@ def green_task(
             app,
             func,
             policy=policy,
-            ledger=ledger,
             replan_margin=replan_margin,
             early=early,
             options=dict(options),

@@ -13,6 +13,7 @@ Its interface (``get``, ``put``, ``forget``, ``clear``) is all the core asks of 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -33,6 +34,9 @@ class TtlCache(Generic[V]):
         self._monotonic = monotonic
         self._size = size
         self._entries: dict[Hashable, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+        """Held to change the entries: a sweep iterates them, and a garbage collection during
+        it can switch threads (``list(d.items())`` is not atomic)."""
 
     def get(self, key: Hashable) -> V | None:
         """The value for ``key`` if it is still fresh, else None."""
@@ -40,24 +44,27 @@ class TtlCache(Generic[V]):
         if entry is None:
             return None
         if entry[0] <= self._monotonic():
-            self._entries.pop(key, None)
+            with self._lock:
+                self._entries.pop(key, None)
             return None
         return entry[1]
 
     def put(self, key: Hashable, value: V, ttl: float) -> None:
         now = self._monotonic()
         entries = self._entries
-        if len(entries) >= self._size:
-            # (a list first: another thread may add an entry while this one looks)
-            for stale in [k for k, (expires, _) in list(entries.items()) if expires <= now]:
-                entries.pop(stale, None)
-        entries[key] = (now + ttl, value)
+        with self._lock:
+            if len(entries) >= self._size:
+                for stale in [k for k, (expires, _) in entries.items() if expires <= now]:
+                    del entries[stale]
+            entries[key] = (now + ttl, value)
 
     def forget(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
+        with self._lock:
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
