@@ -9,7 +9,8 @@ another), each through the queue core
 slot, the ledgers that granted the claims, the forecast requests this process made, Redis
 round trips and the time each claim took. With ``--until FILE`` it plans one job after
 another instead, writing a line per job to ``--out``, until FILE exists (the tests kill and
-restart Redis meanwhile).
+restart Redis meanwhile). With ``--sessions --gate DIR`` each job is a ``carbon_session``
+under ``Policy(ledger=...)`` instead (see :func:`sessions`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ecoasync._ledger import Choice, Claim, Ledger
 from ecoasync.fleet import RedisLedger, SharedCacheProvider
 from ecoasync.providers import UKCarbonIntensityProvider
 from ecoasync.queues._core import plan_job
+from ecoasync.testing import VirtualClock
 
 NOW = datetime(2026, 3, 18, 0, 7, tzinfo=UTC)
 """When the herd is submitted (the grid server's "now" is midnight: actuals before it)."""
@@ -44,15 +46,20 @@ class Timed:
         self.name = inner.name
         self.bucket = inner.bucket
         self.seconds: list[float] = []
+        self.granted: Counter[str] = Counter()
+        self.zones: set[str] = set()
 
     async def claim(
         self, job_id: str, zone: str, choices: Sequence[Choice], *, lease: timedelta, now: datetime
     ) -> Claim:
         began = time.perf_counter()
         try:
-            return await self.inner.claim(job_id, zone, choices, lease=lease, now=now)
+            claim = await self.inner.claim(job_id, zone, choices, lease=lease, now=now)
         finally:
             self.seconds.append(time.perf_counter() - began)
+        self.granted[claim.ledger] += 1
+        self.zones.add(zone)
+        return claim
 
     async def release(self, claim: Claim) -> None:
         await self.inner.release(claim)
@@ -98,7 +105,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 out.write(json.dumps({"i": i, "ledger": ledger_name}) + "\n")
 
     began = time.perf_counter()
-    if args.until:
+    left = None
+    if args.sessions:
+        left = await sessions(args, policy, ledger, starts, errors)
+        granted = ledger.granted
+    elif args.until:
         i = 0
         while not Path(args.until).exists():
             await one(i, NOW + timedelta(seconds=i))
@@ -123,6 +134,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "claim_s": ledger.seconds,
         "outages": (store.guard.outages if store else 0),
         "elapsed_s": elapsed,
+        "left": left,
+        "zones": sorted(ledger.zones),
     }
     if cache is not None:
         await cache.aclose()
@@ -130,6 +143,46 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await store.aclose()
     await (provider.provider if cache else provider).aclose()
     return result
+
+
+async def sessions(
+    args: argparse.Namespace,
+    policy: ecoasync.Policy,
+    ledger: Timed,
+    starts: Counter[str],
+    errors: list[str],
+) -> int:
+    """``--jobs`` sessions entered at once at ``NOW``, on a virtual clock that moves only when
+    told. Once all have claimed their slots (in ``policy.ledger``), ``DIR/claimed-NAME`` says
+    so, and the clock stays put until ``DIR/go`` exists (the test starts every process's herd
+    before any ends); then it moves past every start, the sessions run and end, giving their
+    claims back. Returns the ledger's load left after them (a shared ledger's: the whole
+    fleet's)."""
+    clock = VirtualClock(NOW, autojump=False)
+    gate = Path(args.gate)
+
+    async def one(i: int) -> None:
+        try:
+            async with ecoasync.carbon_session(policy, name=f"{args.name}-{i}", clock=clock) as s:
+                starts[s.plan.start.isoformat()] += 1
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(args.jobs):
+            tg.start_soon(one, i)
+        with anyio.fail_after(60):
+            while len(ledger.seconds) < args.jobs:
+                await anyio.sleep(0.01)
+            (gate / f"claimed-{args.name}").touch()
+            while not (gate / "go").exists():
+                await anyio.sleep(0.01)
+        clock.advance(timedelta(hours=7))
+    end = NOW + timedelta(hours=7)
+    left = 0
+    for zone in ledger.zones:
+        left += sum((await ledger.loads(zone, NOW, end, now=NOW)).values())
+    return left
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -145,6 +198,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--until", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--pause", type=float, default=0.01)
+    parser.add_argument("--sessions", action="store_true", help="run each job in a session")
+    parser.add_argument("--gate", default=None, help="with --sessions: where to meet")
     parser.add_argument(
         "--steady", action="store_true", help="plan one job after another (latency, not a herd)"
     )

@@ -8,14 +8,20 @@ from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
 
-from ecoasync import SlotLedger
+import ecoasync
+import ecoasync.testing
+from ecoasync import Forecast, Slot, SlotLedger
+from ecoasync._ledger import Claim
 from ecoasync.fleet import PostgresLedger, RedisLedger, StoreGuard
+from ecoasync.providers import StaticForecastProvider
 from tests.fleet_util import T0, choice, unique
 from tests.servers import RedisServer
 
 LEASE = timedelta(hours=2)
+HALF = timedelta(minutes=30)
 CHOICES = [choice(0, 100.0), choice(30, 101.0)]
 
 
@@ -137,3 +143,86 @@ async def test_postgres_unreachable_falls_back(logs: list[MutableMapping[str, An
         ]
     finally:
         await ledger.aclose()
+
+
+class Granting(RedisLedger):
+    """A RedisLedger that says when ``expect`` claims have been granted (by it or its fallback)."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.granted: list[str] = []
+        self.expect = 0
+        self.reached: anyio.Event | None = None
+
+    async def claim(self, *args: Any, **options: Any) -> Claim:
+        claim = await super().claim(*args, **options)
+        self.granted.append(claim.ledger)
+        if len(self.granted) >= self.expect and self.reached is not None:
+            self.reached.set()
+        return claim
+
+    async def until(self, count: int) -> None:
+        self.expect, self.reached = count, anyio.Event()
+        if len(self.granted) < count:
+            with anyio.fail_after(10):
+                await self.reached.wait()
+
+
+def green_later() -> Forecast:
+    """Half-hours from T0: dirty for two hours, then a green hour of near-equal slots."""
+    values = [300.0] * 4 + [100.0, 100.5, 101.0] + [300.0] * 13
+    return Forecast(
+        [Slot(T0 + i * HALF, T0 + (i + 1) * HALF, v) for i, v in enumerate(values)],
+        provider="grid",
+        zone="GB",
+    )
+
+
+async def test_waiting_sessions_keep_running_when_redis_dies_mid_run(
+    own_redis: RedisServer, logs: list[MutableMapping[str, Any]]
+) -> None:
+    """Sessions under ``Policy(ledger=RedisLedger(...))``: some claim in Redis and wait, Redis
+    is killed, more enter (the process's own ledger answers); all of them wait for their
+    planned slot and complete, the claims made in Redis end with their leases, and the
+    outage is said once for the whole process."""
+    ledger = Granting(own_redis.url, namespace=unique(), timeout=1.0)
+    policy = ecoasync.Policy(
+        max_delay="3h",
+        provider=StaticForecastProvider(green_later()),
+        jitter="0m",
+        strategy="lowest",
+        ledger=ledger,
+    )
+    records: list[ecoasync.SessionRecord] = []
+
+    async def one(i: int) -> None:
+        async with ecoasync.carbon_session(policy, name=f"s{i}") as s:
+            assert s.plan.start > T0
+        assert s.record is not None
+        records.append(s.record)
+
+    try:
+        with ecoasync.testing.VirtualClock.installed(T0, autojump=False) as clock:
+            async with anyio.create_task_group() as tg:
+                for i in range(4):
+                    tg.start_soon(one, i)
+                await ledger.until(4)  # claimed in Redis, waiting for their slots
+                own_redis.kill()
+                for i in range(4, 8):
+                    tg.start_soon(one, i)
+                await ledger.until(8)
+                clock.advance(timedelta(hours=3))
+    finally:
+        await ledger.aclose()
+    assert ledger.granted == ["redis"] * 4 + ["memory (redis unavailable)"] * 4
+    assert len(records) == 8 and {r.status for r in records} == {"completed"}
+    assert all(r.started_at is not None and r.started_at >= r.planned_start for r in records)
+    before, during = (
+        [r for r in records if int(r.name[1:]) in part] for part in (range(4), range(4, 8))
+    )
+    assert len({r.planned_start for r in before}) > 1  # the herd spread in Redis...
+    assert len({r.planned_start for r in during}) > 1  # ...and in the fallback
+    assert len(ledger.fallback) == 0  # the fallback's claims were given back
+    events = [e["event"] for e in logs]
+    assert events.count("ecoasync.store_unavailable") == 1 and ledger.guard.outages == 1
+    assert "ecoasync.ledger_failed" not in events  # the ledger never failed a session

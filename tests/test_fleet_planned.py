@@ -170,6 +170,53 @@ async def test_a_planned_job_keeps_its_plan_when_the_forecast_fails() -> None:
 def test_planned_must_be_a_planned_job() -> None:
     with pytest.raises(TypeError, match="PlannedJob"):
         ecoasync.carbon_session(planned={"job_id": "x"})  # type: ignore[arg-type]
+    routed = ecoasync.Policy(max_delay="1h", routes=[ecoasync.Route("home", "GB")])
+    with pytest.raises(ValueError, match="routes"):
+        ecoasync.carbon_session(routed, planned=job())
+
+
+class Elsewhere(ecoasync.SlotLedger):
+    """A ledger a session must await (not the exact in-process class): as Redis is used."""
+
+
+@pytest.mark.parametrize("kind", [ecoasync.SlotLedger, Elsewhere])
+async def test_the_session_gives_a_queued_jobs_claim_back_as_its_own(
+    kind: type[ecoasync.SlotLedger],
+) -> None:
+    """The claim made at enqueue is released by the worker's session when it ends (also when
+    the body fails), through the path a waiting session's own claim takes."""
+    from ecoasync.queues import plan_job
+
+    ledger = kind()
+    policy = ecoasync.Policy(
+        max_delay="6h",
+        provider=StaticForecastProvider(DAY),
+        jitter="0m",
+        strategy="lowest",
+        ledger=ledger,
+    )
+    with VirtualClock.installed(SUBMITTED) as clock:
+        queued = await plan_job(policy, job_id="job-7", queue="celery", now=SUBMITTED)
+        assert queued.claim is not None and len(ledger) == 1
+        clock.advance(queued.start - SUBMITTED)
+        with pytest.raises(ZeroDivisionError):
+            async with ecoasync.carbon_session(policy, planned=queued) as s:
+                1 / 0  # noqa: B018
+    assert s.record is not None and s.record.status == "failed" and s.record.job_id == "job-7"
+    assert len(ledger) == 0
+
+
+def test_a_queued_job_a_little_early_waits_in_sync_code_too() -> None:
+    """A Celery worker's session (sync): a job whose start is a few seconds off is not run
+    on the fast path that skips the wait."""
+    from ecoasync._sync import _SyncSession
+
+    policy = ecoasync.Policy(max_delay="6h", provider=StaticForecastProvider(DAY))
+    with VirtualClock.installed(START - timedelta(seconds=3)) as clock:
+        with _SyncSession(ecoasync.carbon_session(policy, planned=job())) as s:
+            assert s.plan.start == START
+        assert clock.slept == timedelta(seconds=3)
+    assert s.record is not None and s.record.late_s == 0
 
 
 def test_the_report_reads_queued_jobs(tmp_path: object) -> None:

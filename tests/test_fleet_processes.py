@@ -9,11 +9,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from ecoasync.fleet import RedisLedger
 from tests.conftest import ROOT
 from tests.fleet_util import close_in_portal, unique
 from tests.grid_server import GridServer
@@ -104,6 +107,52 @@ def test_a_fleet_makes_one_request_and_spreads_one_herd(
     own_peak, _ = peak(own)
     assert fleet_spread == single_spread and fleet_peak == single_peak
     assert own_peak == PROCESSES * peak([own[0]])[0] > fleet_peak  # three herds in one slot
+
+
+def test_waiting_sessions_in_two_processes_spread_as_one_process(
+    tmp_path: Path, redis_server: RedisServer, grid: GridServer
+) -> None:
+    """Sessions under ``Policy(ledger=RedisLedger(...))`` in two processes, all waiting at
+    once, spread over the slots exactly as one process's sessions spread twice as many; each
+    gives its claim back when it ends."""
+
+    def run(count: int, *options: str) -> list[dict[str, Any]]:
+        gate = tmp_path / unique("gate")
+        gate.mkdir()
+        procs = workers(
+            "--grid", grid.url, "--sessions", "--gate", str(gate), *options, count=count
+        )
+        deadline = time.monotonic() + 60
+        while len(list(gate.glob("claimed-*"))) < count:  # every herd waits, none has ended
+            assert all(p.poll() is None for p in procs), results(procs)
+            assert time.monotonic() < deadline, "the sessions never all claimed"
+            time.sleep(0.02)
+        (gate / "go").touch()
+        return results(procs)
+
+    namespace = unique()
+    redis = ("--redis", redis_server.url, "--namespace", namespace, "--ledger", "redis")
+    shared = run(2, "--jobs", str(JOBS), *redis)
+    (single,) = run(1, "--jobs", str(2 * JOBS), "--ledger", "memory", "--cache", "own")
+    assert all(not r["errors"] and r["granted"] == {"redis": JOBS} for r in shared), shared
+    assert not single["errors"] and single["granted"] == {"memory": 2 * JOBS}
+    _, fleet_spread = peak(shared)
+    assert fleet_spread == Counter(single["starts"]) and len(fleet_spread) > 1
+    assert all(len(r["starts"]) > 1 for r in shared)  # each process's herd is spread too
+    assert single["left"] == 0  # every session gave its claim back
+    zones = {zone for r in shared for zone in r["zones"]}
+    assert anyio.run(fleet_load, RedisLedger(redis_server.url, namespace=namespace), zones) == 0
+
+
+async def fleet_load(ledger: RedisLedger, zones: set[str]) -> int:
+    """The live claims in ``ledger`` over the day of the runs."""
+    from tests.fleet_worker import NOW
+
+    try:
+        end = NOW + timedelta(hours=7)
+        return sum([sum((await ledger.loads(z, NOW, end, now=NOW)).values()) for z in zones])
+    finally:
+        await ledger.aclose()
 
 
 def test_redis_killed_and_restarted_under_a_fleet(tmp_path: Path, grid: GridServer) -> None:
