@@ -754,12 +754,12 @@ class _SessionManager:
         run_intensity, run_source = (
             acct.intensity_at(started) if started is not None else (None, "none")
         )
-        signal = plan_.signal if plan_ else None
-        if signal is None and acct.forecast is not None:
-            signal = acct.forecast.signal  # (a queued job's plan travels without it)
+        signal = plan_.signal if plan_ else (acct.forecast.signal if acct.forecast else None)
         job = self._planned
         if job is not None:  # the budget and the wait count from the first submission
             submitted = job.submitted_at
+            if signal is None and acct.forecast is not None:
+                signal = acct.forecast.signal  # (its plan travels without one)
         return SessionRecord(
             session_id=acct.session_id,
             name=acct.name,
