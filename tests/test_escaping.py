@@ -137,3 +137,35 @@ def test_trace_record_keeps_an_api_field_in_its_row(tmp_path: Path) -> None:
     ]
     assert len(read_trace(out)) == 3
     assert resume_point(out) == start + 3 * step
+
+
+DOLLARS = ("cost $5 run_$x$", r"gpt-$\frac{$", "team $ops$ nightly")
+
+
+def test_plots_show_dollars_in_names_as_written(tmp_path: Path) -> None:
+    """matplotlib reads text between two ``$`` as mathtext: a model or a title with dollars
+    must be drawn as written, neither typeset (``$ops$`` in italics) nor failing to draw
+    (``$\\frac{$``)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    from ecoasync._report._plot import literal, render
+
+    out = tmp_path / "models.svg"
+    models = [{"model": name, "emitted_g": 1.0 + k} for k, name in enumerate(DOLLARS)]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text kept as text in the SVG
+        panels = render(
+            str(out),
+            kinds=["models", "daily"],
+            models=models,
+            daily=[("2026-03-17", 12.0), ("2026-03-18", 20.0)],
+            daily_source="$sim$",
+            title=DOLLARS[2],
+        )
+    assert panels == ["daily", "models"]
+    svg = out.read_text(encoding="utf-8")
+    for name in (*DOLLARS, "2 days, $sim$)"):
+        assert name.replace("&", "&amp;").replace("<", "&lt;") in svg, name
+    # escaped, no name is mathtext any more (each of these is, or would fail as, unescaped)
+    from matplotlib import cbook
+
+    assert [cbook.is_math_text(n) for n in DOLLARS] == [False, True, True]
+    assert not any(cbook.is_math_text(literal(n)) for n in DOLLARS)

@@ -220,7 +220,7 @@ def test_a_queued_job_a_little_early_waits_in_sync_code_too() -> None:
 
 
 def test_the_report_reads_queued_jobs(tmp_path: object) -> None:
-    from ecoasync._report._load import row_from_record
+    from ecoasync._report._rows import row_from_record
     from ecoasync._report._summary import totals
 
     base = {

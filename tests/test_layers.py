@@ -32,6 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "ecoasync._policy",
         "ecoasync._provider",
         "ecoasync._records",
+        "ecoasync._route",
         "ecoasync._route_choice",
         "ecoasync._routes",
         "ecoasync._version",

@@ -13,7 +13,7 @@ import pytest
 
 import ecoasync
 from ecoasync import Forecast, Route, RouteError, Routes, Slot
-from ecoasync._routes import describe_target
+from ecoasync._route import describe_target
 from ecoasync._routing import decide, fails_over, grid
 from ecoasync.providers import ElectricityMapsProvider, Retry, UnknownRegionError
 from ecoasync.testing import FailingProvider, FakeProvider, VirtualClock

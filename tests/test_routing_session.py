@@ -274,6 +274,8 @@ def run_plan(routes: Routes, policy: Policy, *, rng: random.Random | None = None
             end=START + policy.max_delay + timedelta(hours=1),
             rng=rng or random.Random(0),
             history=None,
+            deadline=anyio.current_time() + 10,
+            ledger=ecoasync.SlotLedger(),
         )
 
     return anyio.run(go)

@@ -1,6 +1,10 @@
 """``choose_route``: the best route to run work on now. Every candidate zone's forecast is
 fetched at once through its route's provider; a zone that fails or hangs is skipped within
-the bound and said so; :func:`~ecoasync._routing.decide` chooses."""
+the bound and said so; :func:`~ecoasync._routing.decide` chooses.
+
+Layer: session. Imports values and the decisions (the planner's window mean, routing); the
+sync shim lazily, for ``choose_route_sync``.
+"""
 
 from __future__ import annotations
 
@@ -20,26 +24,19 @@ from ._exceptions import ForecastTimeout, ForecastUnavailable
 from ._forecast import Forecast
 from ._log import get_logger
 from ._planner import window_mean
-from ._routes import (
-    Route,
-    RouteError,
-    Routes,
-    RouteStrategy,
-    _labels,
-    _latency,
-    check_strategy,
-    filter_routes,
-)
+from ._provider import ForecastBy, ForecastNowait, ForecastProvider
+from ._route import Route, RouteError, RouteStrategy, parse_latency
+from ._routes import Routes, check_strategy, filter_routes, parse_labels
 from ._routing import (
     MIX_SIGNAL,
     Candidate,
     Grid,
     RouteChoice,
-    _candidate,
-    _valid_until,
     decide,
     grid,
+    make_candidate,
     static_intensity,
+    valid_until_of,
 )
 
 __all__ = ["DEFAULT_TIMEOUT_S", "choose_route", "choose_route_sync", "gather_forecasts"]
@@ -50,7 +47,7 @@ DEFAULT_TIMEOUT_S = 10.0
 """How long :func:`choose_route` waits for each zone's forecast before skipping it."""
 
 
-async def _grids(zones: Iterable[str | None]) -> dict[str | None, Grid]:
+async def load_grids(zones: Iterable[str | None]) -> dict[str | None, Grid]:
     """:func:`~ecoasync._routing.grid` for each zone, off the event loop until EcoLogits is
     imported."""
     wanted = list(dict.fromkeys(zones))
@@ -66,54 +63,58 @@ def _error_text(exc: BaseException, seconds: float) -> str:
     return f"provider failed: {text}"[:300]
 
 
-async def _fetch(provider: Any, start: datetime, end: datetime, seconds: float) -> Forecast:
-    by = getattr(provider, "forecast_by", None)
-    with anyio.fail_after(seconds):
-        if by is not None:
-            answer = await by(start, end, anyio.current_time() + seconds)
+async def _fetch(
+    provider: ForecastProvider, start: datetime, end: datetime, deadline: float
+) -> Forecast:
+    """The provider's forecast, or ``TimeoutError`` at ``deadline`` (``anyio.current_time()``);
+    a :class:`ForecastBy` provider carries the deadline on the request it shares."""
+    with anyio.CancelScope(deadline=deadline):
+        if isinstance(provider, ForecastBy):
+            answer = await provider.forecast_by(start, end, deadline)
         else:
             answer = await provider.forecast(start, end)
-    if not isinstance(answer, Forecast):
-        raise ForecastUnavailable(
-            f"{provider.name} returned {type(answer).__name__}, not a Forecast",
-            provider=str(provider.name),
-        )
-    return answer
+        if not isinstance(answer, Forecast):
+            raise ForecastUnavailable(
+                f"{provider.name} returned {type(answer).__name__}, not a Forecast",
+                provider=str(provider.name),
+            )
+        return answer
+    raise TimeoutError
 
 
 async def gather_forecasts(
-    routes: Sequence[Route], start: datetime, end: datetime, seconds: float
+    routes: Sequence[Route], start: datetime, end: datetime, *, deadline: float, bound_s: float
 ) -> dict[str, Forecast | str]:
     """Every route's forecast of ``[start, end)`` (or why there is none), fetched concurrently:
     one request per provider object (routes sharing a provider share it; its cache and
-    single-flight do the rest), each bounded by ``seconds``. Routes without a
-    provider are left out."""
+    single-flight do the rest), all bounded by ``deadline`` (``anyio.current_time()``;
+    ``bound_s`` is how many seconds that was, for the messages). Routes without a provider
+    are left out."""
     providers = {id(r.provider): r.provider for r in routes if r.provider is not None}
     answers: dict[int, Forecast | str] = {}
-    waiting = []
+    waiting: list[tuple[int, ForecastProvider]] = []
     for key, provider in providers.items():
-        nowait = getattr(provider, "forecast_nowait", None)
         cached = None
-        if nowait is not None:
+        if isinstance(provider, ForecastNowait):
             try:
-                cached = nowait(start, end)
+                cached = provider.forecast_nowait(start, end)
             except Exception as exc:
-                answers[key] = _error_text(exc, seconds)
+                answers[key] = _error_text(exc, bound_s)
                 continue
         if isinstance(cached, Forecast):
             answers[key] = cached
         else:
             waiting.append((key, provider))
 
-    async def one(key: int, provider: Any) -> None:
+    async def one(key: int, provider: ForecastProvider) -> None:
         try:
-            answers[key] = await _fetch(provider, start, end, seconds)
+            answers[key] = await _fetch(provider, start, end, deadline)
         except Exception as exc:  # skipped and said, never raised: the other zones decide
-            answers[key] = _error_text(exc, seconds)
+            answers[key] = _error_text(exc, bound_s)
             log.warning(
                 "ecoasync.route_forecast_failed",
-                provider=getattr(provider, "name", type(provider).__name__),
-                zone=getattr(provider, "zone", None),
+                provider=str(provider.name),
+                zone=getattr(provider, "zone", None),  # (a label, not a capability)
                 error=answers[key],
             )
 
@@ -164,9 +165,11 @@ async def choose_route(
     """
     rs = Routes.of(routes)
     chosen_strategy = check_strategy(strategy if strategy is not None else rs.strategy)
-    labels = _labels(residency, "residency") if residency is not None else rs.residency
-    ceiling = _latency(max_latency, "max_latency") if max_latency is not None else rs.max_latency
-    window = _latency(duration, "duration")
+    labels = parse_labels(residency, "residency") if residency is not None else rs.residency
+    ceiling = (
+        parse_latency(max_latency, "max_latency") if max_latency is not None else rs.max_latency
+    )
+    window = parse_latency(duration, "duration")
     if window is not None and window <= timedelta(0):
         raise RouteError(
             f"duration must be positive, got {duration!r}", field="duration", value=duration
@@ -182,7 +185,10 @@ async def choose_route(
     now = (clock or current_clock()).now()
     end = now + (window or timedelta(hours=1)) + timedelta(minutes=1)
     zones = [z for r in allowed for z in ((r.zone,) if r.zone else r.among)]
-    forecasts, grids = await _both(gather_forecasts(allowed, now, end, seconds), _grids(zones))
+    deadline = anyio.current_time() + seconds
+    forecasts, grids = await both(
+        gather_forecasts(allowed, now, end, deadline=deadline, bound_s=seconds), load_grids(zones)
+    )
     candidates = []
     for route in allowed:
         answer = forecasts.get(route.name)
@@ -198,13 +204,13 @@ async def choose_route(
                 figures["intensity"] = window_mean(answer, now, window or timedelta(minutes=30))
                 figures["source"] = "forecast"
             figures["signal"] = str(answer.signal)
-            figures["valid_until"] = _valid_until(answer, now)
+            figures["valid_until"] = valid_until_of(answer, now)
             if figures["intensity"] is None:
                 figures["skipped"] = "its forecast does not cover now"
         else:
             figures["intensity"], figures["source"] = static_intensity(route, grids)
             figures["signal"] = str(MIX_SIGNAL)
-        candidates.append(_candidate(route, grids, rs.latency_percentile, **figures))
+        candidates.append(make_candidate(route, grids, rs.latency_percentile, **figures))
     candidates += [
         Candidate(route=r.name, zone=r.zone, skipped=f"residency: {why}") for r, why in dropped
     ]
@@ -232,7 +238,7 @@ async def choose_route(
     )
 
 
-async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> tuple[Any, Any]:
+async def both(first: Awaitable[Any], second: Awaitable[Any]) -> tuple[Any, Any]:
     """Await two things concurrently."""
     results: list[Any] = [None, None]
 

@@ -2,7 +2,7 @@
 (:class:`Candidate`) and the choice itself (:class:`RouteChoice`). :mod:`ecoasync._routing`
 makes them; the ``Routed`` event and the records carry them.
 
-Layer: values. Imports values only (``_routes``).
+Layer: values. Imports values only (``_route``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from ._routes import Route, RouteStrategy
+from ._route import Route, RouteStrategy
 
 __all__ = ["Basis", "Candidate", "RouteChoice"]
 

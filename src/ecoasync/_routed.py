@@ -1,6 +1,16 @@
 """A session's routes: planning the pair (route, start), where the session is charged, and
 falling over to the next-best route at call time. Used by ``carbon_session`` when its policy
-has ``routes``."""
+has ``routes``.
+
+Every route's forecast (and, for the calibrated strategy, history) is fetched under one
+deadline, the session's for its whole entry. The chosen route's start is claimed in the
+session's ledger (``Policy.ledger``, by default :func:`~ecoasync.default_ledger`) under the
+route's zone, as a session without routes claims under its forecast's, and released with
+the session's own claim when it ends.
+
+Layer: session. Imports values, the decisions (the planner, :mod:`ecoasync._routing`) and
+:mod:`ecoasync._choose`'s concurrent fetch.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +22,23 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import anyio
 
-from ._choose import _both, _grids, gather_forecasts
+from ._choose import both, gather_forecasts, load_grids
 from ._forecast import Forecast, Slot
-from ._ledger import Choice
+from ._ledger import Claim, Ledger, SlotLedger
 from ._log import get_logger
-from ._planner import Plan, plan
-from ._routes import Route, Routes, filter_routes
+from ._planner import Assessment, Plan, assess
+from ._provider import ForecastProvider
+from ._route import Route
+from ._routes import Routes, filter_routes
 from ._routing import (
     MIX_SIGNAL,
     Candidate,
     RouteChoice,
-    _candidate,
-    _valid_until,
     decide,
     fails_over,
+    make_candidate,
     static_intensity,
+    valid_until_of,
 )
 from .events import Routed
 
@@ -34,7 +46,6 @@ if TYPE_CHECKING:
     import random
 
     from ._context import Accounting
-    from ._ledger import Claim, SlotLedger
     from ._policy import Policy
 
 __all__ = [
@@ -51,6 +62,9 @@ T = TypeVar("T")
 _LEASE_MARGIN: Final = timedelta(minutes=15)
 """How long a route's claim outlives the latest start plus the window (as a session's)."""
 
+History = Callable[[ForecastProvider], Awaitable[Forecast | None]]
+"""How a session fetches a provider's recent actuals (bounded by its entry's deadline)."""
+
 log = get_logger()
 
 
@@ -59,7 +73,7 @@ class RouteState:
     and each candidate's forecast (to charge calls at the current route's grid). It lives on the
     session's accounting (``acct.route``)."""
 
-    __slots__ = ("choice", "claim", "current", "failed", "forecasts", "routes", "statics")
+    __slots__ = ("choice", "current", "failed", "forecasts", "routes", "statics")
 
     def __init__(
         self,
@@ -74,7 +88,6 @@ class RouteState:
         self.failed: list[str] = []
         self.forecasts = forecasts
         self.statics = statics
-        self.claim: tuple[SlotLedger, Claim] | None = None
 
     def next_route(self) -> Route | None:
         """The next-best considered route that has not failed (the choice's ranking)."""
@@ -94,26 +107,16 @@ class RouteState:
             acct.forecast = self.forecasts[route.name]
             acct.fallback_intensity = None
 
-    async def enter(self, acct: Accounting, routed: RoutedPlan) -> Plan:
+    async def enter(self, acct: Accounting, routed: RoutedPlan) -> tuple[Plan, Claim | None]:
         """Make the choice the session's: where it is charged, its baseline (at once, at home),
-        its place in the zone's slot ledger and in the routes' share count; emit ``Routed``."""
+        its slot claimed in ``routed.ledger`` under the route's zone (if it waits), its place
+        in the routes' share count; emit ``Routed``. Returns the plan and the claim, which the
+        session releases when it ends (as its own). A ledger that fails costs the spreading,
+        never the session."""
         acct.route = self
         route = self.current
         self._charge_at(acct, route)
         acct.baseline_intensity, acct.baseline_source = routed.baseline  # type: ignore[assignment]
-        p = routed.plan
-        if p.waits and route.zone is not None and route.name not in self.statics:
-            # count the start plan() chose with this ledger, where plan() read the load
-            ledger = self.routes.ledger(route.zone)
-            expected = p.planned_intensity if p.planned_intensity is not None else 0.0
-            claim = ledger.claim_nowait(
-                acct.session_id,
-                p.zone or p.provider or "unknown",
-                [Choice(p.slot_start, expected, expected)],
-                lease=p.deadline - p.created_at + p.window + _LEASE_MARGIN,
-                now=p.created_at,
-            )
-            self.claim = (ledger, claim)
         self.routes.hold(route.name)
         if acct.bus.listens(Routed):
             await acct.bus.emit(
@@ -125,14 +128,16 @@ class RouteState:
                     choice=self.choice,
                 )
             )
-        return p
+        # claimed last: nothing is awaited between the claim and the session holding it
+        p, claim, assessment = routed.plan, None, routed.assessment
+        if assessment is not None and route.zone is not None:
+            claim = await _claim(acct, routed.ledger, route.zone, assessment)
+            if claim is not None and claim.start != p.slot_start:  # another job took that slot
+                p = assessment.plan(claim.start, rng=routed.rng)
+        return p, claim
 
     def leave(self) -> None:
-        """The session is over: give back its slot and its share (idempotent)."""
-        if self.claim is not None:
-            ledger, claim = self.claim
-            ledger.release_nowait(claim)
-            self.claim = None
+        """The session is over: give back its share (its claim is the session's to release)."""
         self.routes.release(self.current.name)
 
     def switch(self, acct: Accounting, exc: BaseException) -> tuple[Route, Routed] | None:
@@ -166,6 +171,29 @@ class RouteState:
             error=f"{type(exc).__name__}: {exc}"[:200],
         )
         return nxt, event
+
+
+async def _claim(
+    acct: Accounting, ledger: Ledger, zone: str, assessment: Assessment
+) -> Claim | None:
+    """Claim one of a waiting job's choices in ``ledger`` under ``zone`` (the in-process
+    :class:`SlotLedger` without awaiting), leased for the latest it can start plus its window
+    and a margin; None (logged) if the ledger fails."""
+    now, choices = assessment.created_at, assessment.choices
+    lease = assessment.deadline - now + assessment.window + _LEASE_MARGIN
+    try:
+        if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
+            return ledger.claim_nowait(acct.session_id, zone, choices, lease=lease, now=now)
+        return await ledger.claim(acct.session_id, zone, choices, lease=lease, now=now)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.ledger_failed",
+            ledger=str(ledger.name),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            action="plan-without-spreading",
+            session=acct.name,
+        )
+        return None
 
 
 def _routes_of(acct: Accounting | None) -> RouteState:
@@ -216,9 +244,16 @@ def run_routed_sync(acct: Accounting, call: Callable[[Route], T]) -> T:
 
 
 class RoutedPlan(NamedTuple):
+    """The pair chosen: the plan (its start as the ledger would grant it now), the routes'
+    state, the baseline, and for a waiting plan the assessment its start is claimed from in
+    ``ledger`` (with ``rng`` for its jitter)."""
+
     plan: Plan
     state: RouteState
     baseline: tuple[float | None, str]
+    assessment: Assessment | None
+    ledger: Ledger
+    rng: random.Random
 
 
 def _constant(route: Route, value: float, start: datetime, end: datetime) -> Forecast:
@@ -244,31 +279,43 @@ async def plan_routes(
     *,
     end: datetime,
     rng: random.Random,
-    history: Callable[[Any], Awaitable[Forecast | None]] | None,
+    history: History | None,
+    deadline: float,
+    ledger: Ledger,
 ) -> RoutedPlan:
-    """Plan the pair (route, start) for a session: every allowed route's forecast at once,
-    :func:`~ecoasync.plan` on each (same calibration, threshold and per-zone ledger as a session
-    without routes), then :func:`decide` on the planned intensities.
+    """Plan the pair (route, start) for a session: every allowed route's forecast (and
+    ``history``, for the calibrated strategy) at once, all by ``deadline``
+    (``anyio.current_time()``: the session's for its whole entry); :func:`~ecoasync.assess` on
+    each (same calibration and threshold as a session without routes), then :func:`decide` on
+    the planned intensities.
+
+    A waiting plan's start is the one ``ledger`` would grant under the route's zone: the
+    in-process :class:`SlotLedger` is asked (:meth:`~SlotLedger.choose`), so routes loaded
+    with waiting jobs look dirtier; a ledger out of process is asked only by the claim
+    (:meth:`RouteState.enter`), so the choice scores each route's best start.
 
     Raises :class:`ForecastUnavailable` when no route could be planned.
     """
     allowed, dropped = filter_routes(routes.routes, routes.residency)
-    seconds = policy.forecast_timeout.total_seconds()
+    bound_s = policy.forecast_timeout.total_seconds()
     zones = [z for r in allowed for z in ((r.zone,) if r.zone else r.among)]
-    forecasts, grids = await _both(
-        gather_forecasts(allowed, submitted, end, seconds), _grids(zones)
+    forecasts, grids = await both(
+        gather_forecasts(allowed, submitted, end, deadline=deadline, bound_s=bound_s),
+        load_grids(zones),
     )
     histories: dict[str, Forecast | None] = {}
     if history is not None:  # the calibrated strategy: each zone's recent actuals, at once
         fetch = history
 
-        async def one(route: Route) -> None:
-            histories[route.name] = await fetch(route.provider)
+        async def one(name: str, provider: ForecastProvider) -> None:
+            histories[name] = await fetch(provider)
 
         async with anyio.create_task_group() as tg:
             for route in allowed:
-                if isinstance(forecasts.get(route.name), Forecast):
-                    tg.start_soon(one, route)
+                if route.provider is not None and isinstance(forecasts.get(route.name), Forecast):
+                    tg.start_soon(one, route.name, route.provider)
+    in_process = ledger if type(ledger) is SlotLedger else None
+    assessments: dict[str, Assessment] = {}
     plans: dict[str, Plan] = {}
     kept: dict[str, Forecast] = {}
     statics: dict[str, float] = {}
@@ -282,30 +329,26 @@ async def plan_routes(
             if isinstance(answer, Forecast):
                 forecast = answer
                 figures["source"] = "forecast"
-                ledger = routes.ledger(route.zone) if route.zone else None
             else:
                 value, figures["source"] = static_intensity(route, grids)
                 statics[route.name] = value
                 forecast = _constant(route, value, submitted, end)
-                ledger = None
-            p = plan(
-                forecast,
-                submitted,
-                policy,
-                rng=rng,
-                history=histories.get(route.name),
-                ledger=ledger,
-            )
-            plans[route.name] = p
+            a = assess(forecast, submitted, policy, history=histories.get(route.name))
+            start = None
+            if a.decision == "wait" and route.zone is not None:
+                assessments[route.name] = a
+                if in_process is not None:
+                    start = in_process.choose(route.zone, a.choices, now=submitted).start
+            p = plans[route.name] = a.plan(start, rng=rng)
             kept[route.name] = forecast
             figures.update(
                 intensity=p.planned_intensity,
                 start=p.start,
                 decision=p.decision,
                 signal=str(forecast.signal),
-                valid_until=_valid_until(forecast, p.slot_start),
+                valid_until=valid_until_of(forecast, p.slot_start),
             )
-        candidates.append(_candidate(route, grids, routes.latency_percentile, **figures))
+        candidates.append(make_candidate(route, grids, routes.latency_percentile, **figures))
     candidates += [
         Candidate(route=r.name, zone=r.zone, skipped=f"residency: {why}") for r, why in dropped
     ]
@@ -340,7 +383,7 @@ async def plan_routes(
         reason=reason,
     )
     state = RouteState(routes, choice, kept, statics)
-    return RoutedPlan(chosen, state, baseline)
+    return RoutedPlan(chosen, state, baseline, assessments.get(winner.route), ledger, rng)
 
 
 async def failed_routes(
@@ -349,7 +392,7 @@ async def failed_routes(
     """No route could be planned (every provider failed): the session runs at home, at once,
     charged at home's annual average (source ``mix``); the choice says why."""
     home = routes.home_route
-    grids = await _grids((home.zone,) if home.zone else home.among)
+    grids = await load_grids((home.zone,) if home.zone else home.among)
     value, source = static_intensity(home, grids)
     acct.fallback_intensity = (value, "mix")
     candidate = Candidate(

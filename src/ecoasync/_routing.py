@@ -7,6 +7,9 @@ cap, and picks the lowest score (ties go to home, then to the order given). The 
 (``Policy(routes=...)``, :mod:`ecoasync._routed`), :func:`~ecoasync.choose_route`
 (:mod:`ecoasync._choose`) and the simulator (:mod:`ecoasync._simulate_routes`) all call it.
 The failover rule, :func:`fails_over`, is here too.
+
+Layer: decisions (pure). Imports values; EcoLogits' electricity mixes through the
+instrumentation's energy model, lazily (the one exception tests/test_layers.py allows).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Any, NamedTuple
 from ._checks import is_whole
 from ._exceptions import ForecastUnavailable
 from ._forecast import Forecast, Signal
+from ._route import DEFAULT_WUE, Route, RouteError, RouteStrategy
 from ._route_choice import Basis, Candidate, RouteChoice
-from ._routes import DEFAULT_WUE, Route, RouteError, RouteStrategy
 
 __all__ = [
     "MIX_SIGNAL",
@@ -56,7 +59,7 @@ class Grid(NamedTuple):
 @functools.lru_cache(maxsize=256)
 def grid(zone: str | None) -> Grid:
     """EcoLogits' annual figures for a grid zone (its country's, else the world's). Blocking
-    the first time (EcoLogits is imported): async code calls it through :func:`ecoasync._choose._grids`."""
+    the first time (EcoLogits is imported): async code calls it through :func:`ecoasync._choose.load_grids`."""
     from ._instrument import _impacts
 
     _, _, mixes, _ = _impacts._ecologits()
@@ -220,12 +223,12 @@ def _reason(
     return f"{winner.route!r} at {what}{when} ({strategy}{against}){dropped}"
 
 
-def _valid_until(forecast: Forecast, at: datetime) -> datetime | None:
+def valid_until_of(forecast: Forecast, at: datetime) -> datetime | None:
     slot = forecast.at(at)
     return slot.end if slot is not None else None
 
 
-def _candidate(
+def make_candidate(
     route: Route,
     grids: Mapping[str | None, Grid],
     percentile: float,

@@ -549,6 +549,8 @@ class _SessionManager:
         assert policy.routes is not None
         window = policy.expected_duration or timedelta(hours=1)
         calibrating = policy.strategy == "calibrated" and policy.max_delay > timedelta(0)
+        # one deadline for the whole entry: every route's forecast and history share it
+        deadline = self._deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
         self._routed = routed = await plan_routes(
             policy.routes,
             submitted,
@@ -558,9 +560,11 @@ class _SessionManager:
             + window
             + (MAX_SHIFT if calibrating else timedelta(0)),
             rng=_RNG,
-            history=(lambda provider: _history(provider, submitted, policy))
+            history=(lambda provider: _history(provider, submitted, policy, deadline))
             if calibrating
             else None,
+            deadline=deadline,
+            ledger=self._ledger,
         )
         state = routed.state
         return state.forecasts[state.current.name]
@@ -568,7 +572,8 @@ class _SessionManager:
     async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
         acct = self._acct
         if self._routed is not None:  # the route and its start were chosen together
-            return await self._routed.state.enter(acct, self._routed)
+            plan_, self._claim = await self._routed.state.enter(acct, self._routed)
+            return plan_
         if self._planned is not None:
             return self._given(forecast)
         history = None

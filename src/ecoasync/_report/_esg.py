@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ._load import Loaded, Row
+from ._load import Loaded
+from ._rows import Row
 from ._summary import data_quality, select
 
 __all__ = ["ESG_COLUMNS", "esg_csv", "esg_records", "parse_period", "periods_in"]

@@ -1,4 +1,11 @@
-"""Figures for ``ecoasync plot`` (matplotlib, Agg backend; the ``plot`` extra)."""
+"""Figures for ``ecoasync plot`` (matplotlib, Agg backend; the ``plot`` extra).
+
+Text that comes from the user or the telemetry (model names, the signal, the title) goes
+through :func:`literal`: matplotlib reads text between two ``$`` as mathtext, so a model
+named ``cost $5 run_$x$`` would be typeset (or fail to draw) instead of shown as written.
+
+Layer: edges. Imports values (checks, exceptions) and the report's rows; matplotlib lazily.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,22 @@ from typing import Any
 
 from .._checks import is_number
 from .._exceptions import PlotInputError
-from ._load import Row, parse_time
+from ._rows import Row, parse_time
 
 __all__ = [
     "PlotInputError",
     "daily_from_rows",
     "daily_from_simulation",
+    "literal",
     "read_simulation",
     "render",
 ]
+
+
+def literal(text: object) -> str:
+    """``text`` as matplotlib shows it as written: every ``$`` escaped, so none of it is read
+    as mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def read_simulation(path: str) -> dict[str, Any] | None:
@@ -165,8 +179,8 @@ def _timeline(ax: Any, top: Sequence[Row], day: str, trace: Sequence[Any] | None
                     arrowprops={"arrowstyle": "->", "color": "tab:green", "alpha": 0.5, "lw": 0.8},
                 )
     signal = next((r.signal for r in rows if r.signal), None)
-    ax.set_title(f"Grid intensity on {day} (UTC): when work was submitted and when it ran")
-    ax.set_ylabel(f"gCO2eq/kWh ({signal})" if signal else "gCO2eq/kWh")
+    ax.set_title(f"Grid intensity on {literal(day)} (UTC): when work was submitted and when it ran")
+    ax.set_ylabel(f"gCO2eq/kWh ({literal(signal)})" if signal else "gCO2eq/kWh")
     ax.set_xlim(start, end + timedelta(hours=6))
     import matplotlib.dates as mdates
 
@@ -188,7 +202,7 @@ def _daily(ax: Any, daily: Sequence[tuple[str, float]], source: str) -> None:
     ax.axvline(median, color="black", lw=1.2, label=f"median {median:.1f} %")
     ax.axvline(mean, color="black", lw=1.2, ls="--", label=f"mean {mean:.1f} %")
     ax.axvline(0, color="tab:red", lw=0.8)
-    ax.set_title(f"Daily reduction vs running at once ({len(values)} days, {source})")
+    ax.set_title(f"Daily reduction vs running at once ({len(values)} days, {literal(source)})")
     ax.set_xlabel("reduction of gCO2eq (%)")
     ax.set_ylabel("days")
     from matplotlib.ticker import MaxNLocator
@@ -200,7 +214,7 @@ def _daily(ax: Any, daily: Sequence[tuple[str, float]], source: str) -> None:
 
 def _models(ax: Any, models: Sequence[Mapping[str, Any]]) -> None:
     shown = list(models)[:12][::-1]
-    names = [str(m["model"]) for m in shown]
+    names = [literal(m["model"]) for m in shown]
     values = [float(m["emitted_g"]) for m in shown]
     ax.barh(names, values, color="tab:blue", alpha=0.8)
     for y, v in enumerate(values):
@@ -261,7 +275,7 @@ def render(
         else:
             _models(ax, models)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(literal(title))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return panels

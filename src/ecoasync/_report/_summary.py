@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from ._load import Loaded, Part, Row
+from ._load import Loaded
+from ._rows import Part, Row
 
 __all__ = [
     "BREAKDOWNS",
