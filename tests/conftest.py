@@ -11,6 +11,8 @@ import structlog
 
 import ecoasync
 from ecoasync.testing import VirtualClock
+from tests.servers import postgres_server as postgres_server
+from tests.servers import redis_server as redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # pure decisions over values: the planner, the calibration, routing, the simulators
     "decisions": (
         "ecoasync._calibrate",
+        "ecoasync._job",  # a queued job's plan, and what a worker does on its arrival
         "ecoasync._planner",
         "ecoasync._routing",
         "ecoasync._shift",
@@ -64,6 +65,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "ecoasync.__main__",
         "ecoasync._cli",
         "ecoasync._report",
+        "ecoasync.fleet",  # ledgers and a forecast cache that many processes share
+        "ecoasync.queues",  # green waits held by Celery and procrastinate
         "ecoasync.sinks",
         "ecoasync.testing",
     ),

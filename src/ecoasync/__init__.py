@@ -37,6 +37,7 @@ from ._instrument import record_call_sync as record_call_sync
 from ._instrument import register_model as register_model
 from ._instrument import uninstrument as uninstrument
 from ._instrument import unregister_model as unregister_model
+from ._job import PlannedJob as PlannedJob
 from ._ledger import Choice as Choice
 from ._ledger import Claim as Claim
 from ._ledger import Ledger as Ledger
@@ -84,6 +85,7 @@ __all__ = [
     "Ledger",
     "ModelUsage",
     "Plan",
+    "PlannedJob",
     "Policy",
     "PolicyError",
     "Route",

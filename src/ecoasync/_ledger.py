@@ -77,7 +77,8 @@ class Ledger(Protocol):
     - It is idempotent per ``(zone, job_id)``: a job that already holds a live claim gets that
       same claim back (its lease extended to at least ``now + lease``), so a redelivered job
       never books twice.
-    - ``release`` is idempotent. Expired claims never count.
+    - ``release`` is idempotent, and gives back that claim only: a stale claim of a job that
+      has claimed again since (a re-plan) releases nothing. Expired claims never count.
     - ``now`` is the caller's clock (a virtual clock in tests), never the store's.
     """
 
@@ -228,10 +229,11 @@ class SlotLedger:
             return claim
 
     def release_nowait(self, claim: Claim) -> None:
-        """:meth:`release` without awaiting: the job's place in its zone is given back."""
+        """:meth:`release` without awaiting: the job's place in its zone is given back (if
+        ``claim`` is still the one it holds)."""
         with self._lock:
             held = self._claims.get((claim.zone, claim.job_id))
-            if held is not None:
+            if held is not None and (held.slot, held.start) == (claim.slot, claim.start):
                 self._drop(held)
 
     def loads_nowait(

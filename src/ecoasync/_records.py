@@ -115,6 +115,8 @@ class SessionRecord:
     A routed session (``Policy(routes=...)``) names the ``route`` its calls ran on (the last
     one, after any failover from ``failed_routes``); its baseline is running at once at home.
     ``water_l`` is the calls' usage-phase water (EcoLogits, at the route's grid).
+    A job that a queue held has ``job_id``, ``queue``, ``queue_wait_s`` (submission to start),
+    ``late_s`` (start minus planned start), ``hops`` and ``replanned``.
     """
 
     schema: int = SCHEMA_VERSION
@@ -158,6 +160,15 @@ class SessionRecord:
     route: str | None = None
     failed_routes: tuple[str, ...] = ()
     water_l: float = 0.0
+    # a job that a queue held (Celery, procrastinate): its id, the queue, how long it was
+    # held (from the first submission to the start), how late the queue delivered it against
+    # its plan, how often it was deferred again on the way, and whether a worker re-planned it
+    job_id: str | None = None
+    queue: str | None = None
+    queue_wait_s: float | None = None
+    late_s: float | None = None
+    hops: int = 0
+    replanned: bool = False
 
     @property
     def saved_g(self) -> float:

@@ -27,6 +27,7 @@ from ._clock import Clock, current_clock
 from ._context import Accounting, budget_spent, current, reset_current, set_current, tagged
 from ._exceptions import CarbonBudgetExceeded, ForecastUnavailable, PolicyError
 from ._forecast import Forecast
+from ._job import PlannedJob
 from ._ledger import Claim, Ledger, SlotLedger, default_ledger
 from ._log import get_logger
 from ._planner import Assessment, Plan, assess, run_now_plan
@@ -258,6 +259,7 @@ class _SessionManager:
         "_clock",
         "_deadline",
         "_parent",
+        "_planned",
         "_provider",
         "_routed",
         "_session",
@@ -318,6 +320,7 @@ class _SessionManager:
         self._routed: RoutedPlan | None = None
         if parent_acct is not None and policy.routes is None:
             self._acct.route = parent_acct.route  # calls run where the parent's do
+        self._planned: PlannedJob | None = None  # a queued job's plan (see carbon_session)
 
     @property
     def _ledger(self) -> Ledger:
@@ -385,7 +388,8 @@ class _SessionManager:
         submitted = self._begin()
         try:
             plan_ = self._plan_nowait(submitted, spawn_fetch)
-            if not isinstance(plan_, Plan):  # it awaits its forecast, or it waits for a slot
+            if not isinstance(plan_, Plan) or plan_.start > submitted:
+                # it awaits its forecast, waits for a slot, or is a queued job a little early
                 self._submitted = None  # not entered (nothing claimed): __aenter__ begins again
                 return None
             acct.plan = plan_
@@ -430,9 +434,10 @@ class _SessionManager:
 
     def _started_event(self, submitted: datetime, started: datetime) -> Started:
         intensity, source = self._acct.intensity_at(started)
+        job = self._planned  # (a queued job's wait counts from its first submission)
         return Started(
             **self._acct.event_fields(started),
-            delay=started - submitted,
+            delay=started - (job.submitted_at if job is not None else submitted),
             intensity=intensity,
             intensity_source=source,
         )
@@ -483,6 +488,8 @@ class _SessionManager:
                     zone=zone if isinstance(zone, str) else None,
                 )
             forecast = found
+        if self._planned is not None:
+            return self._given(forecast)
         history = None
         if _reads_history(policy) and forecast and isinstance(provider, HistoryProvider):
             try:
@@ -572,6 +579,8 @@ class _SessionManager:
         if self._routed is not None:  # the route and its start were chosen together
             plan_, self._claim = await self._routed.state.enter(acct, self._routed)
             return plan_
+        if self._planned is not None:
+            return self._given(forecast)
         history = None
         if forecast and _reads_history(acct.policy):  # the calibrated strategy
             provider = self._provider or _default_provider()
@@ -595,39 +604,30 @@ class _SessionManager:
             return assessment.plan(rng=_RNG)
         return assessment
 
+    def _given(self, forecast: Forecast) -> Plan:
+        """A queued job's plan, as made when it was enqueued (the queue held the wait; its
+        claim, taken then, is released when the session ends)."""
+        job = self._planned
+        assert job is not None
+        acct = self._acct
+        acct.forecast = forecast
+        acct.baseline_intensity, acct.baseline_source = job.baseline_intensity, job.baseline_source
+        return job.as_plan(window=acct.policy.expected_duration or timedelta(minutes=30))
+
     async def _claimed(self, submitted: datetime, assessment: Assessment) -> Plan:
         """The plan at the start the ledger grants: it spreads the jobs planned together over
         the starts each would accept. A ledger that fails costs the spreading, never the
         session."""
         acct = self._acct
-        policy = acct.policy
-        ledger = self._ledger
-        lease = policy.max_delay + assessment.window + _LEASE_MARGIN
-        try:
-            if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
-                claim = ledger.claim_nowait(
-                    acct.session_id,
-                    assessment.ledger_zone,
-                    assessment.choices,
-                    lease=lease,
-                    now=submitted,
-                )
-            else:
-                claim = await ledger.claim(
-                    acct.session_id,
-                    assessment.ledger_zone,
-                    assessment.choices,
-                    lease=lease,
-                    now=submitted,
-                )
-        except Exception as exc:
-            log.warning(
-                "ecoasync.ledger_failed",
-                ledger=_provider_name(ledger),
-                error=f"{type(exc).__name__}: {exc}"[:300],
-                action="plan-without-spreading",
-                session=acct.name,
-            )
+        claim = await claim_slot(
+            self._ledger,
+            acct.session_id,
+            assessment,
+            max_delay=acct.policy.max_delay,
+            now=submitted,
+            who={"session": acct.name},
+        )
+        if claim is None:
             return assessment.plan(rng=_RNG)
         self._claim = claim
         return assessment.plan(claim.start, rng=_RNG)
@@ -681,6 +681,8 @@ class _SessionManager:
             raise ForecastUnavailable(
                 f"forecast from {name} failed: {error}", provider=name, zone=zone, cause=error
             ) from exc
+        if self._planned is not None:  # the plan stands; only the accounting lacks a forecast
+            return self._planned.as_plan(window=policy.expected_duration or timedelta(minutes=30))
         return run_now_plan(
             submitted, policy, decision="forecast-unavailable", forecast_error=error, provider=name
         )
@@ -733,18 +735,8 @@ class _SessionManager:
         acct = self._acct
         claim, self._claim = self._claim, None
         if claim is not None:  # the job no longer holds its slot; if that fails, its lease ends
-            ledger = self._ledger
             with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True):
-                try:
-                    await ledger.release(claim)
-                except Exception as exc_:
-                    log.warning(
-                        "ecoasync.ledger_failed",
-                        ledger=_provider_name(ledger),
-                        error=f"{type(exc_).__name__}: {exc_}"[:300],
-                        action="lease-expires",
-                        session=acct.name,
-                    )
+                await release_slot(self._ledger, claim, who={"session": acct.name})
         with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
             await acct.bus.flush()
         if scope.cancelled_caught:
@@ -773,6 +765,11 @@ class _SessionManager:
             acct.intensity_at(started) if started is not None else (None, "none")
         )
         signal = plan_.signal if plan_ else (acct.forecast.signal if acct.forecast else None)
+        job = self._planned
+        if job is not None:  # the budget and the wait count from the first submission
+            submitted = job.submitted_at
+            if signal is None and acct.forecast is not None:
+                signal = acct.forecast.signal  # (its plan travels without one)
         return SessionRecord(
             session_id=acct.session_id,
             name=acct.name,
@@ -817,6 +814,56 @@ class _SessionManager:
             route=acct.route.current.name if acct.route is not None else None,
             failed_routes=tuple(acct.route.failed) if acct.route is not None else (),
             water_l=acct.water_l,
+            job_id=job.job_id if job else None,
+            queue=job.queue if job else None,
+            queue_wait_s=((started or ended) - job.submitted_at).total_seconds() if job else None,
+            late_s=(started - job.start).total_seconds() if job and started else None,
+            hops=job.hops if job else 0,
+            replanned=job.replanned if job else False,
+        )
+
+
+async def claim_slot(
+    ledger: Ledger,
+    job_id: str,
+    assessment: Assessment,
+    *,
+    max_delay: timedelta,
+    now: datetime,
+    who: dict[str, str],
+) -> Claim | None:
+    """Claim one of a waiting job's choices in ``ledger`` (the in-process :class:`SlotLedger`
+    without awaiting), leased for the latest it can start plus its window and a margin. None
+    if the ledger fails: that is logged (``ecoasync.ledger_failed``, with ``who``) and costs
+    the spreading, never the job. Sessions and the queue adapters claim through this."""
+    lease = max_delay + assessment.window + _LEASE_MARGIN
+    zone, choices = assessment.ledger_zone, assessment.choices
+    try:
+        if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
+            return ledger.claim_nowait(job_id, zone, choices, lease=lease, now=now)
+        return await ledger.claim(job_id, zone, choices, lease=lease, now=now)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.ledger_failed",
+            ledger=_provider_name(ledger),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            action="plan-without-spreading",
+            **who,
+        )
+        return None
+
+
+async def release_slot(ledger: Ledger, claim: Claim, *, who: dict[str, str]) -> None:
+    """Give ``claim`` back to ``ledger``; a failure is logged, and its lease ends it."""
+    try:
+        await ledger.release(claim)
+    except Exception as exc:
+        log.warning(
+            "ecoasync.ledger_failed",
+            ledger=_provider_name(ledger),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            action="lease-expires",
+            **who,
         )
 
 
@@ -918,6 +965,7 @@ def carbon_session(
     name: str | None = None,
     tags: Iterable[str] | None = None,
     clock: Clock | None = None,
+    planned: PlannedJob | None = None,
 ) -> _SessionManager:
     """Run the body of ``async with`` in the greenest slot the policy allows, and account for it.
 
@@ -935,9 +983,25 @@ def carbon_session(
         name: a name for events and reports (default ``"session"``).
         tags: labels for events and reports (e.g. ``["team:search"]``).
         clock: time source; ``None`` uses the context's clock (see ``ecoasync.testing``).
+        planned: a queued job's plan (:class:`~ecoasync.PlannedJob`, set by the Celery and
+            procrastinate adapters): the queue held the wait, so the session does not plan
+            again and waits only for what is left before ``planned.start`` (nothing, once
+            the start has come). The job's claim is released in the policy's ledger when the
+            session ends; its record keeps the job's id, submission, plan and queue wait.
 
     Entering blocks for the forecast (not with no delay budget: then it is fetched while the
     body runs) and the wait; exiting blocks at most ``COMPLETION_TIMEOUT_S`` to deliver
     ``Completed``.
     """
-    return _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)
+    manager = _SessionManager(policy, bus=bus, name=name, tags=tags, clock=clock)
+    if planned is not None:
+        if not isinstance(planned, PlannedJob):
+            raise TypeError(f"planned must be an ecoasync.PlannedJob or None, got {planned!r}")
+        if manager._acct.policy.routes is not None:
+            raise ValueError(
+                "planned= runs a queued job on the plan it was enqueued with; a policy with "
+                "routes= plans where as well as when: pass a policy without routes"
+            )
+        manager._planned = planned
+        manager._claim = planned.claim  # released as a session's own claim is
+    return manager

@@ -129,6 +129,11 @@ def _summary_table(s: dict[str, Any]) -> Table:
     if s.get("water_l"):
         t.add("Water (usage)", fmt_l(s["water_l"]))
     t.add("Average delay", f"{fmt_h(s['mean_delay_s'])} (max {fmt_h(s['max_delay_s'])})")
+    if s.get("queued_jobs"):
+        t.add(
+            "Held by a job queue",
+            f"{s['queued_jobs']} (started {s['mean_late_s']:.1f} s after plan on average)",
+        )
     t.add("Downgrades", f"{s['downgrades']:,}")
     t.add("Budget trips", f"{s['budget_trips']:,}")
     t.add("Signal", ", ".join(s["signals"]) or "-")

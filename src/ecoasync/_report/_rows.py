@@ -65,6 +65,10 @@ class Row:
     origin: str = "ecoasync"
     route: str | None = None
     water_l: float = 0.0
+    queue: str | None = None
+    """The job queue that held the wait (``celery``, ``procrastinate``), or None in-process."""
+    late_s: float | None = None
+    """How late the queue started the job against its plan (seconds)."""
 
     @property
     def when(self) -> datetime:
@@ -165,6 +169,8 @@ def row_from_record(record: Mapping[str, Any]) -> Row:
         by_tag=_parts(record.get("by_tag")),
         route=_str(record.get("route")),
         water_l=_num(record.get("water_l")),
+        queue=_str(record.get("queue")),
+        late_s=_opt(record.get("late_s")),
     )
 
 

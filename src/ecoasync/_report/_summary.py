@@ -97,6 +97,8 @@ def totals(top: Sequence[Row], every: Sequence[Row] | None = None) -> dict[str, 
         "downgrades": sum(r.downgrades for r in every),
         "budget_trips": sum(1 for r in every if r.budget_tripped),
         "statuses": dict(sorted(Counter(r.status for r in top).items())),
+        "queued_jobs": len(late := [r.late_s or 0.0 for r in top if r.queue]),
+        "mean_late_s": (sum(late) / len(late)) if late else 0.0,
     }
 
 
@@ -112,6 +114,7 @@ _SESSION_KEYS: Final[dict[str, Callable[[Row], str]]] = {
     "signal": lambda r: r.signal or "(unknown)",
     "status": lambda r: r.status,
     "route": lambda r: r.route or "(none)",
+    "queue": lambda r: r.queue or "(in-process)",
 }
 BREAKDOWNS: Final[tuple[str, ...]] = ("model", "tag", *_SESSION_KEYS)
 
