@@ -4,6 +4,8 @@ arrival. Values and pure decisions; no I/O.
 A job queue (Celery, procrastinate) holds the wait: ecoasync plans when the job is enqueued,
 the queue delivers it at the planned start, and the worker runs it in a ``carbon_session``
 that is handed the ``PlannedJob`` and does not wait again.
+
+Layer: decisions (pure). Imports values only (``_forecast``, ``_ledger``, ``_plan``, ``_records``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Postgres.
 
 A store that is down or slow never holds a session past its bound: the process's own ledger
 or provider answers, and a :class:`StoreGuard` says so once and counts it.
+
+Layer: edges (shared stores for a fleet); imports its own modules.
 """
 
 from ._cache import SharedCacheProvider as SharedCacheProvider

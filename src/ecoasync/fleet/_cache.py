@@ -13,6 +13,9 @@ it); past that, processes share the answer through Redis:
 
 Inside a process, one task per key does this; the others wait for it. When Redis is down or
 slow (see :class:`StoreGuard`) the wrapped provider answers directly, with its own cache.
+
+Layer: edges (a provider over a shared store); imports values (``_exceptions``, ``_forecast``,
+``_provider``) and the fleet's own modules.
 """
 
 from __future__ import annotations

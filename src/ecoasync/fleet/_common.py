@@ -1,5 +1,8 @@
 """What the shared ledgers have in common: options, time in whole microseconds, buckets, the
-fallback to the process's own ledger."""
+fallback to the process's own ledger.
+
+Layer: edges; imports values (``_ledger``) and the store guard.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ counts the candidate buckets, chooses by ``score * (1 + tolerance * load)`` in `
 
 Create the table and the function once with ``await ledger.setup()``, or put
 :meth:`PostgresLedger.migration_sql` in your migrations.
+
+Layer: edges (a ``Ledger`` in Postgres); imports values (``_ledger``) and the fleet's own modules.
 """
 
 from __future__ import annotations

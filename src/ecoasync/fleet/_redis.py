@@ -13,6 +13,8 @@ Keys, all under one hash tag per zone so the scripts also run on Redis Cluster::
 
 Expiry is judged by the caller's clock (``now``), never Redis's. Every key also carries a
 Redis TTL (the longest lease written to it, plus an hour), so nothing outlives its leases.
+
+Layer: edges (a ``Ledger`` in Redis); imports values (``_ledger``) and the fleet's own modules.
 """
 
 from __future__ import annotations

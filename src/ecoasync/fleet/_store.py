@@ -11,6 +11,8 @@ waiting by the process itself (a herd of sessions planning at once keeps its eve
 busy): it is made again, at most :data:`RETRIES_WHILE_ANSWERING` times (store calls are
 idempotent). So a session waits at most ``timeout`` for a store that has stopped answering,
 and at most four times that for one that answers its neighbours.
+
+Layer: edges; imports values only (``_log``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ decides the time, and the worker runs the job in a ``carbon_session`` that knows
   it, then ``carbon_session(policy, planned=job)`` around the work.
 
 Each adapter imports its queue library; this package imports neither.
+
+Layer: edges (queue adapters); imports its own modules.
 """
 
 from ._core import on_arrival as on_arrival

@@ -1,5 +1,9 @@
 """What the queue adapters share: plan a job (and claim its slot) when it is enqueued, and
-decide what to do when it arrives at a worker. The queue holds the wait in between."""
+decide what to do when it arrives at a worker. The queue holds the wait in between.
+
+Layer: edges (queue adapters); imports any layer below, up to the session, as a user's
+program would.
+"""
 
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ worker. A job whose start is further away *hops*: it arrives early, is planned a
 fresh forecast inside what is left of its budget, and is sent again under the same
 ``task_id``. Claims are idempotent per job id, so a redelivered job never books twice.
 ``acks_late`` is on, so a worker killed mid-job loses nothing: the broker delivers it again.
+
+Layer: edges (queue adapters); imports values, the session (through ``_core``) and Celery.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ so the same job cannot be queued twice. The worker runs the body in a ``carbon_s
 that knows its plan, and gives the claim back when it ends. A row scheduled hours ahead costs procrastinate nothing, so there are
 no hops; a job that arrives to a slot gone dirty is planned again (see
 :func:`ecoasync.queues.on_arrival`) and deferred again under the same lock.
+
+Layer: edges (queue adapters); imports values, the session and procrastinate.
 """
 
 from __future__ import annotations
