@@ -16,8 +16,8 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
+from ._backend import run_sync
 from ._checks import is_number
 from ._clock import Clock, current_clock
 from ._exceptions import ForecastTimeout, ForecastUnavailable
@@ -53,7 +53,7 @@ async def load_grids(zones: Iterable[str | None]) -> dict[str | None, Grid]:
     wanted = list(dict.fromkeys(zones))
     if "ecologits.electricity_mix_repository" in sys.modules:
         return {z: grid(z) for z in wanted}
-    return await anyio.to_thread.run_sync(lambda: {z: grid(z) for z in wanted})
+    return await run_sync(lambda: {z: grid(z) for z in wanted})
 
 
 def _error_text(exc: BaseException, seconds: float) -> str:

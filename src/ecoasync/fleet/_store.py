@@ -12,7 +12,7 @@ busy): it is made again, at most :data:`RETRIES_WHILE_ANSWERING` times (store ca
 idempotent). So a session waits at most ``timeout`` for a store that has stopped answering,
 and at most four times that for one that answers its neighbours.
 
-Layer: edges; imports values only (``_log``).
+Layer: edges; imports values (``_log``) and the backend seam (its own thread work).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Final, TypeVar
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
+from .._backend import run_sync
 from .._log import get_logger
 
 __all__ = ["DOWN", "StoreGuard", "check_seconds", "import_off_loop", "needs"]
@@ -77,7 +77,7 @@ async def import_off_loop(module: str) -> None:
     """Import ``module`` in a worker thread the first time (redis-py or psycopg take about
     200 ms to import: never on the event loop, and never inside a store call's bound)."""
     if module not in sys.modules:
-        await anyio.to_thread.run_sync(importlib.import_module, module)
+        await run_sync(importlib.import_module, module)
 
 
 class StoreGuard:

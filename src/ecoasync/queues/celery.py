@@ -26,7 +26,8 @@ fresh forecast inside what is left of its budget, and is sent again under the sa
 ``task_id``. Claims are idempotent per job id, so a redelivered job never books twice.
 ``acks_late`` is on, so a worker killed mid-job loses nothing: the broker delivers it again.
 
-Layer: edges (queue adapters); imports values, the session (through ``_core``) and Celery.
+Layer: edges (queue adapters); imports values, the backend seam, the session (through
+``_core``) and Celery.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-import anyio.to_thread
+import anyio
 from celery import Task
 from celery.exceptions import Ignore
 from celery.result import AsyncResult
 
+from .._backend import run_sync
 from .._clock import current_clock
 from .._job import EARLY, PlannedJob, hop_until
 from .._log import get_logger
@@ -145,7 +147,7 @@ class GreenTask(_Base):
         job = await plan_job(rules, job_id=job_id, queue="celery", now=now)
         send = partial(self._send, args, kwargs, job, now, options)
         try:
-            return await anyio.to_thread.run_sync(send)
+            return await run_sync(send)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await release(rules, job)  # never sent: the slot is free again
