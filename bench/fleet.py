@@ -15,8 +15,11 @@ per-process state in the same run.
    on the same Redis; one worker is killed (SIGKILL) mid-run. Reported: jobs run (target:
    every one), jobs run twice (those the killed worker had begun: Celery with ``acks_late``
    runs them again), the most jobs planned into one one-second slot and started in one
-   second (runs the broker delivered again after the kill are counted apart), and the load
-   left in the ledger (target: none once the jobs have run, none past the leases).
+   second (runs the broker delivered again after the kill are counted apart), the load
+   left in the ledger (target: none once the jobs have run, none past the leases), and where
+   a job that never ran still is (``lost_jobs_found_in``: the broker's queue, its unacked
+   messages, the ledger). Celery's Redis transport pops a message (BRPOP) before it records
+   it as unacked, so a worker killed between the two loses it: the broker, not ecoasync.
 
 Timing targets live here, never in the tests. Writes ``bench/results/fleet.json``.
 """
@@ -197,6 +200,18 @@ def latency(redis: RedisServer, jobs: int) -> dict[str, Any]:
 BOOT_S = 12
 
 
+def whereabouts(client: Any, ns: str, job: str) -> dict[str, bool]:
+    """Where a job that never ran still is: in the broker's queue, among its unacked messages
+    (a killed worker's, not yet restored), and in the ledger (its claim, kept until its lease
+    expires). In neither of the first two, the broker lost the message."""
+    needle = job.encode()
+    return {
+        "broker_queue": any(needle in m for m in client.lrange(ns, 0, -1)),
+        "broker_unacked": any(needle in m for m in client.hvals("unacked")),
+        "ledger_claim": bool(client.hexists(f"{ns}:{{GB}}:jobs", job)),
+    }
+
+
 def celery_run(redis: RedisServer, jobs: int) -> dict[str, Any]:
     import anyio
     import redis as redis_py
@@ -276,7 +291,9 @@ def celery_run(redis: RedisServer, jobs: int) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while client.hlen(f"{ns}:runs") < jobs and time.monotonic() < deadline:
             time.sleep(0.05)
-        runs = {str(k): int(v) for k, v in client.hgetall(f"{ns}:runs").items()}
+        runs = {str(k, "utf-8"): int(v) for k, v in client.hgetall(f"{ns}:runs").items()}
+        lost = [f"{ns}-{i}" for i in range(jobs) if f"{ns}-{i}" not in runs]
+        where_lost = {job: whereabouts(client, ns, job) for job in lost}
         started = {int(k): int(v) for k, v in client.hgetall(f"{ns}:started").items()}
         planned = {int(k): int(v) for k, v in client.hgetall(f"{ns}:planned").items()}
         redelivered = int(client.get(f"{ns}:redelivered") or 0)
@@ -309,6 +326,7 @@ def celery_run(redis: RedisServer, jobs: int) -> dict[str, Any]:
         "jobs_run": len(runs),
         "jobs_lost": jobs - len(runs),
         "jobs_run_twice": sum(1 for v in runs.values() if v > 1),
+        "lost_jobs_found_in": where_lost,
         "runs_redelivered_after_the_kill": redelivered,
         "peak_jobs_planned_in_one_slot": max(planned.values(), default=0),
         "slots_planned": len(planned),
