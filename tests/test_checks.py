@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,18 @@ def test_the_checks_narrow_the_type() -> None:
     value = 2.5
     if is_number(value):
         assert value * 2 == 5.0
+
+
+def test_no_module_writes_the_check_again() -> None:
+    """A new module (the fleet's, say) uses the checks instead of its own copy of them."""
+    src = Path(__file__).resolve().parent.parent / "src" / "ecoasync"
+    copies = [
+        f"{path.relative_to(src)}:{n}"
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "_checks.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(
+            r"isinstance\([^)]*,\s*bool\)\s*$|isinstance\([^)]*,\s*bool\)\s*or\s+not", line
+        )
+    ]
+    assert copies == []

@@ -5,7 +5,8 @@ A job queue (Celery, procrastinate) holds the wait: ecoasync plans when the job 
 the queue delivers it at the planned start, and the worker runs it in a ``carbon_session``
 that is handed the ``PlannedJob`` and does not wait again.
 
-Layer: decisions (pure). Imports values only (``_forecast``, ``_ledger``, ``_plan``, ``_records``).
+Layer: decisions (pure). Imports values only (``_checks``, ``_forecast``, ``_ledger``, ``_plan``,
+``_records``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from ._checks import is_number, is_whole
 from ._forecast import as_utc
 from ._ledger import Claim
 from ._plan import Plan
@@ -34,7 +36,7 @@ def _time(value: object, what: str) -> datetime:
 def _float(value: object, what: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ValueError(f"PlannedJob.{what} must be a finite number or null, got {value!r}")
     return float(value)
 
@@ -98,7 +100,7 @@ class PlannedJob:
                 f"PlannedJob.baseline_source must be one of {_SOURCES}, got {source!r}"
             )
         hops = data.get("hops", 0)
-        if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        if not is_whole(hops) or hops < 0:
             raise ValueError(f"PlannedJob.hops must be an int >= 0, got {hops!r}")
         return cls(
             job_id=str(data["job_id"]),

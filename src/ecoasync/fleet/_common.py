@@ -1,7 +1,7 @@
 """What the shared ledgers have in common: options, time in whole microseconds, buckets, the
 fallback to the process's own ledger.
 
-Layer: edges; imports values (``_ledger``) and the store guard.
+Layer: edges; imports values (``_checks``, ``_ledger``) and the store guard.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from .._checks import is_number, is_whole
 from .._ledger import Choice, Claim, SlotLedger
 from ._store import DOWN, StoreGuard, check_seconds
 
@@ -48,20 +49,13 @@ def bucket_of(start: datetime, step: float) -> int:
 def check_options(
     owner: str, tolerance: object, bucket: object, capacity: object
 ) -> tuple[float, timedelta, int | None]:
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, int | float)
-        or not math.isfinite(tolerance)
-        or not 0 <= tolerance < 1
-    ):
+    if not is_number(tolerance) or not math.isfinite(tolerance) or not 0 <= tolerance < 1:
         raise ValueError(f"{owner} tolerance must be a fraction in [0, 1), got {tolerance!r}")
     if not isinstance(bucket, timedelta) or bucket <= timedelta(0) or bucket % _US:
         raise ValueError(
             f"{owner} bucket must be a positive timedelta of whole microseconds, got {bucket!r}"
         )
-    if capacity is not None and (
-        isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1
-    ):
+    if capacity is not None and (not is_whole(capacity) or capacity < 1):
         raise ValueError(f"{owner} capacity must be a positive int or None, got {capacity!r}")
     return float(tolerance), bucket, capacity
 

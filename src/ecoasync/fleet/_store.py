@@ -12,7 +12,8 @@ busy): it is made again, at most :data:`RETRIES_WHILE_ANSWERING` times (store ca
 idempotent). So a session waits at most ``timeout`` for a store that has stopped answering,
 and at most four times that for one that answers its neighbours.
 
-Layer: edges; imports values (``_log``) and the backend seam (its own thread work).
+Layer: edges; imports values (``_checks``, ``_log``) and the backend seam (its own thread
+work).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import anyio
 import anyio.lowlevel
 
 from .._backend import run_sync
+from .._checks import is_number
 from .._log import get_logger
 
 __all__ = ["DOWN", "StoreGuard", "check_seconds", "import_off_loop", "needs"]
@@ -60,7 +62,7 @@ def check_seconds(name: str, value: object, *, owner: str) -> float:
 
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(f"{owner}: {name} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: {name} must be a finite number of seconds > 0, got {value!r}")
