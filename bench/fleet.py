@@ -200,6 +200,11 @@ def latency(redis: RedisServer, jobs: int) -> dict[str, Any]:
 BOOT_S = 12
 
 
+def _text(key: bytes | str) -> str:
+    """A Redis hash key as text (redis-py answers bytes unless told to decode)."""
+    return key.decode() if isinstance(key, bytes) else key
+
+
 def whereabouts(client: Any, ns: str, job: str) -> dict[str, bool]:
     """Where a job that never ran still is: in the broker's queue, among its unacked messages
     (a killed worker's, not yet restored), and in the ledger (its claim, kept until its lease
@@ -291,7 +296,7 @@ def celery_run(redis: RedisServer, jobs: int) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while client.hlen(f"{ns}:runs") < jobs and time.monotonic() < deadline:
             time.sleep(0.05)
-        runs = {str(k, "utf-8"): int(v) for k, v in client.hgetall(f"{ns}:runs").items()}
+        runs = {_text(k): int(v) for k, v in client.hgetall(f"{ns}:runs").items()}
         lost = [f"{ns}-{i}" for i in range(jobs) if f"{ns}-{i}" not in runs]
         where_lost = {job: whereabouts(client, ns, job) for job in lost}
         started = {int(k): int(v) for k, v in client.hgetall(f"{ns}:started").items()}
