@@ -130,6 +130,35 @@ async def test_zones_are_apart(ledger: Ledger) -> None:
     assert await ledger.loads("FR", T0, T0 + timedelta(hours=1), now=T0) == {}
 
 
+async def test_every_key_of_a_zone_lies_in_one_cluster_slot(stores: Stores) -> None:
+    """Redis Cluster runs a script only when all its keys hash to one slot: each zone's keys
+    share a hash tag, whatever the zone's name (braces in it included)."""
+    from redis.asyncio import Redis
+    from redis.crc import key_slot
+
+    ledger = await stores.make("redis")
+    zones = ["GB", "US-CAL-CISO", "we{ird}", "}{", "azure:swedencentral"]
+    choices = [choice(0, 100.0), choice(30, 101.0), choice(90, 99.0)]
+    for zone in zones:
+        for job in ("a", "b", "c"):
+            await ledger.claim(job, zone, choices, lease=LEASE, now=T0)
+        claim = await ledger.claim("d", zone, choices, lease=LEASE, now=T0)
+        await ledger.release(claim)
+    client = Redis.from_url(stores.redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{ledger.namespace}:*")]
+    finally:
+        await client.aclose()
+    slots: dict[bytes, set[int]] = {}
+    for key in keys:
+        tag = key[key.index(b"{") + 1 : key.index(b"}")]
+        slots.setdefault(tag, set()).add(key_slot(key))
+    # every zone wrote its jobs, leases and at least one bucket key, all in one slot
+    assert len(slots) == len(zones)
+    assert all(len(found) == 1 for found in slots.values()), slots
+    assert len(keys) >= 3 * len(zones)
+
+
 async def test_release_gives_the_place_back_and_is_idempotent(ledger: Ledger) -> None:
     choices = [choice(0, 100.0), choice(30, 101.0)]
     claim = await ledger.claim("a", "GB", choices, lease=LEASE, now=T0)

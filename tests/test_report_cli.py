@@ -104,6 +104,36 @@ def test_report_breakdowns_add_up(telemetry: tuple[Path, list[SessionRecord]], b
         assert rows[0]["avoided_g"] == approx(data["avoided_g"])
 
 
+@pytest.mark.parametrize(
+    ("by", "labels"),
+    [("route", ["eu-north", "us-east", "(none)"]), ("queue", ["celery", "(in-process)"])],
+)
+def test_report_by_route_and_queue(
+    telemetry: tuple[Path, list[SessionRecord]], tmp_path: Path, by: str, labels: list[str]
+) -> None:
+    """Routed and queued sessions group by where they ran and which queue held their wait."""
+    source, _ = telemetry
+    path = tmp_path / "routed.jsonl"
+    expected: dict[str, float] = {}
+    lines = []
+    for n, line in enumerate(source.read_text().splitlines()):
+        event = json.loads(line)
+        if event.get("event") == "completed":
+            label = labels[n % len(labels)]
+            field = {"route": "route", "queue": "queue"}[by]
+            event["record"][field] = None if label.startswith("(") else label
+            expected[label] = expected.get(label, 0.0) + event["record"]["emitted_g"]
+        lines.append(json.dumps(event))
+    path.write_text("\n".join(lines) + "\n")
+    data = report_json(str(path), "--by", by)
+    rows = data[f"by_{by}"]
+    assert {r[by]: pytest.approx(r["emitted_g"]) for r in rows} == expected
+    assert sum(r["sessions"] for r in rows) == data["sessions"] == 80
+    text = ecoasync("report", "--plain", str(path), "--by", by)
+    assert text.returncode == 0, text.stderr
+    assert all(label in text.stdout for label in expected)
+
+
 def test_report_since_until(telemetry: tuple[Path, list[SessionRecord]]) -> None:
     path, records = telemetry
     since, until = DAY + timedelta(days=1), DAY + timedelta(days=2, hours=12)

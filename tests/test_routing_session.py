@@ -287,27 +287,57 @@ def run_plan(routes: Routes, policy: Policy, *, rng: random.Random | None = None
     st.sampled_from(["0h", "1h", "3h"]),
     st.sampled_from(["lowest", "calibrated"]),
     st.lists(st.sampled_from(["eu", "us"]), min_size=4, max_size=4),
+    st.lists(st.sampled_from([80, 200, 450, 900]), min_size=4, max_size=4),
+    st.sampled_from([None, 200, 450]),
+    st.sampled_from(["lowest_carbon", "balanced"]),
 )
 def test_the_chosen_pair_never_beats_running_at_once_at_home_the_wrong_way(
-    grids: list[list[float]], delay: str, strategy: str, labels: list[str]
+    grids: list[list[float]],
+    delay: str,
+    strategy: str,
+    labels: list[str],
+    latencies_ms: list[int],
+    ceiling_ms: int | None,
+    route_strategy: str,
 ) -> None:
     zones = ["DE", "FR", "SE-SE3", "PL"]
+    if ceiling_ms is not None:  # home always meets the ceiling (else the choice is refused)
+        latencies_ms[0] = min(latencies_ms[0], ceiling_ms)
     routes = [
-        Route(zone, zone, provider=provider(zone, values), tags=[labels[k]])
+        Route(
+            zone,
+            zone,
+            provider=provider(zone, values),
+            tags=[labels[k]],
+            latency=timedelta(milliseconds=latencies_ms[k]),
+        )
         for k, (zone, values) in enumerate(zip(zones, grids, strict=False))
     ]
     policy = Policy(max_delay=delay, jitter="0m", strategy=strategy)  # type: ignore[arg-type]
     home = routes[0]
     residency = [labels[0]]
-    rs = Routes(routes, residency=residency)
+    ceiling = None if ceiling_ms is None else timedelta(milliseconds=ceiling_ms)
+    rs = Routes(
+        routes,
+        residency=residency,
+        max_latency=ceiling,
+        strategy=route_strategy,  # type: ignore[arg-type]
+    )
     routed = run_plan(rs, policy)
+    # constraints hold: the chosen route is under the latency ceiling
+    if ceiling is not None:
+        chosen_latency, _ = routed.state.current.latency_s()
+        assert chosen_latency is not None
+        assert chosen_latency <= ceiling.total_seconds() + 1e-9
+    # and it carries the residency label
+    assert routed.state.current.meets(frozenset(residency))
+    if route_strategy == "balanced":
+        return  # balanced trades intensity for latency: the checks below are lowest_carbon's
     # never worse in expected intensity than running at once at home
     # (as a session without routes plans: with an empty slot ledger)
     home_plan = plan(home.provider.all(), START, policy, ledger=ecoasync.SlotLedger())  # type: ignore[union-attr]
     assert home_plan.now_intensity is not None
     assert routed.state.choice.intensity <= home_plan.now_intensity + 1e-9
-    # constraints hold: the chosen route carries the residency label
-    assert routed.state.current.meets(frozenset(residency))
     # with one route, it is exactly today's temporal plan
     alone = run_plan(Routes([home]), policy)
     assert alone.plan == home_plan
