@@ -41,10 +41,12 @@ def run_python(
     block: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
+    python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` as a user would, offline (see ``tests/shims/sitecustomize.py``),
     with the packages in ``block`` made impossible to import and ``env`` added to the
-    environment. Fails if the program tried to reach anything beyond loopback."""
+    environment (``python``: another interpreter, a venv's). Fails if the program tried to
+    reach anything beyond loopback."""
     with tempfile.TemporaryDirectory() as tmp:
         attempts = Path(tmp) / "network.log"
         environ = {
@@ -60,7 +62,7 @@ def run_python(
         }
         environ.pop("FORCE_COLOR", None)
         result = subprocess.run(
-            [sys.executable, *args],
+            [python, *args],
             cwd=cwd,
             capture_output=True,
             text=True,
