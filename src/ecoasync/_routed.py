@@ -8,8 +8,8 @@ session's ledger (``Policy.ledger``, by default :func:`~ecoasync.default_ledger`
 route's zone, as a session without routes claims under its forecast's, and released with
 the session's own claim when it ends.
 
-Layer: session. Imports values, the decisions (the planner, :mod:`ecoasync._routing`) and
-:mod:`ecoasync._choose`'s concurrent fetch.
+Layer: session. Imports values, the decisions (the planner, :mod:`ecoasync._routing`),
+:mod:`ecoasync._choose`'s concurrent fetch and :mod:`ecoasync._claims`' ledger claims.
 """
 
 from __future__ import annotations
