@@ -57,7 +57,17 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "providers": ("ecoasync.providers",),
     "bus": ("ecoasync._bus",),
-    "session": ("ecoasync._choose", "ecoasync._context", "ecoasync._routed", "ecoasync._session"),
+    "session": (
+        "ecoasync._choose",
+        "ecoasync._claims",
+        "ecoasync._context",
+        "ecoasync._routed",
+        "ecoasync._session",
+        "ecoasync._session_plan",
+        "ecoasync._session_record",
+        "ecoasync._session_view",
+        "ecoasync._sourcing",
+    ),
     "instrumentation": ("ecoasync._instrument",),
     "sync": ("ecoasync._sync",),
     "edges": (
@@ -85,6 +95,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("ecoasync._session", "ecoasync._instrument"): (
         "the first session turns the SDK wrappers on (a lazy import); the instrumentation "
         "reaches sessions only through _context"
+    ),
+    ("ecoasync._session_view", "ecoasync._instrument"): (
+        "Session.record_call charges a call through the instrumentation's record_call (a lazy "
+        "import, when the body calls it)"
     ),
     ("ecoasync._choose", "ecoasync._sync"): (
         "choose_route_sync drives choose_route through the blocking portal (a lazy import)"

@@ -8,8 +8,8 @@ session's ledger (``Policy.ledger``, by default :func:`~ecoasync.default_ledger`
 route's zone, as a session without routes claims under its forecast's, and released with
 the session's own claim when it ends.
 
-Layer: session. Imports values, the decisions (the planner, :mod:`ecoasync._routing`) and
-:mod:`ecoasync._choose`'s concurrent fetch.
+Layer: session. Imports values, the decisions (the planner, :mod:`ecoasync._routing`),
+:mod:`ecoasync._choose`'s concurrent fetch and :mod:`ecoasync._claims`' ledger claims.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 
 from ._choose import both, gather_forecasts, load_grids
+from ._claims import claim_slot
 from ._forecast import Forecast, Slot
 from ._ledger import Claim, Ledger, SlotLedger
 from ._log import get_logger
@@ -58,9 +59,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-_LEASE_MARGIN: Final = timedelta(minutes=15)
-"""How long a route's claim outlives the latest start plus the window (as a session's)."""
 
 History = Callable[[ForecastProvider], Awaitable[Forecast | None]]
 """How a session fetches a provider's recent actuals (bounded by its entry's deadline)."""
@@ -131,7 +129,13 @@ class RouteState:
         # claimed last: nothing is awaited between the claim and the session holding it
         p, claim, assessment = routed.plan, None, routed.assessment
         if assessment is not None and route.zone is not None:
-            claim = await _claim(acct, routed.ledger, route.zone, assessment)
+            claim = await claim_slot(
+                routed.ledger,
+                acct.session_id,
+                assessment,
+                who={"session": acct.name},
+                zone=route.zone,
+            )
             if claim is not None and claim.start != p.slot_start:  # another job took that slot
                 p = assessment.plan(claim.start, rng=routed.rng)
         return p, claim
@@ -171,29 +175,6 @@ class RouteState:
             error=f"{type(exc).__name__}: {exc}"[:200],
         )
         return nxt, event
-
-
-async def _claim(
-    acct: Accounting, ledger: Ledger, zone: str, assessment: Assessment
-) -> Claim | None:
-    """Claim one of a waiting job's choices in ``ledger`` under ``zone`` (the in-process
-    :class:`SlotLedger` without awaiting), leased for the latest it can start plus its window
-    and a margin; None (logged) if the ledger fails."""
-    now, choices = assessment.created_at, assessment.choices
-    lease = assessment.deadline - now + assessment.window + _LEASE_MARGIN
-    try:
-        if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
-            return ledger.claim_nowait(acct.session_id, zone, choices, lease=lease, now=now)
-        return await ledger.claim(acct.session_id, zone, choices, lease=lease, now=now)
-    except Exception as exc:
-        log.warning(
-            "ecoasync.ledger_failed",
-            ledger=str(ledger.name),
-            error=f"{type(exc).__name__}: {exc}"[:300],
-            action="plan-without-spreading",
-            session=acct.name,
-        )
-        return None
 
 
 def _routes_of(acct: Accounting | None) -> RouteState:

@@ -15,18 +15,17 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from .._calibrate import MAX_SHIFT
+from .._claims import claim_slot, ledger_of, release_slot
 from .._exceptions import ForecastUnavailable
 from .._forecast import Forecast
 from .._job import EARLY, PlannedJob, arrival
-from .._ledger import default_ledger
 from .._log import get_logger
 from .._planner import Assessment, assess, run_now_plan, window_mean
 from .._provider import ForecastBy, ForecastNowait
 from .._records import IntensitySource
-from .._session import _history, _provider_name, _within, claim_slot, release_slot
+from .._sourcing import fetch_history, provider_name, within
 
 if TYPE_CHECKING:
-    from .._ledger import Ledger
     from .._policy import Policy
     from .._provider import ForecastProvider
 
@@ -63,7 +62,7 @@ async def _forecast(policy: Policy, now: datetime, until: datetime) -> Forecast:
     deadline = anyio.current_time() + policy.forecast_timeout.total_seconds()
     if isinstance(provider, ForecastBy):
         return await provider.forecast_by(now, end, deadline)
-    return await _within(provider.forecast, now, end, deadline=deadline)
+    return await within(provider.forecast, now, end, deadline=deadline)
 
 
 def _baseline(forecast: Forecast | None, now: datetime) -> tuple[float | None, IntensitySource]:
@@ -71,11 +70,6 @@ def _baseline(forecast: Forecast | None, now: datetime) -> tuple[float | None, I
     if slot is None:
         return None, "none"
     return (slot.actual, "actual") if slot.actual is not None else (slot.forecast, "forecast")
-
-
-def _ledger(policy: Policy) -> Ledger:
-    ledger = policy.ledger  # (an empty SlotLedger is falsy: it has a length)
-    return default_ledger() if ledger is None else ledger
 
 
 async def plan_job(
@@ -99,7 +93,7 @@ async def plan_job(
     deadline = previous.deadline if previous is not None else now + policy.max_delay
     left = max(deadline - now, timedelta(0))
     rules = policy.evolve(max_delay=left) if previous is not None else policy
-    ledger = _ledger(policy)
+    ledger = ledger_of(policy)
     who = {"job_id": job_id}
     forecast: Forecast | None = None
     assessment: Assessment | None = None
@@ -108,7 +102,7 @@ async def plan_job(
     except Exception as exc:  # the provider failed: run at once, as sessions do
         error = f"{type(exc).__name__}: {exc}"[:300]
         log.warning(
-            "ecoasync.forecast_failed", provider=_provider_name(_provider(policy)), error=error
+            "ecoasync.forecast_failed", provider=provider_name(_provider(policy)), error=error
         )
         if isinstance(exc, ForecastUnavailable) and policy.on_forecast_error == "raise":
             raise
@@ -117,21 +111,19 @@ async def plan_job(
             rules,
             decision="forecast-unavailable",
             forecast_error=error,
-            provider=_provider_name(_provider(policy)),
+            provider=provider_name(_provider(policy)),
         )
     else:
         history = None
         if rules.strategy == "calibrated" and left > timedelta(0):
-            history = await _history(_provider(policy), now, rules)
+            history = await fetch_history(_provider(policy), now, rules)
         assessment = assess(forecast, now, rules, history=history)
     if previous is not None and previous.claim is not None:
         await release_slot(ledger, previous.claim, who=who)
     claim = None
     if assessment is not None:
         if assessment.decision == "wait":  # only jobs that wait for a slot can herd into it
-            claim = await claim_slot(
-                ledger, job_id, assessment, max_delay=rules.max_delay, now=now, who=who
-            )
+            claim = await claim_slot(ledger, job_id, assessment, who=who)
         plan_ = assessment.plan(claim.start if claim is not None else None, rng=_RNG)
     baseline = (
         (previous.baseline_intensity, previous.baseline_source)
@@ -155,7 +147,7 @@ async def release(policy: Policy, job: PlannedJob) -> None:
     """Give back the claim of a job that will not run (never raises; a job that runs gives
     it back when its session ends)."""
     if job.claim is not None:
-        await release_slot(_ledger(policy), job.claim, who={"job_id": job.job_id})
+        await release_slot(ledger_of(policy), job.claim, who={"job_id": job.job_id})
 
 
 async def on_arrival(
