@@ -9,8 +9,11 @@ else.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
+
+import anyio
 
 from ._ledger import SlotLedger, default_ledger
 from ._log import get_logger
@@ -20,7 +23,14 @@ if TYPE_CHECKING:
     from ._planner import Assessment
     from ._policy import Policy
 
-__all__ = ["LEASE_MARGIN", "claim_slot", "ledger_of", "release_slot", "release_slot_nowait"]
+__all__ = [
+    "LEASE_MARGIN",
+    "claim_slot",
+    "lease_expires",
+    "ledger_of",
+    "release_slot",
+    "release_slot_nowait",
+]
 
 log = get_logger()
 
@@ -42,14 +52,17 @@ async def claim_slot(
     job_id: str,
     assessment: Assessment,
     *,
+    by: float,
     who: dict[str, str],
     zone: str | None = None,
 ) -> Claim | None:
     """Claim one of a waiting job's choices in ``ledger`` (the in-process :class:`SlotLedger`
     without awaiting) under ``zone`` (by default the assessment's ledger zone), as of the
     assessment's creation and leased for the latest it can start plus its window and a
-    margin. None if the ledger fails: that is logged (``ecoasync.ledger_failed``, with
-    ``who``) and costs the spreading, never the job."""
+    margin. A ledger that awaits gets until ``by`` (``anyio.current_time()``: the caller's
+    entry deadline, so that a slow or hung ledger never stretches the entry past its bound).
+    None if the ledger fails or is not done by then: that is logged
+    (``ecoasync.ledger_failed``, with ``who``) and costs the spreading, never the job."""
     now = assessment.created_at
     lease = assessment.deadline - now + assessment.window + LEASE_MARGIN
     where = assessment.ledger_zone if zone is None else zone
@@ -57,7 +70,10 @@ async def claim_slot(
     try:
         if type(ledger) is SlotLedger:  # in process: nothing to await (a subclass may)
             return ledger.claim_nowait(job_id, where, choices, lease=lease, now=now)
-        return await ledger.claim(job_id, where, choices, lease=lease, now=now)
+        with anyio.CancelScope(deadline=by):
+            return await ledger.claim(job_id, where, choices, lease=lease, now=now)
+        # (a claim the ledger made after all, too late, ends with its lease)
+        raise TimeoutError("no answer before the entry's forecast_timeout ran out")
     except Exception as exc:
         _failed(ledger, exc, "plan-without-spreading", who)
         return None
@@ -72,12 +88,24 @@ def release_slot_nowait(ledger: Ledger, claim: Claim) -> bool:
     return False
 
 
-async def release_slot(ledger: Ledger, claim: Claim, *, who: dict[str, str]) -> None:
-    """Give ``claim`` back to ``ledger``; a failure is logged, and its lease ends it."""
+async def release_slot(
+    ledger: Ledger, claim: Claim, *, by: float | None = None, who: dict[str, str]
+) -> None:
+    """Give ``claim`` back to ``ledger``, waiting until ``by`` at most
+    (``anyio.current_time()``; None: the ledger's own bound). A failure, or no answer by
+    then, is logged, and the claim's lease ends it."""
     try:
-        await ledger.release(claim)
+        with anyio.CancelScope(deadline=math.inf if by is None else by):
+            await ledger.release(claim)
+            return
+        raise TimeoutError("no answer before the session's exit bound")
     except Exception as exc:
         _failed(ledger, exc, "lease-expires", who)
+
+
+def lease_expires(ledger: Ledger, why: str, who: dict[str, str]) -> None:
+    """Log a claim that was not given back (``why``): its lease ends it."""
+    _failed(ledger, TimeoutError(why), "lease-expires", who)
 
 
 def _failed(ledger: Ledger, exc: Exception, action: str, who: dict[str, str]) -> None:

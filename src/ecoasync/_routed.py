@@ -105,12 +105,14 @@ class RouteState:
             acct.forecast = self.forecasts[route.name]
             acct.fallback_intensity = None
 
-    async def enter(self, acct: Accounting, routed: RoutedPlan) -> tuple[Plan, Claim | None]:
+    async def enter(
+        self, acct: Accounting, routed: RoutedPlan, *, by: float
+    ) -> tuple[Plan, Claim | None]:
         """Make the choice the session's: where it is charged, its baseline (at once, at home),
         its slot claimed in ``routed.ledger`` under the route's zone (if it waits), its place
         in the routes' share count; emit ``Routed``. Returns the plan and the claim, which the
         session releases when it ends (as its own). A ledger that fails costs the spreading,
-        never the session."""
+        never the session, nor more than the entry's deadline ``by``."""
         acct.route = self
         route = self.current
         self._charge_at(acct, route)
@@ -133,6 +135,7 @@ class RouteState:
                 routed.ledger,
                 acct.session_id,
                 assessment,
+                by=by,
                 who={"session": acct.name},
                 zone=route.zone,
             )

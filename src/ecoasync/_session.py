@@ -26,7 +26,7 @@ import anyio.lowlevel
 
 from ._backend import spawn
 from ._bus import EventBus
-from ._claims import release_slot, release_slot_nowait
+from ._claims import lease_expires, release_slot, release_slot_nowait
 from ._clock import Clock, current_clock
 from ._context import Accounting, current, reset_current, set_current
 from ._job import PlannedJob
@@ -287,16 +287,31 @@ class _SessionManager(SessionPlanning):
         return claim is not None or bus.has_pending()
 
     async def _deliver(self, exc: BaseException | None) -> None:
-        """Release the claim of a ledger out of process, and deliver the events async handlers
-        wait for, ``Completed`` last (shielded, bounded)."""
+        """Release the claim of a ledger out of process while the events async handlers wait
+        for are delivered, ``Completed`` last: both shielded, within one bound
+        (``COMPLETION_TIMEOUT_S``), so exit never takes longer than that."""
         acct = self._acct
         claim, self._claim = self._claim, None
-        if claim is not None:  # the job no longer holds its slot; if that fails, its lease ends
-            with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True):
-                await release_slot(self._ledger, claim, who={"session": acct.name})
-        with anyio.move_on_after(COMPLETION_TIMEOUT_S, shield=True) as scope:
-            await acct.bus.flush()
-        if scope.cancelled_caught:
+        delivered = released = False
+        deadline = anyio.current_time() + COMPLETION_TIMEOUT_S
+        who = {"session": acct.name}
+
+        async def give_back(claim: Claim) -> None:
+            nonlocal released
+            await release_slot(self._ledger, claim, by=deadline, who=who)  # (logs a failure)
+            released = True
+
+        with anyio.CancelScope(deadline=deadline, shield=True):
+            if claim is None:
+                await acct.bus.flush()
+            else:  # the job no longer holds its slot; if that fails, its lease ends it
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(give_back, claim)
+                    await acct.bus.flush()
+            delivered = True
+        if claim is not None and not released:
+            lease_expires(self._ledger, "no answer within the exit bound", who)
+        if not delivered:
             log.error(
                 "ecoasync.completed_not_delivered",
                 session=acct.name,

@@ -179,7 +179,9 @@ class SessionPlanning:
     async def _plan(self, submitted: datetime, forecast: Forecast) -> Plan:
         acct = self._acct
         if self._routed is not None:  # the route and its start were chosen together
-            plan_, self._claim = await self._routed.state.enter(acct, self._routed)
+            plan_, self._claim = await self._routed.state.enter(
+                acct, self._routed, by=self._entry_deadline()
+            )
             return plan_
         if self._planned is not None:
             return self._given(forecast)
@@ -216,13 +218,25 @@ class SessionPlanning:
         acct.baseline_intensity, acct.baseline_source = job.baseline_intensity, job.baseline_source
         return job.as_plan(window=acct.policy.expected_duration or timedelta(minutes=30))
 
+    def _entry_deadline(self) -> float:
+        """Until when entering may still take (``anyio.current_time()``): the deadline the
+        forecast set, or ``forecast_timeout`` from now when the forecast was in memory."""
+        if self._deadline is None:
+            timeout = self._acct.policy.forecast_timeout.total_seconds()
+            self._deadline = anyio.current_time() + timeout
+        return self._deadline
+
     async def _claimed(self, assessment: Assessment) -> Plan:
         """The plan at the start the ledger grants: it spreads the jobs planned together over
         the starts each would accept. A ledger that fails costs the spreading, never the
         session."""
         acct = self._acct
         claim = await claim_slot(
-            self._ledger, acct.session_id, assessment, who={"session": acct.name}
+            self._ledger,
+            acct.session_id,
+            assessment,
+            by=self._entry_deadline(),
+            who={"session": acct.name},
         )
         if claim is None:
             return assessment.plan(rng=_RNG)

@@ -95,6 +95,9 @@ async def plan_job(
     rules = policy.evolve(max_delay=left) if previous is not None else policy
     ledger = ledger_of(policy)
     who = {"job_id": job_id}
+    # planning as a whole (the old claim given back, the new one made) is bounded as a
+    # session's entry is: a hung ledger costs the spreading, never the enqueue
+    by = anyio.current_time() + policy.forecast_timeout.total_seconds()
     forecast: Forecast | None = None
     assessment: Assessment | None = None
     try:
@@ -119,11 +122,11 @@ async def plan_job(
             history = await fetch_history(_provider(policy), now, rules)
         assessment = assess(forecast, now, rules, history=history)
     if previous is not None and previous.claim is not None:
-        await release_slot(ledger, previous.claim, who=who)
+        await release_slot(ledger, previous.claim, by=by, who=who)  # else its lease ends it
     claim = None
     if assessment is not None:
         if assessment.decision == "wait":  # only jobs that wait for a slot can herd into it
-            claim = await claim_slot(ledger, job_id, assessment, who=who)
+            claim = await claim_slot(ledger, job_id, assessment, by=by, who=who)
         plan_ = assessment.plan(claim.start if claim is not None else None, rng=_RNG)
     baseline = (
         (previous.baseline_intensity, previous.baseline_source)
