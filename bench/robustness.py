@@ -3,7 +3,7 @@
 
     python bench/robustness.py [--data DIR] [--regions DIR] [--uk PATH] [--zones DE_2022,...]
         [--models sigma5,...] [--days N] [--max-delay 4h] [--caution X] [--jobs 2] [--seed 1]
-        [--out PATH]
+        [--markdown] [--out PATH]
 
 The regions' files have actuals only (Electricity Maps' hourly exports, see their SOURCE.md);
 ``ecoasync._synth`` adds a forecast to each, one error model at a time (percentages of the
@@ -152,6 +152,35 @@ def print_table(cells: list[dict[str, Any]]) -> None:
         )
 
 
+def print_markdown(cells: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) -> None:
+    """The table and the per-model summary as Markdown (for docs/benchmarks.md)."""
+    print(
+        "| zone | errors | capture % lowest / default | reduction % | mean delay h "
+        "| regressions | Pareto-better |"
+    )
+    print("|---|---|---:|---:|---:|---:|:---:|")
+    for c in cells:
+        lo, de = c["lowest"], c["calibrated"]
+        print(
+            f"| {c['zone']} | {c['model']} | {lo['capture_pct']:.1f} / {de['capture_pct']:.1f} "
+            f"| {lo['reduction_pct']:.2f} / {de['reduction_pct']:.2f} "
+            f"| {lo['mean_delay_h']:.2f} / {de['mean_delay_h']:.2f} "
+            f"| {lo['regressions']:,} / {de['regressions']:,} | {'yes' if c['pareto'] else '**no**'} |"
+        )
+    print()
+    print(
+        "| errors | Pareto-better cells | capture difference, mean (worst), points "
+        "| delay ratio default / lowest |"
+    )
+    print("|---|---:|---:|---:|")
+    for name, s in parts.items():
+        print(
+            f"| {name} | {s['pareto_better']}/{s['cells']} "
+            f"| {s['mean_capture_difference_points']:+.2f} ({s['min_capture_difference_points']:+.2f}) "
+            f"| {s['delay_ratio']} |"
+        )
+
+
 def print_summary(title: str, s: dict[str, Any]) -> None:
     if not s["cells"]:
         return
@@ -177,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caution", type=float, help="Policy(caution=X), where Policy has it")
     parser.add_argument("--jobs", type=int, default=2, help="cells at a time (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="the error models' seed (default 1)")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.caution is not None and not has_caution():
@@ -218,15 +248,18 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {args.seed}, caution {args.caution if args.caution is not None else 'default'}; "
         "figures: lowest/default"
     )
-    print_table(cells)
-    print()
     synthetic = [c for c in cells if c["model"] != AS_IS]
     total = summary(cells)
-    print_summary("all cells", total)
-    parts = {"synthetic": summary(synthetic)}
-    print_summary("synthetic forecasts", parts["synthetic"])
-    for m in models:
+    parts = {"all": total, "synthetic": summary(synthetic)}
+    for m in [AS_IS, *models]:
         parts[m] = summary([c for c in cells if c["model"] == m])
+    if args.markdown:
+        print_markdown(cells, {k: v for k, v in parts.items() if v["cells"]})
+    else:
+        print_table(cells)
+    print()
+    print_summary("all cells", total)
+    print_summary("synthetic forecasts", parts["synthetic"])
     print(f"({len(cells)} cells, {2 * len(cells)} replays in {took:.0f} s, {args.jobs} jobs)")
     out = {
         "max_delay": args.max_delay,
@@ -236,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": MODELS,
         "cells": cells,
         "summary": total,
-        "by_model": parts,
+        "by_model": {k: v for k, v in parts.items() if k not in ("all",)},
         "seconds": round(took, 1),
     }
     path = write_json("robustness", out, args.out)
