@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecoasync import PolicyError
 from ecoasync._cli.trace import HEADER
@@ -204,6 +206,37 @@ def test_a_bad_parameter_is_refused_naming_its_field(field: str, value: object, 
     assert says in str(info.value)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    sigma=st.floats(0, 100),
+    rho=st.floats(0, 0.999),
+    bias=st.floats(-100, 100),
+    minutes=st.integers(-24 * 60, 24 * 60),
+    tod=st.floats(0, 100),
+    peak=st.floats(0, 23.99),
+    seed=st.integers(0, 2**32),
+    half_hours=st.booleans(),
+)
+def test_any_valid_model_keeps_the_slots_and_makes_a_usable_forecast(
+    sigma: float,
+    rho: float,
+    bias: float,
+    minutes: int,
+    tod: float,
+    peak: float,
+    seed: int,
+    half_hours: bool,
+) -> None:
+    actuals = grid(2, slot=timedelta(minutes=30 if half_hours else 60))
+    model = ErrorModel(sigma, rho, bias, timedelta(minutes=minutes), tod, peak, seed)
+    made = synthesize(actuals, model)
+    assert [(s.start, s.end, s.actual) for s in made] == [
+        (s.start, s.end, s.actual) for s in actuals
+    ]
+    assert all(math.isfinite(s.forecast) and s.forecast >= 0 for s in made)
+    assert [s.forecast for s in made] == [s.forecast for s in synthesize(actuals, model)]
+
+
 def test_a_trace_with_a_gap_or_without_actuals_is_refused() -> None:
     slots = grid(2).slots
     with pytest.raises(ValueError, match="no gaps"):
@@ -298,3 +331,11 @@ def test_synth_names_the_bad_row_of_its_input(tmp_path: Path) -> None:
     done = cli("trace", "synth", str(src), "--out", str(tmp_path / "o.csv"))
     assert done.returncode == 2
     assert "actuals.csv:2: bad row" in done.stderr
+
+
+def test_synth_says_when_it_cannot_write(tmp_path: Path) -> None:
+    src = tmp_path / "actuals.csv"
+    write_actuals(src, 2)
+    done = cli("trace", "synth", str(src), "--out", str(tmp_path / "no" / "such" / "o.csv"))
+    assert done.returncode == 2
+    assert "cannot write" in done.stderr and "Traceback" not in done.stderr

@@ -64,7 +64,7 @@ def _t(when: datetime) -> str:
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "trace",
-        help="record grid forecasts and actuals into a trace CSV",
+        help="record, synthesize or measure grid traces (forecast and actual CSVs)",
         description="Work with grid traces (the CSV files CsvForecastProvider and simulate read).",
     )
     sub = parser.add_subparsers(title="subcommands", dest="trace_command", metavar="SUBCOMMAND")
@@ -470,10 +470,12 @@ def _synth_main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ecoasync trace synth: {exc}", file=sys.stderr)
         return 2
-    with args.out.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(HEADER + "\n")
-        for s in trace:
-            handle.write(Row(s.start, s.end, round(s.forecast, 2), s.actual, None).line())
+    text = "".join(Row(s.start, s.end, round(s.forecast, 2), s.actual, None).line() for s in trace)
+    try:
+        args.out.write_text(HEADER + "\n" + text, encoding="utf-8")
+    except OSError as exc:
+        print(f"ecoasync trace synth: cannot write {args.out} ({exc.strerror})", file=sys.stderr)
+        return 2
     print(
         f"trace: wrote {len(trace)} rows to {args.out} ({_t(trace.slots[0].start)} .. "
         f"{_t(trace.slots[-1].end)}; sigma {model.sigma_pct:g} %, rho {model.rho:g}, "
