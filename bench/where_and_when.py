@@ -1,16 +1,16 @@
 """Where and when, on a year of real multi-region data: temporal, spatial and both side by side.
 
     python bench/where_and_when.py [REGIONS_DIR] [--max-delay 4h] [--strategy calibrated]
-                            [--error 0.1] [--persistence 0.8] [--seed 0] [--out PATH]
+        [--sigma 10] [--rho 0.8] [--bias 0] [--offset 0m] [--time-of-day 0] [--seed 0] [--out PATH]
 
 REGIONS_DIR defaults to $ECOASYNC_SHARED_DATA/regions (../shared/data/regions): a year of
 hourly Electricity Maps actuals per zone (life-cycle, location-based averages), read, never
 copied. Sets of zones of the same year: 2022 (SE-SE3, FR, DE, PL, NL, IE, US-CAL-CISO) and
 2023 (DE, FR, US-CAL-CISO, US-MIDA-PJM), home DE; and two without a dominant clean grid:
 2022 DE, NL, IE, PL (home DE) and 2023 US-MIDA-PJM, US-CAL-CISO (home US-MIDA-PJM). The files hold actuals only; each gets a forecast
-made here: the actual plus a seeded AR(1) error of standard deviation ``error`` times the
-zone's mean and lag-one correlation ``persistence`` (so every route's planner reads a forecast
-that errs, never the actuals). Every slot of every complete day, one job is submitted at home;
+from ``ecoasync trace synth``'s error model (``ecoasync._synth``): by default on time, with a
+seeded AR(1) error of 10 % of the zone's mean and correlation 0.8 one hour apart (so every
+route's planner reads a forecast that errs, never the actuals). Every slot of every complete day, one job is submitted at home;
 ``temporal`` plans it at home, ``spatial`` sends it at once to the lowest forecast, ``both``
 plans the pair (route, start). Each is charged the actual intensity where and when it ran.
 """
@@ -18,10 +18,7 @@ plans the pair (route, start). Each is charged the actual intensity where and wh
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import os
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,9 +26,10 @@ from typing import Any
 
 from _common import write_json
 
-from ecoasync import Forecast, Policy, Slot
+from ecoasync import Forecast, Policy
+from ecoasync._cli.trace import read_actuals
 from ecoasync._simulate_routes import MODES, RoutedReplay, replay_routes
-from ecoasync.providers._csv import parse_trace_time
+from ecoasync._synth import ErrorModel, synthesize
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = {  # name: (year, zones, home)
@@ -52,20 +50,12 @@ ROWS = (
 )
 
 
-def with_forecast(path: Path, *, error: float, persistence: float, seed: int) -> Forecast:
-    """The file's actuals, and a forecast that errs like an AR(1) process (seeded)."""
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    actual = [float(r["intensity_actual"]) for r in rows]
-    sigma = error * sum(actual) / len(actual)
-    rng = random.Random(seed)
-    err = 0.0
-    slots = []
-    for row, value in zip(rows, actual, strict=True):
-        err = persistence * err + rng.gauss(0.0, sigma * math.sqrt(1 - persistence**2))
-        start, end = parse_trace_time(row["from"]), parse_trace_time(row["to"])
-        slots.append(Slot(start, end, round(max(value + err, 1.0), 2), value))
-    return Forecast(slots, provider=f"csv:{path.name}", zone=path.stem.rsplit("_", 1)[0])
+def with_forecast(path: Path, model: ErrorModel) -> Forecast:
+    """The file's actuals, and the forecast ``ecoasync trace synth`` makes of them under
+    ``model`` (seeded)."""
+    trace = synthesize(read_actuals(path), model)
+    zone = path.stem.rsplit("_", 1)[0]
+    return Forecast(trace.slots, provider=f"csv:{path.name}", zone=zone)
 
 
 def figures(result: RoutedReplay) -> dict[str, Any]:
@@ -96,26 +86,35 @@ def main() -> None:
     parser.add_argument("--max-delay", default="4h")
     parser.add_argument("--strategy", default="calibrated", choices=("calibrated", "lowest"))
     parser.add_argument("--energy-kwh", type=float, default=0.0005)
-    parser.add_argument("--error", type=float, default=0.1)
-    parser.add_argument("--persistence", type=float, default=0.8)
+    # trace synth's error model: an on-time forecast with an AR(1) error of 10 % of the mean
+    parser.add_argument("--sigma", type=float, default=10.0, help="%% of the mean (10)")
+    parser.add_argument("--rho", type=float, default=0.8, help="one hour apart (0.8)")
+    parser.add_argument("--bias", type=float, default=0.0, help="%% of the mean (0)")
+    parser.add_argument("--offset", default="0m", help="how late the forecast runs (0m)")
+    parser.add_argument("--time-of-day", type=float, default=0.0, help="%% of the mean (0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out")
     args = parser.parse_args()
     policy = Policy(max_delay=args.max_delay, strategy=args.strategy)
+    model = ErrorModel(
+        sigma_pct=args.sigma,
+        rho=args.rho,
+        bias_pct=args.bias,
+        offset=args.offset,
+        time_of_day_pct=args.time_of_day,
+        seed=args.seed,
+    )
     out: dict[str, Any] = {
         "max_delay": args.max_delay,
         "strategy": args.strategy,
-        "forecast": {"error": args.error, "persistence": args.persistence, "seed": args.seed},
+        "forecast": model.to_json(),
         "basis": "location-based average, life-cycle (Electricity Maps actuals)",
         "sets": {},
     }
     for name, (year, zones, home) in SETS.items():
         traces = {
             zone: with_forecast(
-                Path(args.regions) / f"{zone}_{year}.csv",
-                error=args.error,
-                persistence=args.persistence,
-                seed=args.seed + k,
+                Path(args.regions) / f"{zone}_{year}.csv", model.evolve(seed=args.seed + k)
             )
             for k, zone in enumerate(zones)
         }
