@@ -37,12 +37,18 @@ from ._policy import Policy
 
 __all__ = [
     "DEFAULT_ENERGY_KWH",
+    "FRONTIER_CAUTIONS",
+    "FRONTIER_MIN_IMPROVEMENTS",
     "DayFigures",
+    "FrontierPoint",
     "HerdResult",
     "Replay",
     "SimulationError",
+    "frontier",
+    "frontier_policies",
     "replay",
     "replay_herd",
+    "replay_sweep",
     "scenario_days",
     "synthetic_trace",
 ]
@@ -292,7 +298,67 @@ def replay(
     Raises :class:`SimulationError` when the trace holds no complete day to replay.
     """
     prep = _prepare(trace, policy)
+    return _replay(prep, policy, energy_kwh, progress, None)
+
+
+def replay_sweep(
+    trace: Forecast,
+    policies: Sequence[Policy],
+    *,
+    energy_kwh: float = DEFAULT_ENERGY_KWH,
+    progress: Progress | None = None,
+) -> list[Replay]:
+    """:func:`replay` under each of ``policies``, in order, with what they share done once:
+    the trace is prepared once and every scenario's forecast and history are sliced once, so
+    what the planner derives from them (the calibration, the windows, kept on those objects)
+    is reused from one policy to the next. ``progress`` counts scenarios over all policies.
+
+    The policies must agree on what the scenarios depend on, ``max_delay`` and
+    ``expected_duration`` (they may differ in ``strategy``, ``min_improvement`` and the
+    rest); raises :class:`SimulationError` otherwise, or when the trace holds no complete day.
+    """
+    if not policies:
+        return []
+    first = policies[0]
+    for other in policies[1:]:
+        if (other.max_delay, other.expected_duration) != (
+            first.max_delay,
+            first.expected_duration,
+        ):
+            raise SimulationError(
+                "a sweep replays the same scenarios under every policy: they must share "
+                f"max_delay and expected_duration, got {first.max_delay} / "
+                f"{first.expected_duration} and {other.max_delay} / {other.expected_duration}"
+            )
+    prep = _prepare(trace, first)
+    calibrated = first.evolve(strategy="calibrated", jitter=timedelta(0))
+    inputs = [_inputs(prep, i, calibrated) for i in prep.scenarios]
+    total = len(prep.scenarios)
+    out = []
+    for k, policy in enumerate(policies):
+        step = None
+        if progress is not None:
+            step = _offset(progress, k * total, total * len(policies))
+        out.append(_replay(prep, policy, energy_kwh, step, inputs))
+    return out
+
+
+def _offset(progress: Progress, done: int, total: int) -> Progress:
+    """``progress`` for one part of a longer run: its counts moved on by ``done``."""
+    return lambda n, _: progress(done + n, total)
+
+
+def _replay(
+    prep: _Prepared,
+    policy: Policy,
+    energy_kwh: float,
+    progress: Progress | None,
+    inputs: Sequence[tuple[Forecast, Forecast | None, datetime]] | None,
+) -> Replay:
+    """One replay on a prepared trace; ``inputs``, when given, are every scenario's
+    :func:`_inputs` for a calibrated policy (its history is dropped for the others)."""
     policy = policy.evolve(jitter=timedelta(0))
+    calibrated = policy.strategy == "calibrated"
     actual = prep.actual
     total = len(prep.scenarios)
     base = sched = orc = 0.0
@@ -305,7 +371,12 @@ def replay(
     every = max(total // 100, 1)
     hour = timedelta(hours=1)
     for n, i in enumerate(prep.scenarios):
-        forecast, history, now = _inputs(prep, i, policy)
+        if inputs is None:
+            forecast, history, now = _inputs(prep, i, policy)
+        else:
+            forecast, history, now = inputs[n]
+            if not calibrated:
+                history = None
         p = plan(forecast, now, policy, history=history)
         waited = p.start - now
         j = _ran_in(prep, i, waited)
@@ -343,6 +414,137 @@ def replay(
         daily=daily,
         strategy=policy.strategy,
         delays_h=tuple(delays),
+    )
+
+
+FRONTIER_MIN_IMPROVEMENTS: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+"""The ``min_improvement`` values :func:`frontier` sweeps (fractions: 0.05 = wait only for a
+start forecast at least 5 % lower than now)."""
+
+FRONTIER_CAUTIONS: tuple[float, ...] = (0.0, 0.5, 1.0)
+"""The ``caution`` values :func:`frontier` sweeps for the calibrated strategy (0 risk-neutral,
+1 cautious), where :class:`Policy` has that field; the default's is always among them."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierPoint:
+    """One policy of a :func:`frontier` sweep and its replay."""
+
+    strategy: str
+    min_improvement: float
+    caution: float | None  # None: the strategy (or this Policy) has no risk setting
+    result: Replay
+    efficient: bool = False
+    """No other point of the sweep emits less with no more mean delay (or as little with
+    less): Pareto-efficient in (savings, mean delay)."""
+    default: bool = False
+    """The library's default policy (with the sweep's ``max_delay``)."""
+
+    @property
+    def series(self) -> str:
+        """The line this point is drawn on: its strategy, and its caution if it has one."""
+        if self.caution is None:
+            return self.strategy
+        return f"{self.strategy}, caution {self.caution:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "strategy": self.strategy,
+            "min_improvement": self.min_improvement,
+            "caution": self.caution,
+            "scheduled_g": round(r.scheduled_g, 6),
+            "reduction_pct": round(r.reduction_pct, 3),
+            "oracle_capture_pct": round(r.oracle_capture_pct, 3),
+            "mean_delay_h": round(r.mean_delay_h, 4),
+            "median_delay_h": round(r.median_delay_h, 4),
+            "regressions": r.regressions,
+            "pareto": self.efficient,
+            "default": self.default,
+        }
+
+
+def _caution_of(policy: Policy) -> float | None:
+    """The policy's risk setting, or None where :class:`Policy` has none (yet)."""
+    value = getattr(policy, "caution", None)
+    return None if value is None else float(value)
+
+
+def frontier_policies(
+    policy: Policy,
+    *,
+    min_improvements: Sequence[float] = FRONTIER_MIN_IMPROVEMENTS,
+    cautions: Sequence[float] = FRONTIER_CAUTIONS,
+) -> list[Policy]:
+    """The policies :func:`frontier` replays: ``policy`` (its ``max_delay`` and the rest)
+    with each strategy, each ``min_improvement`` and, for ``"calibrated"``, each ``caution``
+    (plus the default's); ``lowest`` first. Values are validated by :class:`Policy`."""
+    from ._policy import STRATEGIES
+
+    default = _caution_of(Policy())
+    sweep = sorted({*(float(c) for c in cautions), *([] if default is None else [default])})
+    out = []
+    for strategy in sorted(STRATEGIES, key=lambda s: s != "lowest"):
+        for m in min_improvements:
+            if strategy == "calibrated" and default is not None:
+                out += [
+                    policy.evolve(strategy=strategy, min_improvement=m, caution=c) for c in sweep
+                ]
+            else:
+                out.append(policy.evolve(strategy=strategy, min_improvement=m))
+    return out
+
+
+def frontier(
+    trace: Forecast,
+    policy: Policy,
+    *,
+    min_improvements: Sequence[float] = FRONTIER_MIN_IMPROVEMENTS,
+    cautions: Sequence[float] = FRONTIER_CAUTIONS,
+    energy_kwh: float = DEFAULT_ENERGY_KWH,
+    progress: Progress | None = None,
+) -> list[FrontierPoint]:
+    """The carbon-for-delay trade-off on ``trace``: a :func:`replay_sweep` over
+    :func:`frontier_policies`, each point marked Pareto-efficient or not, and the library's
+    default marked. Points come ordered by strategy, caution, then ``min_improvement``.
+    """
+    policies = frontier_policies(policy, min_improvements=min_improvements, cautions=cautions)
+    results = replay_sweep(trace, policies, energy_kwh=energy_kwh, progress=progress)
+    base = Policy()
+    default = (base.strategy, base.min_improvement, _caution_of(base))
+    points = [
+        FrontierPoint(
+            p.strategy,
+            p.min_improvement,
+            _caution_of(p) if p.strategy == "calibrated" else None,
+            r,
+        )
+        for p, r in zip(policies, results, strict=True)
+    ]
+    marked = [
+        FrontierPoint(
+            pt.strategy,
+            pt.min_improvement,
+            pt.caution,
+            pt.result,
+            efficient=not any(_dominates(q.result, pt.result) for q in points),
+            default=(pt.strategy, pt.min_improvement, pt.caution) == default,
+        )
+        for pt in points
+    ]
+    order = {s: n for n, s in enumerate(dict.fromkeys(pt.strategy for pt in marked))}
+    return sorted(
+        marked,
+        key=lambda pt: (order[pt.strategy], pt.caution or 0.0, pt.min_improvement),
+    )
+
+
+def _dominates(a: Replay, b: Replay) -> bool:
+    """``a`` emits no more than ``b`` with no more mean delay, and is better in one."""
+    return (
+        a.scheduled_g <= b.scheduled_g
+        and a.mean_delay_h <= b.mean_delay_h
+        and (a.scheduled_g < b.scheduled_g or a.mean_delay_h < b.mean_delay_h)
     )
 
 
