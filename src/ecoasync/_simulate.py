@@ -423,7 +423,7 @@ start forecast at least 5 % lower than now)."""
 
 FRONTIER_CAUTIONS: tuple[float, ...] = (0.0, 0.5, 1.0)
 """The ``caution`` values :func:`frontier` sweeps for the calibrated strategy (0 risk-neutral,
-1 cautious), where :class:`Policy` has that field; the default's is always among them."""
+1 cautious); the default's is always among them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +432,7 @@ class FrontierPoint:
 
     strategy: str
     min_improvement: float
-    caution: float | None  # None: the strategy (or this Policy) has no risk setting
+    caution: float | None  # None: the strategy has no risk setting (``lowest``)
     result: Replay
     efficient: bool = False
     """No other point of the sweep emits less with no more mean delay (or as little with
@@ -465,9 +465,8 @@ class FrontierPoint:
 
 
 def _caution_of(policy: Policy) -> float | None:
-    """The policy's risk setting, or None where :class:`Policy` has none (yet)."""
-    value = getattr(policy, "caution", None)
-    return None if value is None else float(value)
+    """The policy's risk setting, or None where its strategy does not read it."""
+    return policy.caution if policy.strategy == "calibrated" else None
 
 
 def frontier_policies(
@@ -481,12 +480,11 @@ def frontier_policies(
     (plus the default's); ``lowest`` first. Values are validated by :class:`Policy`."""
     from ._policy import STRATEGIES
 
-    default = _caution_of(Policy())
-    sweep = sorted({*(float(c) for c in cautions), *([] if default is None else [default])})
+    sweep = sorted({*cautions, Policy().caution})
     out = []
     for strategy in sorted(STRATEGIES, key=lambda s: s != "lowest"):
         for m in min_improvements:
-            if strategy == "calibrated" and default is not None:
+            if strategy == "calibrated":
                 out += [
                     policy.evolve(strategy=strategy, min_improvement=m, caution=c) for c in sweep
                 ]
@@ -513,12 +511,7 @@ def frontier(
     base = Policy()
     default = (base.strategy, base.min_improvement, _caution_of(base))
     points = [
-        FrontierPoint(
-            p.strategy,
-            p.min_improvement,
-            _caution_of(p) if p.strategy == "calibrated" else None,
-            r,
-        )
+        FrontierPoint(p.strategy, p.min_improvement, _caution_of(p), r)
         for p, r in zip(policies, results, strict=True)
     ]
     marked = [
