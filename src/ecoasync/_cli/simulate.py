@@ -372,7 +372,7 @@ def _frontier_table(
         "",
         "  * Pareto-efficient: no other point saves more with no more mean delay (or as much "
         "with less).",
-        "  Pick the point whose delay you accept; it is "
+        "  Pick the * point with the most savings at a mean delay you accept and set it: "
         "Policy(strategy=..., min_improvement=..., caution=...).",
     ]
     return "\n".join(lines)
