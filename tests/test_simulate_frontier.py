@@ -248,3 +248,29 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "max_delay" in capsys.readouterr().err
     assert main(["simulate", "--trace", str(path), "--frontier", "--plot", "f.pdf"]) == 2
     assert "--plot must end in .png or .svg" in capsys.readouterr().err
+
+
+def test_plot_draws_a_saved_frontier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    path = write_csv(tmp_path / "trace.csv", synthetic_trace(2, seed=3))
+    assert main(["simulate", "--trace", str(path), "--frontier", "--json"]) == 0
+    saved = tmp_path / "frontier.json"
+    saved.write_text(capsys.readouterr().out)
+    out = tmp_path / "frontier.png"
+    assert main(["plot", str(saved), "-o", str(out)]) == 0
+    assert "(frontier)" in capsys.readouterr().out
+    assert out.read_bytes().startswith(b"\x89PNG")
+    saved.write_text(json.dumps({"points": [{"strategy": "lowest"}]}))
+    assert main(["plot", str(saved), "-o", str(out)]) == 2
+    assert "a frontier result needs points with" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_names_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    path = write_csv(tmp_path / "trace.csv", synthetic_trace(2, seed=3))
+    out = tmp_path / "frontier.png"
+    assert main(["simulate", "--trace", str(path), "--frontier", "--plot", str(out)]) == 2
+    assert "pip install 'ecoasync[plot]'" in capsys.readouterr().err
+    assert not out.exists()

@@ -67,7 +67,7 @@ def render_frontier(
                 s=34,
                 zorder=3,
                 edgecolors=colour,
-                facecolors=colour if p["pareto"] else "white",
+                facecolors=colour if p.get("pareto") else "white",
             )
             ax.annotate(
                 f"{100 * float(p['min_improvement']):g} %",
@@ -78,7 +78,9 @@ def render_frontier(
                 color=colour,
             )
     efficient = sorted(
-        (float(p["mean_delay_h"]), float(p["oracle_capture_pct"])) for p in points if p["pareto"]
+        (float(p["mean_delay_h"]), float(p["oracle_capture_pct"]))
+        for p in points
+        if p.get("pareto")
     )
     if efficient:
         ax.step(
@@ -91,7 +93,7 @@ def render_frontier(
             label="Pareto frontier",
         )
     for p in points:
-        if p["default"]:
+        if p.get("default"):
             ax.scatter(
                 [float(p["mean_delay_h"])],
                 [float(p["oracle_capture_pct"])],
