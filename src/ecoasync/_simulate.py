@@ -298,7 +298,14 @@ def replay(
     Raises :class:`SimulationError` when the trace holds no complete day to replay.
     """
     prep = _prepare(trace, policy)
-    return _replay(prep, policy, energy_kwh, progress, None)
+    tally = _Tally(prep, policy, energy_kwh)
+    total = len(prep.scenarios)
+    every = max(total // 100, 1)
+    for n, i in enumerate(prep.scenarios):
+        tally.add(n, i, *_inputs(prep, i, tally.policy))
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
+    return tally.result()
 
 
 def replay_sweep(
@@ -309,13 +316,16 @@ def replay_sweep(
     progress: Progress | None = None,
 ) -> list[Replay]:
     """:func:`replay` under each of ``policies``, in order, with what they share done once:
-    the trace is prepared once and every scenario's forecast and history are sliced once, so
-    what the planner derives from them (the calibration, the windows, kept on those objects)
-    is reused from one policy to the next. ``progress`` counts scenarios over all policies.
+    the trace is prepared once, and each scenario's forecast and history are sliced once and
+    planned on under every policy in turn, so what the planner derives from them (the
+    calibration, the windows, kept on those objects) is reused; a day of scenarios is held at
+    a time. ``progress`` counts plans over all policies. The figures are :func:`replay`'s,
+    to the last bit.
 
     The policies must agree on what the scenarios depend on, ``max_delay`` and
-    ``expected_duration`` (they may differ in ``strategy``, ``min_improvement`` and the
-    rest); raises :class:`SimulationError` otherwise, or when the trace holds no complete day.
+    ``expected_duration`` (they may differ in ``strategy``, ``min_improvement``, ``caution``
+    and the rest); raises :class:`SimulationError` otherwise, or when the trace holds no
+    complete day.
     """
     if not policies:
         return []
@@ -331,90 +341,87 @@ def replay_sweep(
                 f"{first.expected_duration} and {other.max_delay} / {other.expected_duration}"
             )
     prep = _prepare(trace, first)
+    tallies = [_Tally(prep, p, energy_kwh) for p in policies]
     calibrated = first.evolve(strategy="calibrated", jitter=timedelta(0))
-    inputs = [_inputs(prep, i, calibrated) for i in prep.scenarios]
     total = len(prep.scenarios)
-    out = []
-    for k, policy in enumerate(policies):
-        step = None
-        if progress is not None:
-            step = _offset(progress, k * total, total * len(policies))
-        out.append(_replay(prep, policy, energy_kwh, step, inputs))
-    return out
-
-
-def _offset(progress: Progress, done: int, total: int) -> Progress:
-    """``progress`` for one part of a longer run: its counts moved on by ``done``."""
-    return lambda n, _: progress(done + n, total)
-
-
-def _replay(
-    prep: _Prepared,
-    policy: Policy,
-    energy_kwh: float,
-    progress: Progress | None,
-    inputs: Sequence[tuple[Forecast, Forecast | None, datetime]] | None,
-) -> Replay:
-    """One replay on a prepared trace; ``inputs``, when given, are every scenario's
-    :func:`_inputs` for a calibrated policy (its history is dropped for the others)."""
-    policy = policy.evolve(jitter=timedelta(0))
-    calibrated = policy.strategy == "calibrated"
-    actual = prep.actual
-    total = len(prep.scenarios)
-    base = sched = orc = 0.0
-    delays: list[float] = []
-    regressions = 0
-    # each replayed day's figures (jobs, baseline, scheduled, oracle): its scenarios are the
-    # next per_day ones
     per_day = total // len(prep.days)
-    figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
-    every = max(total // 100, 1)
-    hour = timedelta(hours=1)
-    for n, i in enumerate(prep.scenarios):
-        if inputs is None:
-            forecast, history, now = _inputs(prep, i, policy)
-        else:
-            forecast, history, now = inputs[n]
-            if not calibrated:
-                history = None
-        p = plan(forecast, now, policy, history=history)
+    for day in range(0, total, per_day):
+        inputs = [
+            (n, i, *_inputs(prep, i, calibrated))
+            for n, i in enumerate(prep.scenarios[day : day + per_day], start=day)
+        ]
+        for tally in tallies:
+            for n, i, forecast, history, now in inputs:
+                tally.add(n, i, forecast, history if tally.calibrated else None, now)
+        if progress is not None:
+            done = min(day + per_day, total)
+            progress(done * len(policies), total * len(policies))
+    return [t.result() for t in tallies]
+
+
+class _Tally:
+    """One policy's replay, scenario by scenario: its plans and running sums."""
+
+    def __init__(self, prep: _Prepared, policy: Policy, energy_kwh: float) -> None:
+        self.prep = prep
+        self.policy = policy.evolve(jitter=timedelta(0))
+        self.calibrated = policy.strategy == "calibrated"
+        self.energy = energy_kwh
+        self.base = self.sched = self.orc = 0.0
+        self.delays: list[float] = []
+        self.regressions = 0
+        # each replayed day's figures (jobs, baseline, scheduled, oracle): its scenarios are
+        # the next per_day ones
+        self.per_day = len(prep.scenarios) // len(prep.days)
+        self.figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
+
+    def add(
+        self, n: int, i: int, forecast: Forecast, history: Forecast | None, now: datetime
+    ) -> None:
+        """Plan the ``n``-th scenario (submitted at slot ``i``) on what a session would hold."""
+        prep, energy = self.prep, self.energy
+        p = plan(forecast, now, self.policy, history=history)
         waited = p.start - now
         j = _ran_in(prep, i, waited)
-        o = _oracle(actual, i, prep.ahead)
+        o = _oracle(prep.actual, i, prep.ahead)
         a_now, a_run, a_best = (
-            actual[i] * energy_kwh,
-            actual[j] * energy_kwh,
-            actual[o] * energy_kwh,
+            prep.actual[i] * energy,
+            prep.actual[j] * energy,
+            prep.actual[o] * energy,
         )
-        base += a_now
-        sched += a_run
-        orc += a_best
-        regressions += a_run > a_now
-        delays.append(waited / hour)
-        day = figures[n // per_day]
+        self.base += a_now
+        self.sched += a_run
+        self.orc += a_best
+        self.regressions += a_run > a_now
+        self.delays.append(waited / _HOUR)
+        day = self.figures[n // self.per_day]
         day[0] += 1
         day[1] += a_now
         day[2] += a_run
         day[3] += a_best
-        if progress is not None and (n % every == 0 or n == total - 1):
-            progress(n + 1, total)
-    daily = tuple(
-        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
-        for d, v in zip(prep.days, figures, strict=True)
-    )
-    return Replay(
-        scenarios=total,
-        days=len(prep.days),
-        baseline_g=base,
-        scheduled_g=sched,
-        oracle_g=orc,
-        mean_delay_h=statistics.fmean(delays),
-        median_delay_h=statistics.median(delays),
-        regressions=regressions,
-        daily=daily,
-        strategy=policy.strategy,
-        delays_h=tuple(delays),
-    )
+
+    def result(self) -> Replay:
+        prep = self.prep
+        daily = tuple(
+            DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
+            for d, v in zip(prep.days, self.figures, strict=True)
+        )
+        return Replay(
+            scenarios=len(prep.scenarios),
+            days=len(prep.days),
+            baseline_g=self.base,
+            scheduled_g=self.sched,
+            oracle_g=self.orc,
+            mean_delay_h=statistics.fmean(self.delays),
+            median_delay_h=statistics.median(self.delays),
+            regressions=self.regressions,
+            daily=daily,
+            strategy=self.policy.strategy,
+            delays_h=tuple(self.delays),
+        )
+
+
+_HOUR = timedelta(hours=1)
 
 
 FRONTIER_MIN_IMPROVEMENTS: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
