@@ -10,8 +10,10 @@ from itertools import combinations, pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ecoasync import Policy
+from ecoasync import Forecast, Policy
 from ecoasync._cli import main
 from ecoasync._simulate import (
     FRONTIER_CAUTIONS,
@@ -114,6 +116,59 @@ def test_the_sweep_replays_each_policy_as_replay_would() -> None:
     ]
     assert replay_sweep(TRACE, policies) == [replay(TRACE, p) for p in policies]
     assert replay_sweep(TRACE, []) == []
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 50),
+    lag=st.sampled_from([0.0, 1.5]),
+    gap=st.one_of(st.none(), st.integers(0, 150)),
+    max_delay=st.sampled_from(["1h", "3h"]),
+    settings_=st.lists(
+        st.tuples(
+            st.sampled_from(["lowest", "calibrated"]),
+            st.sampled_from([0.0, 0.03, 0.1, 0.25]),
+            st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_property_the_sweep_is_replay_and_the_front_is_pareto(
+    seed: int,
+    lag: float,
+    gap: int | None,
+    max_delay: str,
+    settings_: list[tuple[str, float, float]],
+) -> None:
+    """On any trace (also one with a gap, where sessions' inputs are found by time, not by
+    index), the sweep's figures are each policy's own replay's; the marked points are exactly
+    those nothing beats."""
+    trace = synthetic_trace(3, seed=seed, lag_slots=lag)
+    if gap is not None:  # one slot missing: its day is not replayed, slices go by time
+        trace = Forecast([s for k, s in enumerate(trace.slots) if k != gap])
+    policies = [
+        Policy(max_delay=max_delay, strategy=s, min_improvement=m, caution=c)  # type: ignore[arg-type]
+        for s, m, c in settings_
+    ]
+    assert replay_sweep(trace, policies) == [replay(trace, p) for p in policies]
+    points = frontier(
+        trace,
+        Policy(max_delay=max_delay),
+        min_improvements=sorted({m for _, m, _ in settings_}),
+        cautions=sorted({c for _, _, c in settings_}),
+    )
+    results = [p.result for p in points]
+    for p in points:
+        beaten = any(
+            (q.scheduled_g, q.mean_delay_h) != (p.result.scheduled_g, p.result.mean_delay_h)
+            and q.scheduled_g <= p.result.scheduled_g
+            and q.mean_delay_h <= p.result.mean_delay_h
+            for q in results
+        )
+        assert p.efficient == (not beaten)
+    assert any(p.efficient for p in points)
+    assert sum(p.default for p in points) == (1 if 0.0 in {m for _, m, _ in settings_} else 0)
 
 
 def test_the_sweep_counts_progress_over_all_policies() -> None:
