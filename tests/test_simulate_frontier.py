@@ -255,6 +255,16 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert any(" *" in line for line in rows)
 
 
+def test_cli_help_names_the_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    grid = ", ".join(f"{100 * m:g}" for m in FRONTIER_MIN_IMPROVEMENTS[:-1])
+    assert f"min_improvement {grid} and {100 * FRONTIER_MIN_IMPROVEMENTS[-1]:g} %" in text
+    cautions = ", ".join(f"{c:g}" for c in FRONTIER_CAUTIONS[:-1])
+    assert f"caution {cautions} and {FRONTIER_CAUTIONS[-1]:g})" in text
+
+
 def test_cli_svg_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     path = write_csv(tmp_path / "trace.csv", synthetic_trace(2, seed=3))

@@ -67,9 +67,9 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--frontier",
         action="store_true",
-        help="sweep both strategies over min_improvement (and the calibrated one over caution) "
-        "and show savings against mean delay, the Pareto-efficient points marked; with --plot, "
-        "draw them",
+        help="sweep both strategies over min_improvement 0, 2, 5, 10, 15, 20 and 30 %% (and "
+        "the calibrated one over caution 0, 0.5 and 1) and show savings against mean delay, "
+        "the Pareto-efficient points marked; with --plot, draw them",
     )
     parser.add_argument(
         "--jobs-per-slot",
