@@ -339,3 +339,11 @@ def test_plot_without_matplotlib_names_the_extra(
     assert main(["simulate", "--trace", str(path), "--frontier", "--plot", str(out)]) == 2
     assert "pip install 'ecoasync[plot]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_says_when_nothing_can_be_saved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path / "trace.csv", synthetic_trace(2, seed=3))
+    assert main(["simulate", "--trace", str(path), "--frontier", "--max-delay", "0"]) == 0
+    assert "no start within the budget saves anything" in capsys.readouterr().out

@@ -354,7 +354,12 @@ def _frontier_table(
         f"{payload['scenarios']:,} jobs each over {payload['days']} days, "
         f"max_delay {format_duration(policy.max_delay)}, {energy:g} kWh each "
         f"({seconds:.1f} s)",
-        f"  the oracle (hindsight) saves {payload['oracle_reduction_pct']:.2f} % of running at once",
+        f"  the oracle (hindsight) saves {payload['oracle_reduction_pct']:.2f} % of running at once"
+        + (
+            ""
+            if payload["baseline_g"] - payload["oracle_g"] > 1e-9
+            else " (no start within the budget saves anything: a longer --max-delay?)"
+        ),
         "",
         f"  {'strategy':<12}{'caution':>8}{'min_improvement':>17}{'oracle share':>14}"
         f"{'reduction':>11}{'mean delay':>12}{'regressions':>13}",
