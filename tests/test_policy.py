@@ -19,6 +19,9 @@ def test_defaults() -> None:
     assert policy.on_forecast_error == "run_now"
     assert policy.budget_g is None
     assert dict(policy.model_fallbacks) == {}
+    assert policy.strategy == "calibrated"
+    assert policy.caution == 1.0
+    assert "caution=1.0" in repr(policy)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +63,11 @@ BAD: list[tuple[str, object, str]] = [
     ("min_improvement", math.inf, "finite"),
     ("min_improvement", "0.1", "type str"),
     ("min_improvement", True, "type bool"),
+    ("caution", -0.5, "[0, inf)"),
+    ("caution", math.nan, "finite"),
+    ("caution", math.inf, "finite"),
+    ("caution", "1", "type str"),
+    ("caution", True, "type bool"),
     ("dirty_threshold", -1, "finite number"),
     ("dirty_threshold", math.inf, "finite number"),
     ("dirty_threshold", "high", "type str"),

@@ -14,8 +14,9 @@ one grid):
 3. **Uncertainty.** How far can the comparison between starting now and starting at ``t`` still
    be wrong? Under the same model the error of that difference has a standard deviation that
    grows with the distance from now (:meth:`Calibration.spread`). The planner waits only for
-   a start that still wins when it is charged :data:`PESSIMISM` times that deviation, so a
-   gain smaller than the error the forecast is making right now does not make work wait.
+   a start that still wins when it is charged ``Policy.caution`` times that deviation (by
+   default one), so a gain smaller than the error the forecast is making right now does not
+   make work wait.
 
 Everything here is O(history) per call with C-level inner loops. A fit depends on ``now`` only
 through which history slots have closed, so it is kept on the history it was fitted on
@@ -41,7 +42,6 @@ __all__ = [
     "LOOKBACK",
     "MAX_SHIFT",
     "MIN_ACTUALS",
-    "PESSIMISM",
     "Calibration",
     "calibrate",
     "calibrate_ahead",
@@ -55,9 +55,6 @@ MAX_SHIFT: Final = timedelta(hours=2)
 
 MIN_ACTUALS: Final = 8
 """Fewer closed slots with actuals than this, and the forecast is used as it is."""
-
-PESSIMISM: Final = 1.0
-"""A later start is charged this many standard deviations of its comparison's error."""
 
 _MAX_RHO: Final = 0.99
 _EPS: Final = 1e-9

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ._calibrate import MAX_SHIFT, PESSIMISM, calibrate_ahead
+from ._calibrate import MAX_SHIFT, calibrate_ahead
 from ._forecast import Forecast, Signal, as_utc
 from ._ledger import Choice
 from ._plan import Decision, Plan
@@ -318,8 +318,8 @@ def assess(
     ``policy.strategy`` decides what a slot's intensity is. ``"lowest"``: the forecast as it
     is (the published EcoTracker rule). ``"calibrated"``: the forecast corrected by what
     ``history`` (slots closed before ``now``, with actuals) says about its timing, bias and
-    current error, and each later start charged one standard deviation of the error the
-    comparison with now can still make (see :mod:`ecoasync._calibrate`); without enough
+    current error, and each later start charged ``policy.caution`` standard deviations of the
+    error the comparison with now can still make (see :mod:`ecoasync._calibrate`); without enough
     history it is ``"lowest"``. For ``"calibrated"``, the intensities are the corrected
     estimates.
     """
@@ -361,10 +361,11 @@ def assess(
     if calibration is None:  # a start's score is its mean
         scored = [(t, m, m) for t, m in zip(ordered, means, strict=True) if m is not None]
     else:
+        caution = policy.caution
         margins = calibration.spreads(t_now, ordered)
         for t, m, margin in zip(ordered, means, margins, strict=True):
             if m is not None:
-                scored.append((t, m, m + PESSIMISM * margin))
+                scored.append((t, m, m + caution * margin))
     if not scored:
         return _run_now(now, policy, "no-forecast", forecast)
 

@@ -160,6 +160,14 @@ class Policy:
             start whose gain is larger than the error it can still make; without actuals it
             behaves like ``"lowest"``. ``"lowest"`` is the published EcoTracker rule: the lowest
             forecast within the budget. See ``docs/benchmarks.md`` for the evidence.
+        caution: the calibrated strategy's risk attitude, in standard deviations (``>= 0``):
+            a later start is charged ``caution`` times the standard deviation of the error its
+            comparison with now can still make (see ``docs/benchmarks.md``). ``0`` is
+            risk-neutral: it maximises the expected savings, and waits for any expected gain.
+            ``1`` (the default) waits only for a gain larger than one standard deviation of
+            that error: a little less saved for less waiting and fewer jobs that end up
+            emitting more than running at once would have. Higher is more cautious still.
+            Unused by ``"lowest"``.
         routes: where the work may run (:class:`~ecoasync.Route` values, or
             :class:`~ecoasync.Routes` with a strategy and constraints): the session then
             chooses the pair (route, start) with the lowest expected intensity, each route
@@ -186,6 +194,7 @@ class Policy:
     expected_duration: timedelta | None
     forecast_timeout: timedelta
     strategy: Strategy
+    caution: float
     routes: Routes | None = field(hash=False)
     ledger: Ledger | None = field(hash=False)
 
@@ -203,6 +212,7 @@ class Policy:
         expected_duration: timedelta | str | None = None,
         forecast_timeout: timedelta | str = timedelta(seconds=30),
         strategy: Strategy = "calibrated",
+        caution: float = 1.0,
         routes: Routes | Iterable[Route] | None = None,
         ledger: Ledger | None = None,
         **unknown: Never,
@@ -248,6 +258,7 @@ class Policy:
             "budget_g": _number("budget_g", budget_g, low=0.0, low_open=True, allow_none=True),
             "on_forecast_error": on_forecast_error,
             "strategy": strategy,
+            "caution": _number("caution", caution, low=0.0),
             "ledger": ledger,
             "expected_duration": _duration(
                 "expected_duration", expected_duration, allow_none=True, upper=_DAY

@@ -37,12 +37,18 @@ from ._policy import Policy
 
 __all__ = [
     "DEFAULT_ENERGY_KWH",
+    "FRONTIER_CAUTIONS",
+    "FRONTIER_MIN_IMPROVEMENTS",
     "DayFigures",
+    "FrontierPoint",
     "HerdResult",
     "Replay",
     "SimulationError",
+    "frontier",
+    "frontier_policies",
     "replay",
     "replay_herd",
+    "replay_sweep",
     "scenario_days",
     "synthetic_trace",
 ]
@@ -292,57 +298,253 @@ def replay(
     Raises :class:`SimulationError` when the trace holds no complete day to replay.
     """
     prep = _prepare(trace, policy)
-    policy = policy.evolve(jitter=timedelta(0))
-    actual = prep.actual
+    tally = _Tally(prep, policy, energy_kwh)
     total = len(prep.scenarios)
-    base = sched = orc = 0.0
-    delays: list[float] = []
-    regressions = 0
-    # each replayed day's figures (jobs, baseline, scheduled, oracle): its scenarios are the
-    # next per_day ones
-    per_day = total // len(prep.days)
-    figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
     every = max(total // 100, 1)
-    hour = timedelta(hours=1)
     for n, i in enumerate(prep.scenarios):
-        forecast, history, now = _inputs(prep, i, policy)
-        p = plan(forecast, now, policy, history=history)
+        tally.add(n, i, *_inputs(prep, i, tally.policy))
+        if progress is not None and (n % every == 0 or n == total - 1):
+            progress(n + 1, total)
+    return tally.result()
+
+
+def replay_sweep(
+    trace: Forecast,
+    policies: Sequence[Policy],
+    *,
+    energy_kwh: float = DEFAULT_ENERGY_KWH,
+    progress: Progress | None = None,
+) -> list[Replay]:
+    """:func:`replay` under each of ``policies``, in order, with what they share done once:
+    the trace is prepared once, and each scenario's forecast and history are sliced once and
+    planned on under every policy in turn, so what the planner derives from them (the
+    calibration, the windows, kept on those objects) is reused; a day of scenarios is held at
+    a time. ``progress`` counts plans over all policies. The figures are :func:`replay`'s,
+    to the last bit.
+
+    The policies must agree on what the scenarios depend on, ``max_delay`` and
+    ``expected_duration`` (they may differ in ``strategy``, ``min_improvement``, ``caution``
+    and the rest); raises :class:`SimulationError` otherwise, or when the trace holds no
+    complete day.
+    """
+    if not policies:
+        return []
+    first = policies[0]
+    for other in policies[1:]:
+        if (other.max_delay, other.expected_duration) != (
+            first.max_delay,
+            first.expected_duration,
+        ):
+            raise SimulationError(
+                "a sweep replays the same scenarios under every policy: they must share "
+                f"max_delay and expected_duration, got {first.max_delay} / "
+                f"{first.expected_duration} and {other.max_delay} / {other.expected_duration}"
+            )
+    prep = _prepare(trace, first)
+    tallies = [_Tally(prep, p, energy_kwh) for p in policies]
+    calibrated = first.evolve(strategy="calibrated", jitter=timedelta(0))
+    total = len(prep.scenarios)
+    per_day = total // len(prep.days)
+    for day in range(0, total, per_day):
+        inputs = [
+            (n, i, *_inputs(prep, i, calibrated))
+            for n, i in enumerate(prep.scenarios[day : day + per_day], start=day)
+        ]
+        for tally in tallies:
+            for n, i, forecast, history, now in inputs:
+                tally.add(n, i, forecast, history if tally.calibrated else None, now)
+        if progress is not None:
+            done = min(day + per_day, total)
+            progress(done * len(policies), total * len(policies))
+    return [t.result() for t in tallies]
+
+
+class _Tally:
+    """One policy's replay, scenario by scenario: its plans and running sums."""
+
+    def __init__(self, prep: _Prepared, policy: Policy, energy_kwh: float) -> None:
+        self.prep = prep
+        self.policy = policy.evolve(jitter=timedelta(0))
+        self.calibrated = policy.strategy == "calibrated"
+        self.energy = energy_kwh
+        self.base = self.sched = self.orc = 0.0
+        self.delays: list[float] = []
+        self.regressions = 0
+        # each replayed day's figures (jobs, baseline, scheduled, oracle): its scenarios are
+        # the next per_day ones
+        self.per_day = len(prep.scenarios) // len(prep.days)
+        self.figures: list[list[float]] = [[0, 0.0, 0.0, 0.0] for _ in prep.days]
+
+    def add(
+        self, n: int, i: int, forecast: Forecast, history: Forecast | None, now: datetime
+    ) -> None:
+        """Plan the ``n``-th scenario (submitted at slot ``i``) on what a session would hold."""
+        prep, energy = self.prep, self.energy
+        p = plan(forecast, now, self.policy, history=history)
         waited = p.start - now
         j = _ran_in(prep, i, waited)
-        o = _oracle(actual, i, prep.ahead)
+        o = _oracle(prep.actual, i, prep.ahead)
         a_now, a_run, a_best = (
-            actual[i] * energy_kwh,
-            actual[j] * energy_kwh,
-            actual[o] * energy_kwh,
+            prep.actual[i] * energy,
+            prep.actual[j] * energy,
+            prep.actual[o] * energy,
         )
-        base += a_now
-        sched += a_run
-        orc += a_best
-        regressions += a_run > a_now
-        delays.append(waited / hour)
-        day = figures[n // per_day]
+        self.base += a_now
+        self.sched += a_run
+        self.orc += a_best
+        self.regressions += a_run > a_now
+        self.delays.append(waited / _HOUR)
+        day = self.figures[n // self.per_day]
         day[0] += 1
         day[1] += a_now
         day[2] += a_run
         day[3] += a_best
-        if progress is not None and (n % every == 0 or n == total - 1):
-            progress(n + 1, total)
-    daily = tuple(
-        DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
-        for d, v in zip(prep.days, figures, strict=True)
+
+    def result(self) -> Replay:
+        prep = self.prep
+        daily = tuple(
+            DayFigures(d.isoformat(), int(v[0]), v[1], v[2], v[3])
+            for d, v in zip(prep.days, self.figures, strict=True)
+        )
+        return Replay(
+            scenarios=len(prep.scenarios),
+            days=len(prep.days),
+            baseline_g=self.base,
+            scheduled_g=self.sched,
+            oracle_g=self.orc,
+            mean_delay_h=statistics.fmean(self.delays),
+            median_delay_h=statistics.median(self.delays),
+            regressions=self.regressions,
+            daily=daily,
+            strategy=self.policy.strategy,
+            delays_h=tuple(self.delays),
+        )
+
+
+_HOUR = timedelta(hours=1)
+
+
+FRONTIER_MIN_IMPROVEMENTS: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+"""The ``min_improvement`` values :func:`frontier` sweeps (fractions: 0.05 = wait only for a
+start forecast at least 5 % lower than now)."""
+
+FRONTIER_CAUTIONS: tuple[float, ...] = (0.0, 0.5, 1.0)
+"""The ``caution`` values :func:`frontier` sweeps for the calibrated strategy (0 risk-neutral,
+1 cautious); the default's is always among them."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierPoint:
+    """One policy of a :func:`frontier` sweep and its replay."""
+
+    strategy: str
+    min_improvement: float
+    caution: float | None  # None: the strategy has no risk setting (``lowest``)
+    result: Replay
+    efficient: bool = False
+    """No other point of the sweep emits less with no more mean delay (or as little with
+    less): Pareto-efficient in (savings, mean delay)."""
+    default: bool = False
+    """The library's default policy (with the sweep's ``max_delay``)."""
+
+    @property
+    def series(self) -> str:
+        """The line this point is drawn on: its strategy, and its caution if it has one."""
+        if self.caution is None:
+            return self.strategy
+        return f"{self.strategy}, caution {self.caution:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "strategy": self.strategy,
+            "min_improvement": self.min_improvement,
+            "caution": self.caution,
+            "scheduled_g": round(r.scheduled_g, 6),
+            "reduction_pct": round(r.reduction_pct, 3),
+            "oracle_capture_pct": round(r.oracle_capture_pct, 3),
+            "mean_delay_h": round(r.mean_delay_h, 4),
+            "median_delay_h": round(r.median_delay_h, 4),
+            "regressions": r.regressions,
+            "pareto": self.efficient,
+            "default": self.default,
+        }
+
+
+def _caution_of(policy: Policy) -> float | None:
+    """The policy's risk setting, or None where its strategy does not read it."""
+    return policy.caution if policy.strategy == "calibrated" else None
+
+
+def frontier_policies(
+    policy: Policy,
+    *,
+    min_improvements: Sequence[float] = FRONTIER_MIN_IMPROVEMENTS,
+    cautions: Sequence[float] = FRONTIER_CAUTIONS,
+) -> list[Policy]:
+    """The policies :func:`frontier` replays: ``policy`` (its ``max_delay`` and the rest)
+    with each strategy, each ``min_improvement`` and, for ``"calibrated"``, each ``caution``
+    (plus the default's); ``lowest`` first. Values are validated by :class:`Policy`."""
+    from ._policy import STRATEGIES
+
+    sweep = sorted({*cautions, Policy().caution})
+    out = []
+    for strategy in sorted(STRATEGIES, key=lambda s: s != "lowest"):
+        for m in min_improvements:
+            if strategy == "calibrated":
+                out += [
+                    policy.evolve(strategy=strategy, min_improvement=m, caution=c) for c in sweep
+                ]
+            else:
+                out.append(policy.evolve(strategy=strategy, min_improvement=m))
+    return out
+
+
+def frontier(
+    trace: Forecast,
+    policy: Policy,
+    *,
+    min_improvements: Sequence[float] = FRONTIER_MIN_IMPROVEMENTS,
+    cautions: Sequence[float] = FRONTIER_CAUTIONS,
+    energy_kwh: float = DEFAULT_ENERGY_KWH,
+    progress: Progress | None = None,
+) -> list[FrontierPoint]:
+    """The carbon-for-delay trade-off on ``trace``: a :func:`replay_sweep` over
+    :func:`frontier_policies`, each point marked Pareto-efficient or not, and the library's
+    default marked. Points come ordered by strategy, caution, then ``min_improvement``.
+    """
+    policies = frontier_policies(policy, min_improvements=min_improvements, cautions=cautions)
+    results = replay_sweep(trace, policies, energy_kwh=energy_kwh, progress=progress)
+    base = Policy()
+    default = (base.strategy, base.min_improvement, _caution_of(base))
+    points = [
+        FrontierPoint(p.strategy, p.min_improvement, _caution_of(p), r)
+        for p, r in zip(policies, results, strict=True)
+    ]
+    marked = [
+        FrontierPoint(
+            pt.strategy,
+            pt.min_improvement,
+            pt.caution,
+            pt.result,
+            efficient=not any(_dominates(q.result, pt.result) for q in points),
+            default=(pt.strategy, pt.min_improvement, pt.caution) == default,
+        )
+        for pt in points
+    ]
+    order = {s: n for n, s in enumerate(dict.fromkeys(pt.strategy for pt in marked))}
+    return sorted(
+        marked,
+        key=lambda pt: (order[pt.strategy], pt.caution or 0.0, pt.min_improvement),
     )
-    return Replay(
-        scenarios=total,
-        days=len(prep.days),
-        baseline_g=base,
-        scheduled_g=sched,
-        oracle_g=orc,
-        mean_delay_h=statistics.fmean(delays),
-        median_delay_h=statistics.median(delays),
-        regressions=regressions,
-        daily=daily,
-        strategy=policy.strategy,
-        delays_h=tuple(delays),
+
+
+def _dominates(a: Replay, b: Replay) -> bool:
+    """``a`` emits no more than ``b`` with no more mean delay, and is better in one."""
+    return (
+        a.scheduled_g <= b.scheduled_g
+        and a.mean_delay_h <= b.mean_delay_h
+        and (a.scheduled_g < b.scheduled_g or a.mean_delay_h < b.mean_delay_h)
     )
 
 

@@ -98,6 +98,8 @@ def _main(args: argparse.Namespace) -> int:
             return 2
     sim = read_simulation(paths[0]) if len(paths) == 1 and Path(paths[0]).is_file() else None
     try:
+        if sim is not None and "points" in sim:
+            return _frontier(str(out), sim, paths[0], args.title)
         if sim is not None:
             daily = daily_from_simulation(sim)
             if not daily:
@@ -138,6 +140,33 @@ def _main(args: argparse.Namespace) -> int:
         print(f"ecoasync plot: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({', '.join(panels)})")
+    return 0
+
+
+def _frontier(out: str, sim: dict[str, Any], path: str, title: str | None) -> int:
+    """Draw the output of ``ecoasync simulate --frontier --json``."""
+    from .._checks import is_number
+    from .._report._plot_frontier import render_frontier
+
+    points = sim["points"]
+    keys = ("strategy", "min_improvement", "mean_delay_h", "oracle_capture_pct", "pareto")
+    if not isinstance(points, list) or not all(
+        isinstance(p, dict) and all(k in p for k in keys) for p in points
+    ):
+        print(
+            f"ecoasync plot: {path}: a frontier result needs points with {', '.join(keys)} "
+            "(the output of: ecoasync simulate --frontier --json)",
+            file=sys.stderr,
+        )
+        return 2
+    reduction = sim.get("oracle_reduction_pct")
+    render_frontier(
+        out,
+        points,
+        oracle_reduction_pct=float(reduction) if is_number(reduction) else 0.0,
+        title=title or f"ecoasync simulate --frontier: {Path(path).name}",
+    )
+    print(f"wrote {out} (frontier)")
     return 0
 
 

@@ -55,14 +55,21 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--policy",
         choices=STRATEGIES,
-        default=STRATEGIES[0],
+        default=None,
         help=f"the planning strategy (default {STRATEGIES[0]}; 'lowest' is the EcoTracker rule)",
     )
     parser.add_argument(
         "--min-improvement",
         type=float,
-        default=0.0,
+        default=None,
         help="wait only for at least this fractional gain (default 0)",
+    )
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help="sweep both strategies over min_improvement 0, 2, 5, 10, 15, 20 and 30 %% (and "
+        "the calibrated one over caution 0, 0.5 and 1) and show savings against mean delay, "
+        "the Pareto-efficient points marked; with --plot, draw them",
     )
     parser.add_argument(
         "--jobs-per-slot",
@@ -73,7 +80,10 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--plot", metavar="OUT", help="draw the daily reductions to OUT (.png/.svg; 'plot' extra)"
+        "--plot",
+        metavar="OUT",
+        help="draw the daily reductions (with --frontier: savings against mean delay) to OUT "
+        "(.png/.svg; 'plot' extra)",
     )
     parser.set_defaults(func=_main)
 
@@ -96,7 +106,7 @@ class _Bar:
 
 def _main(args: argparse.Namespace) -> int:
     from .._exceptions import ForecastDataError, PolicyError
-    from .._policy import Policy
+    from .._policy import STRATEGIES, Policy
     from .._simulate import DEFAULT_ENERGY_KWH, SimulationError, replay, replay_herd
     from ..providers import read_trace
 
@@ -119,8 +129,8 @@ def _main(args: argparse.Namespace) -> int:
     try:
         policy = Policy(
             max_delay=args.max_delay,
-            strategy=args.policy,
-            min_improvement=args.min_improvement,
+            strategy=args.policy or STRATEGIES[0],
+            min_improvement=0.0 if args.min_improvement is None else args.min_improvement,
         )
     except PolicyError as exc:
         print(f"ecoasync simulate: {exc}", file=sys.stderr)
@@ -132,6 +142,8 @@ def _main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.frontier:
+        return _frontier_main(args, named, policy, energy)
     if len(named) > 1 or args.mode or args.home or next(iter(named)):  # several routes
         if args.jobs_per_slot:
             print("ecoasync simulate: --jobs-per-slot takes one unnamed trace", file=sys.stderr)
@@ -244,6 +256,153 @@ def _routes_main(
     print(f"  basis: {payload['basis']}")
     if args.plot:
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _frontier_main(
+    args: argparse.Namespace, named: dict[str, str], policy: Any, energy: float
+) -> int:
+    import time
+
+    from .._exceptions import ForecastDataError
+    from .._simulate import SimulationError, frontier, frontier_policies
+    from ..providers import read_trace
+
+    unsupported = [
+        flag
+        for flag, given in (
+            ("several --trace", len(named) > 1),
+            ("--trace NAME=PATH", len(named) == 1 and next(iter(named)) != ""),
+            ("--mode", args.mode),
+            ("--home", args.home),
+            ("--jobs-per-slot", args.jobs_per_slot),
+            ("--policy", args.policy),
+            ("--min-improvement", args.min_improvement is not None),
+        )
+        if given
+    ]
+    if unsupported:
+        print(
+            "ecoasync simulate: --frontier sweeps one trace at home over both strategies, "
+            f"min_improvement and caution itself; drop {', '.join(unsupported)} "
+            "(for several routes, run --frontier on each route's trace)",
+            file=sys.stderr,
+        )
+        return 2
+    path = args.trace[0]
+    try:
+        trace = read_trace(path)
+    except ForecastDataError as exc:
+        print(f"ecoasync simulate: {exc}", file=sys.stderr)
+        return 2
+    count = len(frontier_policies(policy))
+    began = time.perf_counter()
+    try:
+        points = frontier(
+            trace,
+            policy,
+            energy_kwh=energy,
+            progress=_Bar(sys.stderr, f"sweeping {count} policies")
+            if sys.stderr.isatty()
+            else None,
+        )
+    except SimulationError as exc:
+        print(f"ecoasync simulate: {path}: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - began
+    payload = _frontier_json(points, policy, energy)
+    if args.plot:
+        code = _plot_frontier(args.plot, payload, path)
+        if code:
+            return code
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    print(_frontier_table(points, payload, policy, energy, path, seconds))
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _frontier_json(points: Any, policy: Any, energy: float) -> dict[str, Any]:
+    from .._simulate import FRONTIER_MIN_IMPROVEMENTS
+
+    first = points[0].result
+    return {
+        "scenarios": first.scenarios,
+        "days": first.days,
+        "max_delay_h": round(policy.max_delay.total_seconds() / 3600, 4),
+        "energy_kwh": energy,
+        "baseline_g": round(first.baseline_g, 6),
+        "oracle_g": round(first.oracle_g, 6),
+        "oracle_reduction_pct": round(
+            100 * (1 - first.oracle_g / first.baseline_g) if first.baseline_g > 0 else 0.0, 3
+        ),
+        "min_improvements": list(FRONTIER_MIN_IMPROVEMENTS),
+        "cautions": sorted({p.caution for p in points if p.caution is not None}),
+        "points": [p.to_json() for p in points],
+    }
+
+
+def _frontier_table(
+    points: Any, payload: dict[str, Any], policy: Any, energy: float, path: str, seconds: float
+) -> str:
+    from .._durations import format_duration
+
+    lines = [
+        f"{path}: the carbon-for-delay frontier, {len(points)} policies, "
+        f"{payload['scenarios']:,} jobs each over {payload['days']} days, "
+        f"max_delay {format_duration(policy.max_delay)}, {energy:g} kWh each "
+        f"({seconds:.1f} s)",
+        f"  the oracle (hindsight) saves {payload['oracle_reduction_pct']:.2f} % of running at once"
+        + (
+            ""
+            if payload["baseline_g"] - payload["oracle_g"] > 1e-9
+            else " (no start within the budget saves anything: a longer --max-delay?)"
+        ),
+        "",
+        f"  {'strategy':<12}{'caution':>8}{'min_improvement':>17}{'oracle share':>14}"
+        f"{'reduction':>11}{'mean delay':>12}{'regressions':>13}",
+    ]
+    for p in points:
+        r = p.result
+        caution = "-" if p.caution is None else f"{p.caution:g}"
+        mark = ("  *" if p.efficient else "   ") + ("  default" if p.default else "")
+        lines.append(
+            f"  {p.strategy:<12}{caution:>8}{100 * p.min_improvement:>15g} %"
+            f"{r.oracle_capture_pct:>12.1f} %{r.reduction_pct:>9.2f} %"
+            f"{r.mean_delay_h:>10.2f} h{r.regressions:>13,}{mark}".rstrip()
+        )
+    lines += [
+        "",
+        "  * Pareto-efficient: no other point saves more with no more mean delay (or as much "
+        "with less).",
+        "  Pick the * point with the most savings at a mean delay you accept and set it: "
+        "Policy(strategy=..., min_improvement=..., caution=...).",
+    ]
+    return "\n".join(lines)
+
+
+def _plot_frontier(out: str, payload: dict[str, Any], path: str) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            "ecoasync simulate: --plot needs matplotlib: pip install 'ecoasync[plot]'",
+            file=sys.stderr,
+        )
+        return 2
+    from pathlib import Path
+
+    from .._report._plot_frontier import render_frontier
+
+    render_frontier(
+        out,
+        payload["points"],
+        oracle_reduction_pct=payload["oracle_reduction_pct"],
+        title=f"ecoasync simulate --frontier: {Path(path).name}, {payload['scenarios']:,} jobs, "
+        f"max_delay {payload['max_delay_h']:g} h",
+    )
     return 0
 
 

@@ -38,9 +38,9 @@ def literal(text: object) -> str:
 
 
 def read_simulation(path: str) -> dict[str, Any] | None:
-    """The object printed by ``ecoasync simulate --json``, or None if ``path`` is not one
-    (telemetry is many lines; a simulation is one JSON object with ``daily`` or
-    ``reduction_pct``)."""
+    """The object printed by ``ecoasync simulate --json`` (or ``--frontier --json``), or None
+    if ``path`` is not one (telemetry is many lines; a simulation is one JSON object with
+    ``daily`` or ``reduction_pct``, a frontier one with ``points``)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -51,7 +51,7 @@ def read_simulation(path: str) -> dict[str, Any] | None:
         return None
     if (
         isinstance(data, dict)
-        and ("daily" in data or "reduction_pct" in data)
+        and ("daily" in data or "reduction_pct" in data or "points" in data)
         and "event" not in data
     ):
         return data
