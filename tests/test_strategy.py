@@ -375,7 +375,7 @@ async def test_session_fetches_history_for_the_calibrated_strategy(clock: Virtua
         assert session.plan.decision in ("wait", "now-is-best", "below-min-improvement")
     assert len(provider.asked) == 1
     start, end = provider.asked[0]
-    assert end - start == timedelta(hours=24)
+    assert end - start == timedelta(hours=72)  # _calibrate.LOOKBACK
     lowest = HistoryProvider(_day_with_actuals())
     async with carbon_session(Policy(max_delay="4h", provider=lowest, strategy="lowest")):
         pass

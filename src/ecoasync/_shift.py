@@ -19,7 +19,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Final
 
-__all__ = ["best_shift", "dot"]
+__all__ = ["best_shift", "dot", "search"]
 
 _EPS: Final = 1e-9
 
@@ -30,6 +30,14 @@ def dot(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def best_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> tuple[int, float]:
+    """:func:`search`'s shift ``k, w`` (see there)."""
+    k, w, _, _ = search(actual, padded, span)
+    return k, w
+
+
+def search(
+    actual: Sequence[float], padded: Sequence[float], span: int
+) -> tuple[int, float, float, float]:
     """The shift ``k + w`` (``k`` whole slots, ``0 <= w < 1``) in ``[-span, span]`` that minimises
     the variance of ``actual[t] - values[t + k + w]`` (linear between slots), where ``padded`` is
     ``values`` with ``span`` copies of its first value before it and ``span + 1`` of its last
@@ -39,9 +47,12 @@ def best_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> t
     form; the sums come from prefix sums, and only the cross-products with the actuals need
     one pass per whole shift. Near-ties go to the smaller ``|shift|``, so a forecast that is
     on time keeps a shift of 0.
+
+    Returns ``k, w`` and two variances of ``actual[t] - values[t + shift]``: at that shift and
+    at shift 0 (with ``span <= 0`` only shift 0 is tried, and both are ``nan``: not computed).
     """
     if span <= 0:
-        return 0, 0.0
+        return 0, 0.0, math.nan, math.nan
     n = len(actual)
     # (n as a float: a float divided by an int converts it so, and float-only arithmetic
     # takes the interpreter's fast paths; 2.0 * x is 2 * x for the same reason)
@@ -89,7 +100,7 @@ def best_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> t
             best_var, best = var, (k, w)
     if best[1] >= 1.0:  # the end of one interval is the start of the next
         best = (best[0] + 1, 0.0)
-    return best
+    return best[0], best[1], best_var, variances[span]
 
 
 def _lowest(variances: list[float], span: int) -> int:
