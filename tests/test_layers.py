@@ -53,6 +53,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "ecoasync._shift",
         "ecoasync._simulate",
         "ecoasync._simulate_routes",
+        "ecoasync._synth",  # a synthetic forecast from actuals (a seeded error model)
         "ecoasync._windows",
     ),
     "providers": ("ecoasync.providers",),
