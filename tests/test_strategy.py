@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ecoasync import (
@@ -293,6 +293,7 @@ values = st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=14)
     seed=st.integers(0, 3),
     jitter=st.integers(0, 40),
     loaded=st.booleans(),
+    caution=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
 )
 def test_plan_properties(
     forecast: list[float],
@@ -304,6 +305,7 @@ def test_plan_properties(
     seed: int,
     jitter: int,
     loaded: bool,
+    caution: float,
 ) -> None:
     now = T0 + timedelta(minutes=offset)
     history = Forecast(
@@ -317,6 +319,7 @@ def test_plan_properties(
         min_improvement=min_improvement,
         strategy=strategy,  # type: ignore[arg-type]
         jitter=timedelta(minutes=jitter),
+        caution=caution,
     )
     ledger = SlotLedger()
     if loaded:
@@ -341,6 +344,64 @@ def test_plan_properties(
         assert abs(p.jitter) <= policy.jitter
     else:
         assert p.start == now
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    forecast=st.lists(st.floats(0, 500, allow_nan=False), min_size=2, max_size=14),
+    actual=st.lists(st.floats(50, 500, allow_nan=False), min_size=8, max_size=60),
+    errors=st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 3.0]), max_size=60),
+    delay=st.integers(30, 300),
+    caution=st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_a_correction_without_skill_leaves_the_raw_forecast_plan(
+    forecast: list[float], actual: list[float], errors: list[float], delay: int, caution: float
+) -> None:
+    """Where the look-back shows no skill for any correction (no shift, persistence or bias
+    beyond noise), the calibrated strategy reads the forecast exactly as it is: the expected
+    intensities are the forecast's, and a risk-neutral plan (caution 0) is the ``lowest`` one."""
+    from ecoasync._calibrate import calibrate_ahead
+
+    errors = (errors + [0.0] * len(actual))[: len(actual)]
+    history = Forecast(
+        [
+            Slot(T0 - (len(actual) - i) * HALF, T0 - (len(actual) - i - 1) * HALF, a - e, a)
+            for i, (a, e) in enumerate(zip(actual, errors, strict=True))
+        ]
+    )
+    ahead = slots(forecast)
+    fit = calibrate_ahead(history, T0, HALF, ahead)
+    assert fit is not None
+    assume(fit.shift == 0 and fit.bias == 0 and fit.rho == 0 and fit.last_error == 0)
+    starts = [s.start.timestamp() for s in ahead]
+    assert fit.expected_all(starts) == forecast  # exactly the raw forecast
+    policy = Policy(max_delay=timedelta(minutes=delay), caution=0.0, jitter="0m")
+    calibrated = plan(ahead, T0, policy, history=history)
+    lowest = plan(ahead, T0, policy.evolve(strategy="lowest"), history=history)
+    assert (calibrated.decision, calibrated.start, calibrated.planned_intensity) == (
+        lowest.decision,
+        lowest.start,
+        lowest.planned_intensity,
+    )
+    assert calibrated.now_intensity == lowest.now_intensity
+    cautious = plan(ahead, T0, policy.evolve(caution=caution), history=history)
+    if cautious.decision == "wait":  # a charge only ever keeps work nearer to now
+        assert calibrated.decision == "wait"
+        assert cautious.start >= T0
+
+
+def test_a_timing_offset_with_skill_is_used_and_noise_is_not() -> None:
+    """The shift is used where the look-back shows it (a forecast 45 minutes late, little
+    noise) and not where the forecast is on time (the same noise alone)."""
+    from ecoasync._calibrate import calibrate_ahead
+
+    late = synthetic_trace(4, start=T0 - timedelta(days=3), lag_slots=1.5, seed=4, error=2.0)
+    on_time = synthetic_trace(4, start=T0 - timedelta(days=3), lag_slots=0.0, seed=4, error=2.0)
+    for trace, used in ((late, True), (on_time, False)):
+        history = trace.between(T0 - timedelta(hours=72), T0)
+        fit = calibrate_ahead(history, T0, HALF, trace.between(T0, T0 + timedelta(hours=6)))
+        assert fit is not None
+        assert (abs(fit.shift) >= 1.0) is used, fit
 
 
 # -- the live session --------------------------------------------------------------------------

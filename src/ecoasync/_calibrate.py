@@ -118,11 +118,13 @@ class Calibration(NamedTuple):
         return values[i] * (1.0 - w) + values[i + 1] * w if w else values[i]
 
     def expected(self, slot_start: float) -> float:
-        """The expected actual intensity of the slot starting at ``slot_start`` (POSIX s)."""
+        """The expected actual intensity of the slot starting at ``slot_start`` (POSIX s), never
+        below zero."""
         p = (slot_start - self.origin) / self.slot
         ahead = p - (self.samples - 1)  # slots since the last actual (>= 1 in the future)
         decay: float = self.rho ** max(ahead, 0.0)
-        return self._read(p + self.shift) + self.bias + (self.last_error - self.bias) * decay
+        value = self._read(p + self.shift) + self.bias + (self.last_error - self.bias) * decay
+        return value if value > 0.0 else 0.0  # (an intensity is never below zero)
 
     def expected_all(self, slot_starts: Sequence[float]) -> list[float]:
         """:meth:`expected` for many slots (the planner's hot path)."""
@@ -145,7 +147,8 @@ class Calibration(NamedTuple):
                 w = x - i
                 read = values[i] * (1.0 - w) + values[i + 1] * w
             ahead = p - newest
-            out.append(read + bias + excess * rho ** (0.0 if ahead < 0.0 else ahead))
+            value = read + bias + excess * rho ** (0.0 if ahead < 0.0 else ahead)
+            out.append(value if value > 0.0 else 0.0)  # (an intensity is never below zero)
         return out
 
     def spread(self, now: float, start: float) -> float:
