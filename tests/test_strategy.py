@@ -746,20 +746,57 @@ def test_a_regular_forecast_ahead_fits_as_when_its_slots_are_checked(
     assert repr(told) == repr(checked)
 
 
-@settings(max_examples=400, deadline=None)
-@given(span=st.integers(min_value=1, max_value=6), data=st.data())
-def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
-    span: int, data: st.DataObject
+@settings(max_examples=300, deadline=None)
+@given(
+    span=st.integers(min_value=1, max_value=5),
+    n=st.integers(min_value=8, max_value=80),
+    noise=st.sampled_from([0.0, 0.5, 5.0, 40.0]),
+    lag=st.floats(-5, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_the_search_walks_downhill_from_zero_and_its_sums_are_the_errors(
+    span: int, n: int, noise: float, lag: float, seed: int
 ) -> None:
-    """_lowest picks the whole shift min() picks with the key (variance, |shift|): ties (also of
-    0.0 and -0.0) to the smaller |shift| and then the smaller shift, and wherever min() leaves
-    a NaN or an infinity."""
-    from ecoasync._shift import _lowest
+    """search's whole shift is where walking from shift 0 to the lower neighbour stops going
+    down (a local minimum of the whole shifts' error variances), and the statistics it gets
+    from its sums are those of the errors computed one by one (at its shift and at 0)."""
+    from ecoasync._shift import dot, search
 
-    few = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, math.inf, -math.inf, math.nan])
-    variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))
-    expected = min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
-    assert _lowest(variances, span) == expected
+    rng = random.Random(seed)
+    values = [
+        100 + 60 * math.sin((t - lag) / 5) + rng.gauss(0, noise) for t in range(n + 2 * span + 1)
+    ]
+    actual = [100 + 60 * math.sin((t + span) / 5) + rng.gauss(0, 3) for t in range(n)]
+    found = search(actual, values, span)
+
+    def stats(k: int, w: float) -> tuple[float, float, float, float]:
+        errors = [
+            a - ((1 - w) * values[span + k + t] + w * values[span + k + t + 1])
+            for t, a in enumerate(actual)
+        ]
+        mean = sum(errors) / n
+        centred = [e - mean for e in errors]
+        return mean, dot(centred, centred) / n, dot(centred, centred[1:]), errors[-1]
+
+    whole = [stats(k, 0.0)[1] for k in range(-span, span + 1)]
+    j = span
+    step = -1 if whole[j - 1] <= whole[j + 1] else 1
+    while 0 <= j + step <= 2 * span and whole[j + step] < whole[j]:
+        j += step
+    assert found.k + found.w == pytest.approx(j - span, abs=1.0)  # (the fraction either side)
+    scale = 1.0 + max(whole) * n
+    for got, want in zip(
+        (found.mean, found.variance, found.lag, found.last),
+        stats(found.k, found.w),
+        strict=True,
+    ):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-6 * scale)
+    for got, want in zip(
+        (found.on_time_mean, found.on_time_variance, found.on_time_lag, found.on_time_last),
+        stats(0, 0.0),
+        strict=True,
+    ):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-6 * scale)
 
 
 def test_a_fallback_over_an_in_memory_provider_keeps_what_sessions_share() -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Sequence
@@ -229,7 +230,7 @@ def _fit(
         return None
     columns = history._columns()
     origin = columns.starts[lo]
-    actual = cast("list[float]", list(columns.actuals[lo:hi]))  # _tail's slots have actuals
+    actual = cast("tuple[float, ...]", columns.actuals[lo:hi])  # _tail's slots have actuals
     # the forecast on the same grid: history first, then the forecast slots after it
     values = list(columns.forecasts[lo:hi])
     reach = _slots_in(MAX_SHIFT, slot)  # the largest shift searched, in slots
@@ -266,16 +267,21 @@ def _fit(
     padded = [values[0]] * span + values[: n + span + 1]
     if len(values) < n + span + 1:
         padded += [values[-1]] * (n + span + 1 - len(values))
-    k, w, shifted, on_time = search(actual, padded, span)
-    errors, bias, sq, rho = _residuals(actual, padded, span, k, w)
-    if (k or w) and shift_evidence(on_time, shifted, rho, n) < SHIFT_EVIDENCE:
-        # the timing correction only where the look-back shows it beyond noise (see
-        # shift_evidence): else the forecast is read on time
-        k, w = 0, 0.0
+    found = search(actual, padded, span)
+    k, w = found.k, found.w
+    if span:  # the errors' statistics come with the search, from its sums
+        bias, variance, last = found.mean, found.variance, found.last
+        rho = _rho(found.lag, variance, n)
+        if (k or w) and shift_evidence(found.on_time_variance, variance, rho, n) < SHIFT_EVIDENCE:
+            # the timing correction only where the look-back shows it beyond noise (see
+            # shift_evidence): else the forecast is read on time
+            k, w = 0, 0.0
+            bias, variance, last = found.on_time_mean, found.on_time_variance, found.on_time_last
+            rho = _rho(found.on_time_lag, variance, n)
+    else:  # (slots longer than MAX_SHIFT: no shift is searched)
         errors, bias, sq, rho = _residuals(actual, padded, span, 0, 0.0)
-    size = float(n)
-    sigma = math.sqrt(sq / size)
-    last = errors[-1]
+        variance, last = sq / float(n), errors[-1]
+    sigma = math.sqrt(variance) if variance > 0.0 else 0.0
     # the level correction only where it is beyond noise too (see level_evidence): the
     # errors' persistence, and without it their mean
     persists, biased = level_evidence(bias, sigma, rho, n)
@@ -287,8 +293,17 @@ def _fit(
     return Calibration(k + w, bias, sigma, rho, last, n, origin, step, tuple(values))
 
 
+def _rho(lag: float, variance: float, samples: int) -> float:
+    """The lag-one autocorrelation from the sum of each centred error times the next and the
+    errors' variance, clamped to ``[0, _MAX_RHO]``."""
+    sq = variance * samples
+    rho = lag / sq if sq > _EPS else 0.0
+    # min(max(rho, 0.0), _MAX_RHO) without the calls (the same for -0.0 and NaN)
+    return 0.0 if rho < 0.0 else _MAX_RHO if rho > _MAX_RHO else rho
+
+
 def _residuals(
-    actual: list[float], padded: list[float], span: int, k: int, w: float
+    actual: Sequence[float], padded: list[float], span: int, k: int, w: float
 ) -> tuple[list[float], float, float, float]:
     """The errors of the forecast read at shift ``k + w`` (see :func:`_fit`), their mean, the
     sum of their squared deviations from it and their lag-one autocorrelation (clamped to
@@ -309,7 +324,8 @@ def _residuals(
     sq = squares - total * bias
     if sq > 1e-6 * squares:
         # each centred error times the next, from the raw sums (_dot stops at the shorter)
-        lag = dot(errors, errors[1:]) - bias * (2.0 * total - errors[0] - errors[-1])
+        lag = sum(map(operator.mul, errors, itertools.islice(errors, 1, None)))
+        lag -= bias * (2.0 * total - errors[0] - errors[-1])
         lag += (size - 1.0) * bias * bias
     else:  # the errors are nearly all equal: centre them first, for precision
         centred = [e - bias for e in errors]
