@@ -581,13 +581,13 @@ async def test_single_flight_1000_sessions_one_request(
         async with uk(server, sleep, timeout=10.0) as provider:
             policy = Policy(max_delay="4h", provider=provider, strategy=strategy)  # type: ignore[arg-type]
             await concurrent_sessions(policy, 1000)
-    # one forecast request for all; the calibrated strategy also reads the last 24 h of
-    # actuals, and that too is one request for all
+    # one forecast request for all; the calibrated strategy also reads the last 72 h of
+    # actuals (_calibrate.LOOKBACK), and that too is one request for all
     assert server.requests[0] == "/intensity/2026-03-18T20:00Z/fw48h"
     if strategy == "lowest":
         assert server.count() == 1
     else:
-        assert server.requests[1:] == ["/intensity/2026-03-17T20:00Z/2026-03-18T20:30Z"]
+        assert server.requests[1:] == ["/intensity/2026-03-15T20:00Z/2026-03-18T20:30Z"]
     assert len(events) == 1000
     assert {e.record.provider for e in events.of(Completed)} == {"uk-carbon-intensity"}
     assert {e.record.decision for e in events.of(Completed)} == {"wait"}

@@ -371,9 +371,11 @@ def test_the_default_meets_the_targets_on_the_trace_and_its_halves(trace_path: P
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["scenarios"] == 1392
-    assert data["oracle_capture_pct"] >= 80
-    assert data["mean_delay_h"] <= 1.85
-    assert data["regressions"] <= 150
+    # issue 16's bar for the default (it was 87.4 % / 1.70 h / 49 with a one-day look-back;
+    # measured 87.26 % / 1.689 h / 53 with three days: docs/benchmarks.md)
+    assert data["oracle_capture_pct"] >= 87
+    assert data["mean_delay_h"] <= 1.70
+    assert data["regressions"] <= 60
     # and it beats the EcoTracker rule on each half of the trace as well
     from ecoasync.providers import read_trace
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ecoasync import (
@@ -293,6 +293,7 @@ values = st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=14)
     seed=st.integers(0, 3),
     jitter=st.integers(0, 40),
     loaded=st.booleans(),
+    caution=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
 )
 def test_plan_properties(
     forecast: list[float],
@@ -304,6 +305,7 @@ def test_plan_properties(
     seed: int,
     jitter: int,
     loaded: bool,
+    caution: float,
 ) -> None:
     now = T0 + timedelta(minutes=offset)
     history = Forecast(
@@ -317,6 +319,7 @@ def test_plan_properties(
         min_improvement=min_improvement,
         strategy=strategy,  # type: ignore[arg-type]
         jitter=timedelta(minutes=jitter),
+        caution=caution,
     )
     ledger = SlotLedger()
     if loaded:
@@ -341,6 +344,64 @@ def test_plan_properties(
         assert abs(p.jitter) <= policy.jitter
     else:
         assert p.start == now
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    forecast=st.lists(st.floats(0, 500, allow_nan=False), min_size=2, max_size=14),
+    actual=st.lists(st.floats(50, 500, allow_nan=False), min_size=8, max_size=60),
+    errors=st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 3.0]), max_size=60),
+    delay=st.integers(30, 300),
+    caution=st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_a_correction_without_skill_leaves_the_raw_forecast_plan(
+    forecast: list[float], actual: list[float], errors: list[float], delay: int, caution: float
+) -> None:
+    """Where the look-back shows no skill for any correction (no shift, persistence or bias
+    beyond noise), the calibrated strategy reads the forecast exactly as it is: the expected
+    intensities are the forecast's, and a risk-neutral plan (caution 0) is the ``lowest`` one."""
+    from ecoasync._calibrate import calibrate_ahead
+
+    errors = (errors + [0.0] * len(actual))[: len(actual)]
+    history = Forecast(
+        [
+            Slot(T0 - (len(actual) - i) * HALF, T0 - (len(actual) - i - 1) * HALF, a - e, a)
+            for i, (a, e) in enumerate(zip(actual, errors, strict=True))
+        ]
+    )
+    ahead = slots(forecast)
+    fit = calibrate_ahead(history, T0, HALF, ahead)
+    assert fit is not None
+    assume(fit.shift == 0 and fit.bias == 0 and fit.rho == 0 and fit.last_error == 0)
+    starts = [s.start.timestamp() for s in ahead]
+    assert fit.expected_all(starts) == forecast  # exactly the raw forecast
+    policy = Policy(max_delay=timedelta(minutes=delay), caution=0.0, jitter="0m")
+    calibrated = plan(ahead, T0, policy, history=history)
+    lowest = plan(ahead, T0, policy.evolve(strategy="lowest"), history=history)
+    assert (calibrated.decision, calibrated.start, calibrated.planned_intensity) == (
+        lowest.decision,
+        lowest.start,
+        lowest.planned_intensity,
+    )
+    assert calibrated.now_intensity == lowest.now_intensity
+    cautious = plan(ahead, T0, policy.evolve(caution=caution), history=history)
+    if cautious.decision == "wait":  # a charge only ever keeps work nearer to now
+        assert calibrated.decision == "wait"
+        assert cautious.start >= T0
+
+
+def test_a_timing_offset_with_skill_is_used_and_noise_is_not() -> None:
+    """The shift is used where the look-back shows it (a forecast 45 minutes late, little
+    noise) and not where the forecast is on time (the same noise alone)."""
+    from ecoasync._calibrate import calibrate_ahead
+
+    late = synthetic_trace(4, start=T0 - timedelta(days=3), lag_slots=1.5, seed=4, error=2.0)
+    on_time = synthetic_trace(4, start=T0 - timedelta(days=3), lag_slots=0.0, seed=4, error=2.0)
+    for trace, used in ((late, True), (on_time, False)):
+        history = trace.between(T0 - timedelta(hours=72), T0)
+        fit = calibrate_ahead(history, T0, HALF, trace.between(T0, T0 + timedelta(hours=6)))
+        assert fit is not None
+        assert (abs(fit.shift) >= 1.0) is used, fit
 
 
 # -- the live session --------------------------------------------------------------------------
@@ -375,7 +436,7 @@ async def test_session_fetches_history_for_the_calibrated_strategy(clock: Virtua
         assert session.plan.decision in ("wait", "now-is-best", "below-min-improvement")
     assert len(provider.asked) == 1
     start, end = provider.asked[0]
-    assert end - start == timedelta(hours=24)
+    assert end - start == timedelta(hours=72)  # _calibrate.LOOKBACK
     lowest = HistoryProvider(_day_with_actuals())
     async with carbon_session(Policy(max_delay="4h", provider=lowest, strategy="lowest")):
         pass
@@ -685,20 +746,57 @@ def test_a_regular_forecast_ahead_fits_as_when_its_slots_are_checked(
     assert repr(told) == repr(checked)
 
 
-@settings(max_examples=400, deadline=None)
-@given(span=st.integers(min_value=1, max_value=6), data=st.data())
-def test_the_lowest_whole_shift_is_the_one_min_with_the_key_picks(
-    span: int, data: st.DataObject
+@settings(max_examples=300, deadline=None)
+@given(
+    span=st.integers(min_value=1, max_value=5),
+    n=st.integers(min_value=8, max_value=80),
+    noise=st.sampled_from([0.0, 0.5, 5.0, 40.0]),
+    lag=st.floats(-5, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_the_search_walks_downhill_from_zero_and_its_sums_are_the_errors(
+    span: int, n: int, noise: float, lag: float, seed: int
 ) -> None:
-    """_lowest picks the whole shift min() picks with the key (variance, |shift|): ties (also of
-    0.0 and -0.0) to the smaller |shift| and then the smaller shift, and wherever min() leaves
-    a NaN or an infinity."""
-    from ecoasync._shift import _lowest
+    """search's whole shift is where walking from shift 0 to the lower neighbour stops going
+    down (a local minimum of the whole shifts' error variances), and the statistics it gets
+    from its sums are those of the errors computed one by one (at its shift and at 0)."""
+    from ecoasync._shift import dot, search
 
-    few = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, math.inf, -math.inf, math.nan])
-    variances = data.draw(st.lists(few | st.floats(), min_size=2 * span + 1, max_size=2 * span + 1))
-    expected = min(range(2 * span + 1), key=lambda j: (variances[j], abs(j - span)))
-    assert _lowest(variances, span) == expected
+    rng = random.Random(seed)
+    values = [
+        100 + 60 * math.sin((t - lag) / 5) + rng.gauss(0, noise) for t in range(n + 2 * span + 1)
+    ]
+    actual = [100 + 60 * math.sin((t + span) / 5) + rng.gauss(0, 3) for t in range(n)]
+    found = search(actual, values, span)
+
+    def stats(k: int, w: float) -> tuple[float, float, float, float]:
+        errors = [
+            a - ((1 - w) * values[span + k + t] + w * values[span + k + t + 1])
+            for t, a in enumerate(actual)
+        ]
+        mean = sum(errors) / n
+        centred = [e - mean for e in errors]
+        return mean, dot(centred, centred) / n, dot(centred, centred[1:]), errors[-1]
+
+    whole = [stats(k, 0.0)[1] for k in range(-span, span + 1)]
+    j = span
+    step = -1 if whole[j - 1] <= whole[j + 1] else 1
+    while 0 <= j + step <= 2 * span and whole[j + step] < whole[j]:
+        j += step
+    assert found.k + found.w == pytest.approx(j - span, abs=1.0)  # (the fraction either side)
+    scale = 1.0 + max(whole) * n
+    for got, want in zip(
+        (found.mean, found.variance, found.lag, found.last),
+        stats(found.k, found.w),
+        strict=True,
+    ):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-6 * scale)
+    for got, want in zip(
+        (found.on_time_mean, found.on_time_variance, found.on_time_lag, found.on_time_last),
+        stats(0, 0.0),
+        strict=True,
+    ):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-6 * scale)
 
 
 def test_a_fallback_over_an_in_memory_provider_keeps_what_sessions_share() -> None:

@@ -1,22 +1,35 @@
 """Forecast calibration against the grid's recent actuals: pure code for the planner.
 
 The ``"calibrated"`` strategy of :class:`~ecoasync.Policy` asks three questions of the last
-day of actuals, all answered by least squares on that day alone (no constant is fitted to any
-one grid):
+:data:`LOOKBACK` (three days) of actuals, all answered by least squares on those days alone
+(no constant is fitted to any one grid), and uses each answer only where the look-back shows
+it beyond noise (its *skill*):
 
 1. **Timing.** Does the forecast run early or late? The shift ``d`` (in slots, up to
    :data:`MAX_SHIFT` either way, linear between slots) that best aligns the forecast with the
-   actuals: the grid at slot ``t`` is read from the forecast at ``t + d``.
+   actuals: the grid at slot ``t`` is read from the forecast at ``t + d``. Used only when it
+   lowers the look-back's squared error by more than fitting one number to pure noise does
+   on average (:func:`shift_evidence` above :data:`SHIFT_EVIDENCE`); else the forecast is
+   read on time.
 2. **Level.** What is the remaining error's mean (bias), spread ``sigma`` and lag-one
    autocorrelation ``rho``? Forecast errors persist from one slot to the next, so the error
    seen in the last closed slot says where the next slots will land: the expected error ``h``
-   slots after the last actual is ``bias + (last - bias) * rho ** h`` (an AR(1) model).
+   slots after the last actual is ``bias + (last - bias) * rho ** h`` (an AR(1) model). The
+   persistence is used only when ``rho`` is beyond noise, and without it the bias only when
+   the mean is (:func:`level_evidence` above :data:`LEVEL_EVIDENCE`); with neither, the
+   forecast is read at its own level. A look-back that shows no skill at all leaves the
+   forecast exactly as it is: the plan is the raw forecast's.
 3. **Uncertainty.** How far can the comparison between starting now and starting at ``t`` still
    be wrong? Under the same model the error of that difference has a standard deviation that
    grows with the distance from now (:meth:`Calibration.spread`). The planner waits only for
    a start that still wins when it is charged ``Policy.caution`` times that deviation (by
    default one), so a gain smaller than the error the forecast is making right now does not
    make work wait.
+
+Three days rather than one: a shift fitted on one day of a noisy forecast is often noise
+(reading between two slots averages two noisy values, which looks like a better fit whatever
+the timing), and on grids whose forecast is on time it cost several points of savings; three
+days find a real offset as well and a spurious one far less often (``docs/benchmarks.md``).
 
 Everything here is O(history) per call with C-level inner loops. A fit depends on ``now`` only
 through which history slots have closed, so it is kept on the history it was fitted on
@@ -29,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Sequence
@@ -36,19 +50,23 @@ from datetime import datetime, timedelta
 from typing import Final, NamedTuple, cast
 
 from ._forecast import Forecast
-from ._shift import best_shift, dot
+from ._shift import dot, search
 
 __all__ = [
+    "LEVEL_EVIDENCE",
     "LOOKBACK",
     "MAX_SHIFT",
     "MIN_ACTUALS",
+    "SHIFT_EVIDENCE",
     "Calibration",
     "calibrate",
     "calibrate_ahead",
+    "level_evidence",
+    "shift_evidence",
 ]
 
-LOOKBACK: Final = timedelta(hours=24)
-"""How much history the calibration reads: one daily cycle of the grid."""
+LOOKBACK: Final = timedelta(hours=72)
+"""How much history the calibration reads: three daily cycles of the grid."""
 
 MAX_SHIFT: Final = timedelta(hours=2)
 """The largest timing offset searched, either way."""
@@ -56,13 +74,21 @@ MAX_SHIFT: Final = timedelta(hours=2)
 MIN_ACTUALS: Final = 8
 """Fewer closed slots with actuals than this, and the forecast is used as it is."""
 
+SHIFT_EVIDENCE: Final = 1.0
+"""The :func:`shift_evidence` a timing shift needs to be used: more than the one a parameter
+fitted to pure noise gets on average (a chi-squared variable with one degree of freedom)."""
+
+LEVEL_EVIDENCE: Final = 1.0
+"""The :func:`level_evidence` the errors' persistence (and, without it, their mean) needs to
+be used, on the same scale."""
+
 _MAX_RHO: Final = 0.99
 _EPS: Final = 1e-9
 
 
 class Calibration(NamedTuple):
-    """What the last day of actuals says about the forecast (see the module docstring). An
-    immutable value; a replay makes one per job.
+    """What the last :data:`LOOKBACK` of actuals says about the forecast (see the module
+    docstring). An immutable value; a replay makes one per job.
 
     ``shift`` is in slots (positive: the grid runs ahead of the forecast); ``bias``,
     ``sigma`` and ``last_error`` are in gCO2eq/kWh; ``origin`` is the start of the first
@@ -93,11 +119,13 @@ class Calibration(NamedTuple):
         return values[i] * (1.0 - w) + values[i + 1] * w if w else values[i]
 
     def expected(self, slot_start: float) -> float:
-        """The expected actual intensity of the slot starting at ``slot_start`` (POSIX s)."""
+        """The expected actual intensity of the slot starting at ``slot_start`` (POSIX s), never
+        below zero."""
         p = (slot_start - self.origin) / self.slot
         ahead = p - (self.samples - 1)  # slots since the last actual (>= 1 in the future)
         decay: float = self.rho ** max(ahead, 0.0)
-        return self._read(p + self.shift) + self.bias + (self.last_error - self.bias) * decay
+        value = self._read(p + self.shift) + self.bias + (self.last_error - self.bias) * decay
+        return value if value > 0.0 else 0.0  # (an intensity is never below zero)
 
     def expected_all(self, slot_starts: Sequence[float]) -> list[float]:
         """:meth:`expected` for many slots (the planner's hot path)."""
@@ -120,7 +148,8 @@ class Calibration(NamedTuple):
                 w = x - i
                 read = values[i] * (1.0 - w) + values[i + 1] * w
             ahead = p - newest
-            out.append(read + bias + excess * rho ** (0.0 if ahead < 0.0 else ahead))
+            value = read + bias + excess * rho ** (0.0 if ahead < 0.0 else ahead)
+            out.append(value if value > 0.0 else 0.0)  # (an intensity is never below zero)
         return out
 
     def spread(self, now: float, start: float) -> float:
@@ -201,7 +230,7 @@ def _fit(
         return None
     columns = history._columns()
     origin = columns.starts[lo]
-    actual = cast("list[float]", list(columns.actuals[lo:hi]))  # _tail's slots have actuals
+    actual = cast("tuple[float, ...]", columns.actuals[lo:hi])  # _tail's slots have actuals
     # the forecast on the same grid: history first, then the forecast slots after it
     values = list(columns.forecasts[lo:hi])
     reach = _slots_in(MAX_SHIFT, slot)  # the largest shift searched, in slots
@@ -238,25 +267,111 @@ def _fit(
     padded = [values[0]] * span + values[: n + span + 1]
     if len(values) < n + span + 1:
         padded += [values[-1]] * (n + span + 1 - len(values))
-    k, w = best_shift(actual, padded, span)
+    found = search(actual, padded, span)
+    k, w = found.k, found.w
+    if span:  # the errors' statistics come with the search, from its sums
+        bias, variance, last = found.mean, found.variance, found.last
+        rho = _rho(found.lag, variance, n)
+        if (k or w) and shift_evidence(found.on_time_variance, variance, rho, n) < SHIFT_EVIDENCE:
+            # the timing correction only where the look-back shows it beyond noise (see
+            # shift_evidence): else the forecast is read on time
+            k, w = 0, 0.0
+            bias, variance, last = found.on_time_mean, found.on_time_variance, found.on_time_last
+            rho = _rho(found.on_time_lag, variance, n)
+    else:  # (slots longer than MAX_SHIFT: no shift is searched)
+        errors, bias, sq, rho = _residuals(actual, padded, span, 0, 0.0)
+        variance, last = sq / float(n), errors[-1]
+    sigma = math.sqrt(variance) if variance > 0.0 else 0.0
+    # the level correction only where it is beyond noise too (see level_evidence): the
+    # errors' persistence, and without it their mean
+    persists, biased = level_evidence(bias, sigma, rho, n)
+    if persists < LEVEL_EVIDENCE:
+        rho = 0.0  # the last error says nothing about the next ones
+        if biased < LEVEL_EVIDENCE:
+            bias = 0.0  # nor their mean: the forecast is read at its own level
+        last = bias
+    return Calibration(k + w, bias, sigma, rho, last, n, origin, step, tuple(values))
+
+
+def _rho(lag: float, variance: float, samples: int) -> float:
+    """The lag-one autocorrelation from the sum of each centred error times the next and the
+    errors' variance, clamped to ``[0, _MAX_RHO]``."""
+    sq = variance * samples
+    rho = lag / sq if sq > _EPS else 0.0
+    # min(max(rho, 0.0), _MAX_RHO) without the calls (the same for -0.0 and NaN)
+    return 0.0 if rho < 0.0 else _MAX_RHO if rho > _MAX_RHO else rho
+
+
+def _residuals(
+    actual: Sequence[float], padded: list[float], span: int, k: int, w: float
+) -> tuple[list[float], float, float, float]:
+    """The errors of the forecast read at shift ``k + w`` (see :func:`_fit`), their mean, the
+    sum of their squared deviations from it and their lag-one autocorrelation (clamped to
+    ``[0, _MAX_RHO]``)."""
+    n = len(actual)
     here = padded[span + k : span + k + n]
     if w:
-        after = padded[span + k + 1 :]  # (the comprehension stops with actual)
-        keep = 1.0 - w
-        errors = [a - (x * keep + y * w) for a, x, y in zip(actual, here, after, strict=False)]
+        # actual - (x * (1 - w) + y * w), with C-level loops
+        after = padded[span + k + 1 : span + k + 1 + n]
+        read = map(operator.add, map((1.0 - w).__mul__, here), map(w.__mul__, after))
+        errors = list(map(operator.sub, actual, read))
     else:
         errors = list(map(operator.sub, actual, here))
     size = float(n)  # (what a float divided by n converts it to: float-only is faster)
-    bias = sum(errors) / size
-    centred = [e - bias for e in errors]
-    sq = dot(centred, centred)
-    # each centred error times the next (_dot stops at the shorter)
-    rho = dot(centred, centred[1:]) / sq if sq > _EPS else 0.0
+    total = sum(errors)
+    bias = total / size
+    squares = dot(errors, errors)
+    sq = squares - total * bias
+    if sq > 1e-6 * squares:
+        # each centred error times the next, from the raw sums (_dot stops at the shorter)
+        lag = sum(map(operator.mul, errors, itertools.islice(errors, 1, None)))
+        lag -= bias * (2.0 * total - errors[0] - errors[-1])
+        lag += (size - 1.0) * bias * bias
+    else:  # the errors are nearly all equal: centre them first, for precision
+        centred = [e - bias for e in errors]
+        sq = dot(centred, centred)
+        lag = dot(centred, centred[1:])
+    rho = lag / sq if sq > _EPS else 0.0
     # min(max(rho, 0.0), _MAX_RHO) without the calls (the same for -0.0 and NaN)
     rho = 0.0 if rho < 0.0 else _MAX_RHO if rho > _MAX_RHO else rho
-    return Calibration(
-        k + w, bias, math.sqrt(sq / size), rho, errors[-1], n, origin, step, tuple(values)
-    )
+    return errors, bias, sq, rho
+
+
+def level_evidence(bias: float, sigma: float, rho: float, samples: int) -> tuple[float, float]:
+    """How clearly the look-back's errors persist from one slot to the next, and how clearly
+    their mean differs from zero: each as a squared ratio of the estimate to its standard
+    error (about a chi-squared variable with one degree of freedom where there is nothing).
+
+    For ``samples`` errors of an AR(1) series with lag-one autocorrelation ``rho`` and standard
+    deviation ``sigma``, the estimate of ``rho`` has a variance of about
+    ``(1 - rho**2) / samples`` and the mean one of ``sigma**2 * (1 + rho) / (1 - rho) /
+    samples``.
+    """
+    if samples <= 0:
+        return 0.0, 0.0
+    persists = samples * rho * rho / max(1.0 - rho * rho, _EPS)
+    spread = sigma * sigma * (1.0 + rho) / max(1.0 - rho, _EPS) / samples
+    if spread <= _EPS * max(1.0, bias * bias):  # errors all equal: a bias, known exactly
+        biased = math.inf if bias else 0.0
+    else:
+        biased = bias * bias / spread
+    return persists, biased
+
+
+def shift_evidence(on_time: float, shifted: float, rho: float, samples: int) -> float:
+    """How clearly a timing shift beats reading the forecast on time, on the look-back.
+
+    ``on_time`` and ``shifted`` are the variances of the errors without and with the shift,
+    ``rho`` the shifted errors' lag-one autocorrelation and ``samples`` their number.
+    The statistic is the reduction in squared error in units of the error variance, counted
+    on the effective number of independent samples of an AR(1) series,
+    ``samples * (1 - rho) / (1 + rho)``: about a chi-squared variable with one degree of
+    freedom when the shift only fits noise, large when the forecast is really early or late.
+    """
+    if not shifted > _EPS:  # (also nan: not computed)
+        return math.inf if on_time > _EPS else 0.0
+    effective = samples * (1.0 - rho) / (1.0 + rho)
+    return effective * (on_time - shifted) / shifted
 
 
 @functools.lru_cache(maxsize=64)
