@@ -313,7 +313,7 @@ def main() -> None:
     )
     print(
         f"  requests by kind: {live['requests_by_kind']} over {live['zones']} zones "
-        "(the default calibrated strategy also reads 24 h of actuals: one history request)"
+        "(the default calibrated strategy also reads 72 h of actuals: one history request)"
     )
     print(f"  peak RSS live / static: {figures['rss_ratio_live_to_static']}")
     print(
