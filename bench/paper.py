@@ -19,7 +19,8 @@ from typing import Any
 from _common import write_json
 
 from ecoasync import Forecast, Policy
-from ecoasync._simulate import Replay, replay, synthetic_trace
+from ecoasync._simulate import Replay, replay
+from ecoasync._synth import synthetic_trace
 from ecoasync.providers import read_trace
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,8 @@ import time
 from _common import write_json
 
 from ecoasync import Policy
-from ecoasync._simulate import replay, synthetic_trace
+from ecoasync._simulate import replay
+from ecoasync._synth import synthetic_trace
 
 TARGET_S = 2.2
 

@@ -45,7 +45,7 @@ from typing import Any
 from _common import write_json
 
 from ecoasync import Forecast, Policy
-from ecoasync._cli.trace import read_actuals
+from ecoasync._cli._trace_synth import read_actuals
 from ecoasync._simulate import Replay, replay
 from ecoasync._synth import ErrorModel, synthesize
 from ecoasync.providers import read_trace

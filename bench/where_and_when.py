@@ -27,7 +27,7 @@ from typing import Any
 from _common import write_json
 
 from ecoasync import Forecast, Policy
-from ecoasync._cli.trace import read_actuals
+from ecoasync._cli._trace_synth import read_actuals
 from ecoasync._simulate_routes import MODES, RoutedReplay, replay_routes
 from ecoasync._synth import ErrorModel, synthesize
 

@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # pure decisions over values: the planner, the calibration, routing, the simulators
     "decisions": (
         "ecoasync._calibrate",
+        "ecoasync._frontier",  # the carbon-for-delay sweep over a grid of policies
         "ecoasync._job",  # a queued job's plan, and what a worker does on its arrival
         "ecoasync._planner",
         "ecoasync._routing",

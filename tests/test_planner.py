@@ -330,7 +330,7 @@ def test_what_the_planner_computes_is_kept_on_the_forecast_and_dies_with_it() ->
     import gc
 
     from ecoasync._calibrate import _Fit
-    from ecoasync._simulate import synthetic_trace
+    from ecoasync._synth import synthetic_trace
     from ecoasync._windows import Window
 
     def alive() -> tuple[int, int]:

@@ -22,8 +22,8 @@ from ecoasync._simulate import (
     replay,
     replay_herd,
     scenario_days,
-    synthetic_trace,
 )
+from ecoasync._synth import synthetic_trace
 
 D0 = datetime(2026, 3, 18, tzinfo=UTC)
 HALF = timedelta(minutes=30)

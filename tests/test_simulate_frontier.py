@@ -15,17 +15,15 @@ from hypothesis import strategies as st
 
 from ecoasync import Forecast, Policy
 from ecoasync._cli import main
-from ecoasync._simulate import (
+from ecoasync._frontier import (
     FRONTIER_CAUTIONS,
     FRONTIER_MIN_IMPROVEMENTS,
     FrontierPoint,
-    SimulationError,
     frontier,
     frontier_policies,
-    replay,
-    replay_sweep,
-    synthetic_trace,
 )
+from ecoasync._simulate import SimulationError, replay, replay_sweep
+from ecoasync._synth import synthetic_trace
 from tests.test_simulate import write_csv
 
 # a forecast 45 minutes late: the calibrated strategy has something to find

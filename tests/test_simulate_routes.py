@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecoasync import Forecast, Policy
-from ecoasync._simulate import SimulationError, replay, synthetic_trace
+from ecoasync._simulate import SimulationError, replay
 from ecoasync._simulate_routes import Mode, replay_routes
+from ecoasync._synth import synthetic_trace
 
 
 def renamed(trace: Forecast, zone: str) -> Forecast:

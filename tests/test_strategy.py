@@ -26,7 +26,7 @@ from ecoasync import (
     plan,
 )
 from ecoasync._calibrate import _tail, calibrate
-from ecoasync._simulate import synthetic_trace
+from ecoasync._synth import synthetic_trace
 from ecoasync.testing import FakeProvider, VirtualClock
 
 T0 = datetime(2026, 3, 18, tzinfo=UTC)

@@ -30,27 +30,21 @@ from typing import Any
 from ._calibrate import LOOKBACK, MAX_SHIFT
 from ._checks import is_whole
 from ._exceptions import SimulationError
-from ._forecast import Forecast, Slot
+from ._forecast import Forecast
 from ._ledger import Claim, SlotLedger
 from ._planner import _slot_length, assess, plan
 from ._policy import Policy
 
 __all__ = [
     "DEFAULT_ENERGY_KWH",
-    "FRONTIER_CAUTIONS",
-    "FRONTIER_MIN_IMPROVEMENTS",
     "DayFigures",
-    "FrontierPoint",
     "HerdResult",
     "Replay",
     "SimulationError",
-    "frontier",
-    "frontier_policies",
     "replay",
     "replay_herd",
     "replay_sweep",
     "scenario_days",
-    "synthetic_trace",
 ]
 
 DEFAULT_ENERGY_KWH = 0.0005
@@ -424,130 +418,6 @@ class _Tally:
 _HOUR = timedelta(hours=1)
 
 
-FRONTIER_MIN_IMPROVEMENTS: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
-"""The ``min_improvement`` values :func:`frontier` sweeps (fractions: 0.05 = wait only for a
-start forecast at least 5 % lower than now)."""
-
-FRONTIER_CAUTIONS: tuple[float, ...] = (0.0, 0.5, 1.0)
-"""The ``caution`` values :func:`frontier` sweeps for the calibrated strategy (0 risk-neutral,
-1 cautious); the default's is always among them."""
-
-
-@dataclass(frozen=True, slots=True)
-class FrontierPoint:
-    """One policy of a :func:`frontier` sweep and its replay."""
-
-    strategy: str
-    min_improvement: float
-    caution: float | None  # None: the strategy has no risk setting (``lowest``)
-    result: Replay
-    efficient: bool = False
-    """No other point of the sweep emits less with no more mean delay (or as little with
-    less): Pareto-efficient in (savings, mean delay)."""
-    default: bool = False
-    """The library's default policy (with the sweep's ``max_delay``)."""
-
-    @property
-    def series(self) -> str:
-        """The line this point is drawn on: its strategy, and its caution if it has one."""
-        if self.caution is None:
-            return self.strategy
-        return f"{self.strategy}, caution {self.caution:g}"
-
-    def to_json(self) -> dict[str, Any]:
-        r = self.result
-        return {
-            "strategy": self.strategy,
-            "min_improvement": self.min_improvement,
-            "caution": self.caution,
-            "scheduled_g": round(r.scheduled_g, 6),
-            "reduction_pct": round(r.reduction_pct, 3),
-            "oracle_capture_pct": round(r.oracle_capture_pct, 3),
-            "mean_delay_h": round(r.mean_delay_h, 4),
-            "median_delay_h": round(r.median_delay_h, 4),
-            "regressions": r.regressions,
-            "pareto": self.efficient,
-            "default": self.default,
-        }
-
-
-def _caution_of(policy: Policy) -> float | None:
-    """The policy's risk setting, or None where its strategy does not read it."""
-    return policy.caution if policy.strategy == "calibrated" else None
-
-
-def frontier_policies(
-    policy: Policy,
-    *,
-    min_improvements: Sequence[float] = FRONTIER_MIN_IMPROVEMENTS,
-    cautions: Sequence[float] = FRONTIER_CAUTIONS,
-) -> list[Policy]:
-    """The policies :func:`frontier` replays: ``policy`` (its ``max_delay`` and the rest)
-    with each strategy, each ``min_improvement`` and, for ``"calibrated"``, each ``caution``
-    (plus the default's); ``lowest`` first. Values are validated by :class:`Policy`."""
-    from ._policy import STRATEGIES
-
-    sweep = sorted({*cautions, Policy().caution})
-    out = []
-    for strategy in sorted(STRATEGIES, key=lambda s: s != "lowest"):
-        for m in min_improvements:
-            if strategy == "calibrated":
-                out += [
-                    policy.evolve(strategy=strategy, min_improvement=m, caution=c) for c in sweep
-                ]
-            else:
-                out.append(policy.evolve(strategy=strategy, min_improvement=m))
-    return out
-
-
-def frontier(
-    trace: Forecast,
-    policy: Policy,
-    *,
-    min_improvements: Sequence[float] = FRONTIER_MIN_IMPROVEMENTS,
-    cautions: Sequence[float] = FRONTIER_CAUTIONS,
-    energy_kwh: float = DEFAULT_ENERGY_KWH,
-    progress: Progress | None = None,
-) -> list[FrontierPoint]:
-    """The carbon-for-delay trade-off on ``trace``: a :func:`replay_sweep` over
-    :func:`frontier_policies`, each point marked Pareto-efficient or not, and the library's
-    default marked. Points come ordered by strategy, caution, then ``min_improvement``.
-    """
-    policies = frontier_policies(policy, min_improvements=min_improvements, cautions=cautions)
-    results = replay_sweep(trace, policies, energy_kwh=energy_kwh, progress=progress)
-    base = Policy()
-    default = (base.strategy, base.min_improvement, _caution_of(base))
-    points = [
-        FrontierPoint(p.strategy, p.min_improvement, _caution_of(p), r)
-        for p, r in zip(policies, results, strict=True)
-    ]
-    marked = [
-        FrontierPoint(
-            pt.strategy,
-            pt.min_improvement,
-            pt.caution,
-            pt.result,
-            efficient=not any(_dominates(q.result, pt.result) for q in points),
-            default=(pt.strategy, pt.min_improvement, pt.caution) == default,
-        )
-        for pt in points
-    ]
-    order = {s: n for n, s in enumerate(dict.fromkeys(pt.strategy for pt in marked))}
-    return sorted(
-        marked,
-        key=lambda pt: (order[pt.strategy], pt.caution or 0.0, pt.min_improvement),
-    )
-
-
-def _dominates(a: Replay, b: Replay) -> bool:
-    """``a`` emits no more than ``b`` with no more mean delay, and is better in one."""
-    return (
-        a.scheduled_g <= b.scheduled_g
-        and a.mean_delay_h <= b.mean_delay_h
-        and (a.scheduled_g < b.scheduled_g or a.mean_delay_h < b.mean_delay_h)
-    )
-
-
 def replay_herd(
     trace: Forecast,
     policy: Policy,
@@ -610,49 +480,3 @@ def replay_herd(
         jitter_busy_slots=len(jitter_load),
         ledger_busy_slots=len(ledger_load),
     )
-
-
-def synthetic_trace(
-    days: int,
-    *,
-    start: datetime | None = None,
-    slot: timedelta = timedelta(minutes=30),
-    seed: int = 0,
-    error: float = 12.0,
-    persistence: float = 0.75,
-    lag_slots: float = 0.0,
-) -> Forecast:
-    """A made-up grid with forecast and actual, for tests, benchmarks and overfitting checks.
-
-    The actual is a daily cycle (cleaner at night and midday) plus slow weather (a random walk
-    pulled back to its mean) and noise; the forecast is the actual read ``lag_slots`` late
-    plus an autocorrelated error of standard deviation ``error`` and lag-one correlation
-    ``persistence``. Deterministic for a ``seed``. Starts at ``start`` (default midnight UTC,
-    2025-01-01) and covers ``days`` days plus half a day, so the last day's look-ahead fits.
-    """
-    import math
-
-    rng = random.Random(seed)
-    begin = start or datetime(2025, 1, 1, tzinfo=UTC)
-    per_day = timedelta(days=1) / slot
-    count = int((days + 0.5) * per_day)
-    weather = 0.0
-    actual: list[float] = []
-    for i in range(count + 8):
-        hour = (i / per_day % 1.0) * 24
-        cycle = 40 * math.cos((hour - 18) / 24 * 2 * math.pi) - 20 * math.cos(
-            (hour - 13) / 12 * math.pi
-        )
-        weather = 0.98 * weather + rng.gauss(0, 6)
-        actual.append(max(20.0, 160 + cycle + weather + rng.gauss(0, 3)))
-    slots = []
-    err = 0.0
-    for i in range(count):
-        err = persistence * err + rng.gauss(0, error * math.sqrt(1 - persistence**2))
-        x = i - lag_slots
-        lo = min(max(math.floor(x), 0), len(actual) - 2)
-        w = min(max(x - lo, 0.0), 1.0)
-        seen = actual[lo] * (1 - w) + actual[lo + 1] * w
-        s = begin + i * slot
-        slots.append(Slot(s, s + slot, round(max(seen + err, 1.0), 1), round(actual[i], 1)))
-    return Forecast(slots, provider="synthetic", zone="synthetic")

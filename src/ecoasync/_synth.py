@@ -36,6 +36,9 @@ these defaults and measuring again gives them back (seeds 1-3: sigma 7.24-7.27 %
 0.41-0.43, bias 0.96-1.40 %, offset 40.5-45 min, time of day 0.29-0.71 %).
 See ``UK_ERRORS``.
 
+:func:`synthetic_trace` makes a whole made-up grid (actual and forecast) for tests and
+benchmarks: a daily cycle, slow weather and noise, with a forecast that errs as above.
+
 Layer: decisions (pure: no I/O, no clock). Imports values (``_checks``, ``_durations``,
 ``_exceptions``, ``_forecast``).
 """
@@ -48,7 +51,7 @@ import random
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ._checks import is_number, is_whole
@@ -56,7 +59,7 @@ from ._durations import format_duration, parse_duration
 from ._exceptions import PolicyError
 from ._forecast import Forecast, Slot
 
-__all__ = ["MAX_OFFSET", "UK_ERRORS", "ErrorModel", "measure", "synthesize"]
+__all__ = ["MAX_OFFSET", "UK_ERRORS", "ErrorModel", "measure", "synthesize", "synthetic_trace"]
 
 MAX_OFFSET: Final = timedelta(hours=24)
 """The largest timing offset a model may have, either way."""
@@ -296,3 +299,47 @@ class _Daily:
         vs = math.fsum(v * w for v, w in zip(values, self.sin, strict=True))
         c, s = (vc * ss - vs * cs) / det, (vs * cc - vc * cs) / det
         return c, s, c * vc + s * vs
+
+
+def synthetic_trace(
+    days: int,
+    *,
+    start: datetime | None = None,
+    slot: timedelta = timedelta(minutes=30),
+    seed: int = 0,
+    error: float = 12.0,
+    persistence: float = 0.75,
+    lag_slots: float = 0.0,
+) -> Forecast:
+    """A made-up grid with forecast and actual, for tests, benchmarks and overfitting checks.
+
+    The actual is a daily cycle (cleaner at night and midday) plus slow weather (a random walk
+    pulled back to its mean) and noise; the forecast is the actual read ``lag_slots`` late
+    plus an autocorrelated error of standard deviation ``error`` and lag-one correlation
+    ``persistence``. Deterministic for a ``seed``. Starts at ``start`` (default midnight UTC,
+    2025-01-01) and covers ``days`` days plus half a day, so the last day's look-ahead fits.
+    """
+    rng = random.Random(seed)
+    begin = start or datetime(2025, 1, 1, tzinfo=UTC)
+    per_day = timedelta(days=1) / slot
+    count = int((days + 0.5) * per_day)
+    weather = 0.0
+    actual: list[float] = []
+    for i in range(count + 8):
+        hour = (i / per_day % 1.0) * 24
+        cycle = 40 * math.cos((hour - 18) / 24 * 2 * math.pi) - 20 * math.cos(
+            (hour - 13) / 12 * math.pi
+        )
+        weather = 0.98 * weather + rng.gauss(0, 6)
+        actual.append(max(20.0, 160 + cycle + weather + rng.gauss(0, 3)))
+    slots = []
+    err = 0.0
+    for i in range(count):
+        err = persistence * err + rng.gauss(0, error * math.sqrt(1 - persistence**2))
+        x = i - lag_slots
+        lo = min(max(math.floor(x), 0), len(actual) - 2)
+        w = min(max(x - lo, 0.0), 1.0)
+        seen = actual[lo] * (1 - w) + actual[lo + 1] * w
+        s = begin + i * slot
+        slots.append(Slot(s, s + slot, round(max(seen + err, 1.0), 1), round(actual[i], 1)))
+    return Forecast(slots, provider="synthetic", zone="synthetic")

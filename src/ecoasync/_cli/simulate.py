@@ -265,7 +265,8 @@ def _frontier_main(
     import time
 
     from .._exceptions import ForecastDataError
-    from .._simulate import SimulationError, frontier, frontier_policies
+    from .._frontier import frontier, frontier_policies
+    from .._simulate import SimulationError
     from ..providers import read_trace
 
     unsupported = [
@@ -325,7 +326,7 @@ def _frontier_main(
 
 
 def _frontier_json(points: Any, policy: Any, energy: float) -> dict[str, Any]:
-    from .._simulate import FRONTIER_MIN_IMPROVEMENTS
+    from .._frontier import FRONTIER_MIN_IMPROVEMENTS
 
     first = points[0].result
     return {
