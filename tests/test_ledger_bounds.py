@@ -119,6 +119,27 @@ async def test_exit_takes_one_bound_when_the_release_and_a_handler_both_hang(
     assert [e["event"] for e in logs].count("ecoasync.completed_not_delivered") == 1
 
 
+async def test_a_release_that_hangs_does_not_say_completed_was_lost(
+    bound: float, logs: list[MutableMapping[str, Any]]
+) -> None:
+    bus = EventBus()
+    got: list[Completed] = []
+
+    async def handler(event: Completed) -> None:
+        got.append(event)
+
+    bus.subscribe(handler, Completed)
+    with VirtualClock.installed(EVENING):
+        async with carbon_session(policy(Hanging(release=True), bound), bus=bus) as session:
+            assert session.plan.decision == "wait"
+            began = anyio.current_time()
+        took = anyio.current_time() - began
+    assert bound * 0.99 <= took < bound * 1.5  # the release had the whole bound
+    assert len(got) == 1
+    assert len(failures(logs, "lease-expires")) == 1
+    assert "ecoasync.completed_not_delivered" not in [e["event"] for e in logs]
+
+
 async def test_a_release_that_answers_is_made_while_the_events_are_delivered(
     bound: float,
 ) -> None:

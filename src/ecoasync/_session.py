@@ -304,11 +304,12 @@ class _SessionManager(SessionPlanning):
         with anyio.CancelScope(deadline=deadline, shield=True):
             if claim is None:
                 await acct.bus.flush()
+                delivered = True
             else:  # the job no longer holds its slot; if that fails, its lease ends it
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(give_back, claim)
                     await acct.bus.flush()
-            delivered = True
+                    delivered = True
         if claim is not None and not released:
             lease_expires(self._ledger, "no answer within the exit bound", who)
         if not delivered:
