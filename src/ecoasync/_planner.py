@@ -361,7 +361,8 @@ def assess(
     if calibration is None:  # a start's score is its mean
         scored = [(t, m, m) for t, m in zip(ordered, means, strict=True) if m is not None]
     else:
-        caution = policy.caution
+        # the charge, scaled by the share of the forecast's differences that are real
+        caution = policy.caution * calibration.weight
         margins = calibration.spreads(t_now, ordered)
         for t, m, margin in zip(ordered, means, margins, strict=True):
             if m is not None:
