@@ -25,13 +25,13 @@ it beyond noise (its *skill*):
    a start that still wins when it is charged ``Policy.caution`` times that deviation (by
    default one), so a gain smaller than the error the forecast is making right now does not
    make work wait.
-4. **Signal and noise.** How much of what the forecast ranks is the grid, and how much its
-   error? The actuals' spread on the look-back (``swing``) against the remaining error's
-   (``sigma``) answers it (:func:`charge_weight`): the charge is scaled by the share of a
-   forecast comparison's variance that is the grid's, ``swing**2 / (swing**2 + sigma**2)``.
-   Where the forecast follows a large daily swing the full charge stays; where the error is as
-   large as the swing, the gains on offer are noise-sized, a full charge refuses nearly all of
-   them, and the planner moves toward the risk-neutral expected savings.
+4. **Signal and noise.** How much of what the forecast shows is the grid, and how much its
+   error? The actuals' standard deviation on the look-back (``swing``) against the remaining
+   error's (``sigma``) answers it (:func:`charge_weight`): the charge is scaled by the
+   correlation of forecast and actual that they imply, ``swing / sqrt(swing**2 +
+   sigma**2)``. Where the forecast follows a large swing the full charge stays; where the
+   error is as large as the swing, every gain on offer is noise-sized, a full charge refuses
+   nearly all of them, and the planner moves toward the risk-neutral expected savings.
 
 Three days rather than one: a shift fitted on one day of a noisy forecast is often noise
 (reading between two slots averages two noisy values, which looks like a better fit whatever
@@ -379,27 +379,28 @@ def level_evidence(bias: float, sigma: float, rho: float, samples: int) -> tuple
 def charge_weight(sigma: float, swing: float) -> float:
     """The share of ``Policy.caution``'s charge kept where the forecast's remaining error has
     standard deviation ``sigma`` and the grid's actuals ``swing`` (both on the look-back):
-    ``swing**2 / (swing**2 + sigma**2)``, in ``[0, 1]``.
+    ``swing / sqrt(swing**2 + sigma**2)``, in ``[0, 1]``.
 
-    Why this share. Read a forecast as the grid plus an independent error: of its variance,
-    ``swing**2`` is the grid's and ``sigma**2`` the error's, and the ratio is the squared
-    correlation between forecast and actual, the share of the differences the forecast shows
-    between two starts that are real. The charge makes a cautious plan refuse a gain smaller
-    than the error a comparison can make. Where the swing dwarfs the error (weight near one),
-    that refuses only marginal gains and keeps the large real ones: it costs little of the
-    savings and buys fewer regressions and less waiting, so the full charge stays. Where the
-    error is as large as the swing, every gain on offer is noise-sized and a full charge
-    refuses nearly all of them, though their expected value is still positive and, summed over
-    many jobs, the savings add while the errors average out: the charge falls toward zero
-    (risk-neutral expected savings) as the noise's share grows. No constant is fitted: one at
-    ``sigma == swing``, zero without a swing, one without an error.
+    Why this share. Read the forecast as the grid plus an independent error: its standard
+    deviation is ``sqrt(swing**2 + sigma**2)``, and the ratio is its correlation with the
+    actuals, the share of what it shows that is the grid's. The charge makes a cautious plan
+    refuse a gain smaller than the error a comparison can make. Where the swing dwarfs the
+    error (a weight near one) that refuses only marginal gains and keeps the large real ones:
+    it costs little of the savings and buys fewer regressions and less waiting, so the full
+    charge stays. Where the error is as large as the swing, every gain on offer is noise-sized
+    and a full charge refuses nearly all of them, though their expected value is still
+    positive and, over many jobs, the savings add while the errors average out: the charge
+    falls toward zero (the risk-neutral expected savings) as the noise's share grows. The
+    charge is in standard deviations, so it is scaled by a ratio of standard deviations (the
+    correlation), not of variances (its square, which halves the charge where the error is as
+    large as the swing and then waits for a gain within the forecast's own noise). No constant
+    is fitted: one without an error, ``1/sqrt(2)`` where ``sigma == swing``, zero without a
+    swing.
     """
-    signal = swing * swing
-    noise = sigma * sigma
-    total = signal + noise
+    total = swing * swing + sigma * sigma
     if not total > _EPS:  # (also nan) no error and no swing: nothing to charge or to scale
         return 1.0
-    weight = signal / total
+    weight = swing / math.sqrt(total)
     return 0.0 if weight < 0.0 else 1.0 if weight > 1.0 else weight
 
 
