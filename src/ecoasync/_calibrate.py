@@ -286,6 +286,7 @@ def _fit(
     k, w = found.k, found.w
     if span:  # the errors' statistics come with the search, from its sums
         bias, variance, last = found.mean, found.variance, found.last
+        spread = found.actual_variance
         rho = _rho(found.lag, variance, n)
         if (k or w) and shift_evidence(found.on_time_variance, variance, rho, n) < SHIFT_EVIDENCE:
             # the timing correction only where the look-back shows it beyond noise (see
@@ -296,6 +297,8 @@ def _fit(
     else:  # (slots longer than MAX_SHIFT: no shift is searched)
         errors, bias, sq, rho = _residuals(actual, padded, span, 0, 0.0)
         variance, last = sq / float(n), errors[-1]
+        level = sum(actual) / float(n)
+        spread = dot(actual, actual) / float(n) - level * level
     sigma = math.sqrt(variance) if variance > 0.0 else 0.0
     # the level correction only where it is beyond noise too (see level_evidence): the
     # errors' persistence, and without it their mean
@@ -305,8 +308,6 @@ def _fit(
         if biased < LEVEL_EVIDENCE:
             bias = 0.0  # nor their mean: the forecast is read at its own level
         last = bias
-    mean = math.fsum(actual) / n
-    spread = dot(actual, actual) / n - mean * mean
     swing = math.sqrt(spread) if spread > 0.0 else 0.0
     return Calibration(k + w, bias, sigma, swing, rho, last, n, origin, step, tuple(values))
 
