@@ -319,7 +319,8 @@ def assess(
     is (the published EcoTracker rule). ``"calibrated"``: the forecast corrected by what
     ``history`` (slots closed before ``now``, with actuals) says about its timing, bias and
     current error, and each later start charged ``policy.caution`` standard deviations of the
-    error the comparison with now can still make (see :mod:`ecoasync._calibrate`); without enough
+    error the comparison with now can still make, scaled by the forecast's correlation with
+    the actuals on the look-back (see :mod:`ecoasync._calibrate`); without enough
     history it is ``"lowest"``. For ``"calibrated"``, the intensities are the corrected
     estimates.
     """
