@@ -404,6 +404,83 @@ def test_a_timing_offset_with_skill_is_used_and_noise_is_not() -> None:
         assert (abs(fit.shift) >= 1.0) is used, fit
 
 
+def test_the_charge_weight_is_the_correlation_of_forecast_and_actual() -> None:
+    """``charge_weight``'s limits: the full charge without an error, none without a swing,
+    ``1/sqrt(2)`` where the error is as large as the swing, falling as the error grows."""
+    from ecoasync._calibrate import charge_weight
+
+    assert charge_weight(0.0, 40.0) == 1.0  # a forecast without error keeps the full charge
+    assert charge_weight(0.0, 0.0) == 1.0  # (nothing to charge: the weight does not matter)
+    assert charge_weight(5.0, 0.0) == 0.0  # a flat grid: every gain is noise, risk-neutral
+    assert charge_weight(7.0, 7.0) == pytest.approx(math.sqrt(0.5))
+    assert charge_weight(1e-3, 100.0) == pytest.approx(1.0)
+    assert charge_weight(1e6, 1.0) == pytest.approx(0.0, abs=1e-5)
+    weights = [charge_weight(sigma, 10.0) for sigma in (0.0, 1.0, 5.0, 10.0, 20.0, 100.0)]
+    assert weights == sorted(weights, reverse=True)
+    assert charge_weight(3.0, 4.0) == pytest.approx(4 / 5)
+    assert charge_weight(math.nan, 4.0) == 1.0  # (no usable error: nothing to scale)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    past=st.lists(st.tuples(st.floats(0, 800), st.floats(0, 800)), min_size=8, max_size=80),
+    caution=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
+)
+def test_property_the_effective_caution_is_within_zero_and_the_policys(
+    past: list[tuple[float, float]], caution: float
+) -> None:
+    """Whatever the look-back, the charge kept is a share of the policy's: the effective
+    caution lies in ``[0, caution]``, and the swing is the actuals' standard deviation."""
+    from ecoasync._calibrate import calibrate_ahead
+
+    history = Forecast(
+        [
+            Slot(T0 - (len(past) - i) * HALF, T0 - (len(past) - i - 1) * HALF, f, a)
+            for i, (f, a) in enumerate(past)
+        ]
+    )
+    actual = [a for _, a in past]
+    fit = calibrate_ahead(history, T0, HALF, slots([100.0, 90.0, 80.0]))
+    assert fit is not None
+    assert 0.0 <= caution * fit.weight <= caution
+    mean = sum(actual) / len(actual)
+    spread = math.sqrt(sum((a - mean) ** 2 for a in actual) / len(actual))
+    assert fit.swing == pytest.approx(spread, rel=1e-6, abs=1e-3)
+
+
+def test_the_planner_charges_the_weighted_caution() -> None:
+    """Each later start's score is its expected intensity plus ``caution * weight`` times the
+    spread of its comparison with now: a large swing keeps nearly the full charge, a noisy
+    forecast of a flat grid little of it."""
+    from ecoasync._calibrate import calibrate_ahead
+
+    ahead = slots([200.0, 190.0, 150.0, 120.0, 100.0, 100.0, 100.0, 100.0, 100.0])
+    rng = random.Random(3)
+    noise = [rng.gauss(0.0, 8.0) for _ in range(48)]
+    weights = []
+    offered = []
+    for swing in (300.0, 2.0):
+        actual = [400.0 + swing * math.sin(i / 3.0) for i in range(48)]
+        history = Forecast(
+            [
+                Slot(T0 - (48 - i) * HALF, T0 - (47 - i) * HALF, a - noise[i], a)
+                for i, a in enumerate(actual)
+            ]
+        )
+        fit = calibrate_ahead(history, T0, HALF, ahead)
+        assert fit is not None
+        weights.append(fit.weight)
+        policy = Policy(max_delay="4h", min_improvement=0.0, caution=1.0, jitter="0m")
+        found = assess(ahead, T0, policy, history=history)
+        offered.append(len(found._offered))
+        starts = [t for t, _, _ in found._offered]
+        margins = fit.spreads(T0.timestamp(), starts)
+        for (_, mean, score), margin in zip(found._offered, margins, strict=True):
+            assert score == pytest.approx(mean + fit.weight * margin)
+    assert weights[0] > 0.99 > 0.5 > weights[1]
+    assert all(offered)
+
+
 # -- the live session --------------------------------------------------------------------------
 
 

@@ -25,6 +25,13 @@ it beyond noise (its *skill*):
    a start that still wins when it is charged ``Policy.caution`` times that deviation (by
    default one), so a gain smaller than the error the forecast is making right now does not
    make work wait.
+4. **Signal and noise.** How much of what the forecast shows is the grid, and how much its
+   error? The actuals' standard deviation on the look-back (``swing``) against the remaining
+   error's (``sigma``) answers it (:func:`charge_weight`): the charge is scaled by the
+   correlation of forecast and actual that they imply, ``swing / sqrt(swing**2 +
+   sigma**2)``. Where the forecast follows a large swing the full charge stays; where the
+   error is as large as the swing, every gain on offer is noise-sized, a full charge refuses
+   nearly all of them, and the planner moves toward the risk-neutral expected savings.
 
 Three days rather than one: a shift fitted on one day of a noisy forecast is often noise
 (reading between two slots averages two noisy values, which looks like a better fit whatever
@@ -61,6 +68,7 @@ __all__ = [
     "Calibration",
     "calibrate",
     "calibrate_ahead",
+    "charge_weight",
     "level_evidence",
     "shift_evidence",
 ]
@@ -91,7 +99,8 @@ class Calibration(NamedTuple):
     docstring). An immutable value; a replay makes one per job.
 
     ``shift`` is in slots (positive: the grid runs ahead of the forecast); ``bias``,
-    ``sigma`` and ``last_error`` are in gCO2eq/kWh; ``origin`` is the start of the first
+    ``sigma``, ``swing`` (the actuals' standard deviation on the look-back) and ``last_error``
+    are in gCO2eq/kWh; ``origin`` is the start of the first
     history slot used and ``slot`` the slot length, in POSIX seconds; ``values`` the forecast
     on that grid from ``origin`` on (history first, then the forecast), gaps filled linearly.
     """
@@ -99,12 +108,18 @@ class Calibration(NamedTuple):
     shift: float
     bias: float
     sigma: float
+    swing: float
     rho: float
     last_error: float
     samples: int
     origin: float
     slot: float
     values: tuple[float, ...]
+
+    @property
+    def weight(self) -> float:
+        """The share of the uncertainty charge this look-back keeps (:func:`charge_weight`)."""
+        return charge_weight(self.sigma, self.swing)
 
     def _read(self, x: float) -> float:
         """The forecast at fractional grid position ``x`` (clamped at both ends)."""
@@ -271,6 +286,7 @@ def _fit(
     k, w = found.k, found.w
     if span:  # the errors' statistics come with the search, from its sums
         bias, variance, last = found.mean, found.variance, found.last
+        spread = found.actual_variance
         rho = _rho(found.lag, variance, n)
         if (k or w) and shift_evidence(found.on_time_variance, variance, rho, n) < SHIFT_EVIDENCE:
             # the timing correction only where the look-back shows it beyond noise (see
@@ -281,6 +297,8 @@ def _fit(
     else:  # (slots longer than MAX_SHIFT: no shift is searched)
         errors, bias, sq, rho = _residuals(actual, padded, span, 0, 0.0)
         variance, last = sq / float(n), errors[-1]
+        level = sum(actual) / float(n)
+        spread = dot(actual, actual) / float(n) - level * level
     sigma = math.sqrt(variance) if variance > 0.0 else 0.0
     # the level correction only where it is beyond noise too (see level_evidence): the
     # errors' persistence, and without it their mean
@@ -290,7 +308,8 @@ def _fit(
         if biased < LEVEL_EVIDENCE:
             bias = 0.0  # nor their mean: the forecast is read at its own level
         last = bias
-    return Calibration(k + w, bias, sigma, rho, last, n, origin, step, tuple(values))
+    swing = math.sqrt(spread) if spread > 0.0 else 0.0
+    return Calibration(k + w, bias, sigma, swing, rho, last, n, origin, step, tuple(values))
 
 
 def _rho(lag: float, variance: float, samples: int) -> float:
@@ -356,6 +375,34 @@ def level_evidence(bias: float, sigma: float, rho: float, samples: int) -> tuple
     else:
         biased = bias * bias / spread
     return persists, biased
+
+
+def charge_weight(sigma: float, swing: float) -> float:
+    """The share of ``Policy.caution``'s charge kept where the forecast's remaining error has
+    standard deviation ``sigma`` and the grid's actuals ``swing`` (both on the look-back):
+    ``swing / sqrt(swing**2 + sigma**2)``, in ``[0, 1]``.
+
+    Why this share. Read the forecast as the grid plus an independent error: its standard
+    deviation is ``sqrt(swing**2 + sigma**2)``, and the ratio is its correlation with the
+    actuals, the share of what it shows that is the grid's. The charge makes a cautious plan
+    refuse a gain smaller than the error a comparison can make. Where the swing dwarfs the
+    error (a weight near one) that refuses only marginal gains and keeps the large real ones:
+    it costs little of the savings and buys fewer regressions and less waiting, so the full
+    charge stays. Where the error is as large as the swing, every gain on offer is noise-sized
+    and a full charge refuses nearly all of them, though their expected value is still
+    positive and, over many jobs, the savings add while the errors average out: the charge
+    falls toward zero (the risk-neutral expected savings) as the noise's share grows. The
+    charge is in standard deviations, so it is scaled by a ratio of standard deviations (the
+    correlation), not of variances (its square, which halves the charge where the error is as
+    large as the swing and then waits for a gain within the forecast's own noise). No constant
+    is fitted: one without an error, ``1/sqrt(2)`` where ``sigma == swing``, zero without a
+    swing.
+    """
+    total = swing * swing + sigma * sigma
+    if not total > _EPS:  # (also nan) no error and no swing: nothing to charge or to scale
+        return 1.0
+    weight = swing / math.sqrt(total)
+    return 0.0 if weight < 0.0 else 1.0 if weight > 1.0 else weight
 
 
 def shift_evidence(on_time: float, shifted: float, rho: float, samples: int) -> float:

@@ -319,7 +319,8 @@ def assess(
     is (the published EcoTracker rule). ``"calibrated"``: the forecast corrected by what
     ``history`` (slots closed before ``now``, with actuals) says about its timing, bias and
     current error, and each later start charged ``policy.caution`` standard deviations of the
-    error the comparison with now can still make (see :mod:`ecoasync._calibrate`); without enough
+    error the comparison with now can still make, scaled by the forecast's correlation with
+    the actuals on the look-back (see :mod:`ecoasync._calibrate`); without enough
     history it is ``"lowest"``. For ``"calibrated"``, the intensities are the corrected
     estimates.
     """
@@ -361,7 +362,8 @@ def assess(
     if calibration is None:  # a start's score is its mean
         scored = [(t, m, m) for t, m in zip(ordered, means, strict=True) if m is not None]
     else:
-        caution = policy.caution
+        # the charge, scaled by the share of the forecast's differences that are real
+        caution = policy.caution * calibration.weight
         margins = calibration.spreads(t_now, ordered)
         for t, m, margin in zip(ordered, means, margins, strict=True):
             if m is not None:

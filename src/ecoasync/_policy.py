@@ -162,14 +162,16 @@ class Policy:
             forecast within the budget. See ``docs/benchmarks.md`` for the evidence.
         caution: the calibrated strategy's risk attitude, in standard deviations (``>= 0``):
             a later start is charged ``caution`` times the standard deviation of the error its
-            comparison with now can still make (see ``docs/benchmarks.md``). ``0`` is
-            risk-neutral: it maximises the expected savings, and waits for any expected gain.
-            ``1`` (the default) waits only for a gain larger than one standard deviation of
-            that error: a little less saved for less waiting and fewer jobs that end up
-            emitting more than running at once would have. Higher is more cautious still.
-            Unused by ``"lowest"``. Measured across 13 grids, ``0.5`` saves the most where the
-            forecast's error is large against the day's swing, but waits longer on the UK
-            trace than the default (``docs/benchmarks.md``, "The default's risk attitude").
+            comparison with now can still make, scaled by the correlation of forecast and
+            actual the look-back implies (the grid's swing against the forecast's error: near
+            one where the forecast follows a large swing, toward zero where the error dwarfs
+            the swing, so a noise-sized gain is weighed nearer its expected value; see
+            ``docs/benchmarks.md``). ``0`` is risk-neutral: it maximises the expected
+            savings, and waits for any expected gain. ``1`` (the default) waits only for a
+            gain larger than that weighted standard deviation: a little less saved
+            for less waiting and fewer jobs that end up emitting more than running at once
+            would have. Higher is more cautious still. Unused by ``"lowest"``. Measured
+            across 13 grids in ``docs/benchmarks.md`` ("The default's risk attitude").
         routes: where the work may run (:class:`~ecoasync.Route` values, or
             :class:`~ecoasync.Routes` with a strategy and constraints): the session then
             chooses the pair (route, start) with the lowest expected intensity, each route

@@ -37,7 +37,8 @@ def best_shift(actual: Sequence[float], padded: Sequence[float], span: int) -> t
 class Search(NamedTuple):
     """What :func:`search` found: the shift ``k + w``, and the variance and the mean of the
     errors ``actual[t] - values[t + shift]`` at that shift and at shift 0, the sum of each
-    centred error times the next (``lag``) and the last error."""
+    centred error times the next (``lag``) and the last error; and the actuals' own variance
+    (from the same sums)."""
 
     k: int
     w: float
@@ -49,6 +50,7 @@ class Search(NamedTuple):
     on_time_lag: float
     last: float
     on_time_last: float
+    actual_variance: float
 
 
 def search(actual: Sequence[float], padded: Sequence[float], span: int) -> Search:
@@ -70,7 +72,7 @@ def search(actual: Sequence[float], padded: Sequence[float], span: int) -> Searc
     With ``span <= 0`` only shift 0 is tried, and the statistics are ``nan`` (not computed).
     """
     if span <= 0:
-        return Search(0, 0.0, *[math.nan] * 8)
+        return Search(0, 0.0, *[math.nan] * 9)
     n = len(actual)
     # (n as a float: a float divided by an int converts it so, and float-only arithmetic
     # takes the interpreter's fast paths; 2.0 * x is 2 * x for the same reason)
@@ -167,8 +169,19 @@ def search(actual: Sequence[float], padded: Sequence[float], span: int) -> Searc
     on_time_lag, on_time_last = (
         lag_sum(span, 0.0, on_time_mean) if (k or w) else (shifted_lag, last)
     )
+    level = sum_a / size
     return Search(
-        k, w, best_var, on_time, mean, on_time_mean, shifted_lag, on_time_lag, last, on_time_last
+        k,
+        w,
+        best_var,
+        on_time,
+        mean,
+        on_time_mean,
+        shifted_lag,
+        on_time_lag,
+        last,
+        on_time_last,
+        sq_a / size - level * level,
     )
 
 
