@@ -54,6 +54,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "ecoasync._shift",
         "ecoasync._simulate",
         "ecoasync._simulate_routes",
+        "ecoasync._skill",  # how much the look-back shows: the calibration's gates and weight
         "ecoasync._synth",  # a synthetic forecast from actuals (a seeded error model)
         "ecoasync._windows",
     ),

@@ -407,7 +407,7 @@ def test_a_timing_offset_with_skill_is_used_and_noise_is_not() -> None:
 def test_the_charge_weight_is_the_correlation_of_forecast_and_actual() -> None:
     """``charge_weight``'s limits: the full charge without an error, none without a swing,
     ``1/sqrt(2)`` where the error is as large as the swing, falling as the error grows."""
-    from ecoasync._calibrate import charge_weight
+    from ecoasync._skill import charge_weight
 
     assert charge_weight(0.0, 40.0) == 1.0  # a forecast without error keeps the full charge
     assert charge_weight(0.0, 0.0) == 1.0  # (nothing to charge: the weight does not matter)

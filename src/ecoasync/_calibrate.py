@@ -9,14 +9,14 @@ it beyond noise (its *skill*):
    :data:`MAX_SHIFT` either way, linear between slots) that best aligns the forecast with the
    actuals: the grid at slot ``t`` is read from the forecast at ``t + d``. Used only when it
    lowers the look-back's squared error by more than fitting one number to pure noise does
-   on average (:func:`shift_evidence` above :data:`SHIFT_EVIDENCE`); else the forecast is
+   on average (:func:`~ecoasync._skill.shift_evidence` above :data:`~ecoasync._skill.SHIFT_EVIDENCE`); else the forecast is
    read on time.
 2. **Level.** What is the remaining error's mean (bias), spread ``sigma`` and lag-one
    autocorrelation ``rho``? Forecast errors persist from one slot to the next, so the error
    seen in the last closed slot says where the next slots will land: the expected error ``h``
    slots after the last actual is ``bias + (last - bias) * rho ** h`` (an AR(1) model). The
    persistence is used only when ``rho`` is beyond noise, and without it the bias only when
-   the mean is (:func:`level_evidence` above :data:`LEVEL_EVIDENCE`); with neither, the
+   the mean is (:func:`~ecoasync._skill.level_evidence` above :data:`~ecoasync._skill.LEVEL_EVIDENCE`); with neither, the
    forecast is read at its own level. A look-back that shows no skill at all leaves the
    forecast exactly as it is: the plan is the raw forecast's.
 3. **Uncertainty.** How far can the comparison between starting now and starting at ``t`` still
@@ -27,7 +27,7 @@ it beyond noise (its *skill*):
    make work wait.
 4. **Signal and noise.** How much of what the forecast shows is the grid, and how much its
    error? The actuals' standard deviation on the look-back (``swing``) against the remaining
-   error's (``sigma``) answers it (:func:`charge_weight`): the charge is scaled by the
+   error's (``sigma``) answers it (:func:`~ecoasync._skill.charge_weight`): the charge is scaled by the
    correlation of forecast and actual that they imply, ``swing / sqrt(swing**2 +
    sigma**2)``. Where the forecast follows a large swing the full charge stays; where the
    error is as large as the swing, every gain on offer is noise-sized, a full charge refuses
@@ -42,13 +42,13 @@ Everything here is O(history) per call with C-level inner loops. A fit depends o
 through which history slots have closed, so it is kept on the history it was fitted on
 (:func:`calibrate_ahead`): the sessions planned on one shared history slice fit once.
 
-Layer: decisions (pure). Imports values (``_forecast``) and the timing search (``_shift``).
+Layer: decisions (pure). Imports values (``_forecast``), the timing search (``_shift``) and
+the skill statistics (``_skill``).
 """
 
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 import operator
@@ -58,19 +58,15 @@ from typing import Final, NamedTuple, cast
 
 from ._forecast import Forecast
 from ._shift import dot, search
+from ._skill import LEVEL_EVIDENCE, SHIFT_EVIDENCE, charge_weight, level_evidence, shift_evidence
 
 __all__ = [
-    "LEVEL_EVIDENCE",
     "LOOKBACK",
     "MAX_SHIFT",
     "MIN_ACTUALS",
-    "SHIFT_EVIDENCE",
     "Calibration",
     "calibrate",
     "calibrate_ahead",
-    "charge_weight",
-    "level_evidence",
-    "shift_evidence",
 ]
 
 LOOKBACK: Final = timedelta(hours=72)
@@ -81,14 +77,6 @@ MAX_SHIFT: Final = timedelta(hours=2)
 
 MIN_ACTUALS: Final = 8
 """Fewer closed slots with actuals than this, and the forecast is used as it is."""
-
-SHIFT_EVIDENCE: Final = 1.0
-"""The :func:`shift_evidence` a timing shift needs to be used: more than the one a parameter
-fitted to pure noise gets on average (a chi-squared variable with one degree of freedom)."""
-
-LEVEL_EVIDENCE: Final = 1.0
-"""The :func:`level_evidence` the errors' persistence (and, without it, their mean) needs to
-be used, on the same scale."""
 
 _MAX_RHO: Final = 0.99
 _EPS: Final = 1e-9
@@ -356,72 +344,6 @@ def _residuals(
     return errors, bias, sq, rho
 
 
-def level_evidence(bias: float, sigma: float, rho: float, samples: int) -> tuple[float, float]:
-    """How clearly the look-back's errors persist from one slot to the next, and how clearly
-    their mean differs from zero: each as a squared ratio of the estimate to its standard
-    error (about a chi-squared variable with one degree of freedom where there is nothing).
-
-    For ``samples`` errors of an AR(1) series with lag-one autocorrelation ``rho`` and standard
-    deviation ``sigma``, the estimate of ``rho`` has a variance of about
-    ``(1 - rho**2) / samples`` and the mean one of ``sigma**2 * (1 + rho) / (1 - rho) /
-    samples``.
-    """
-    if samples <= 0:
-        return 0.0, 0.0
-    persists = samples * rho * rho / max(1.0 - rho * rho, _EPS)
-    spread = sigma * sigma * (1.0 + rho) / max(1.0 - rho, _EPS) / samples
-    if spread <= _EPS * max(1.0, bias * bias):  # errors all equal: a bias, known exactly
-        biased = math.inf if bias else 0.0
-    else:
-        biased = bias * bias / spread
-    return persists, biased
-
-
-def charge_weight(sigma: float, swing: float) -> float:
-    """The share of ``Policy.caution``'s charge kept where the forecast's remaining error has
-    standard deviation ``sigma`` and the grid's actuals ``swing`` (both on the look-back):
-    ``swing / sqrt(swing**2 + sigma**2)``, in ``[0, 1]``.
-
-    Why this share. Read the forecast as the grid plus an independent error: its standard
-    deviation is ``sqrt(swing**2 + sigma**2)``, and the ratio is its correlation with the
-    actuals, the share of what it shows that is the grid's. The charge makes a cautious plan
-    refuse a gain smaller than the error a comparison can make. Where the swing dwarfs the
-    error (a weight near one) that refuses only marginal gains and keeps the large real ones:
-    it costs little of the savings and buys fewer regressions and less waiting, so the full
-    charge stays. Where the error is as large as the swing, every gain on offer is noise-sized
-    and a full charge refuses nearly all of them, though their expected value is still
-    positive and, over many jobs, the savings add while the errors average out: the charge
-    falls toward zero (the risk-neutral expected savings) as the noise's share grows. The
-    charge is in standard deviations, so it is scaled by a ratio of standard deviations (the
-    correlation), not of variances (its square, which halves the charge where the error is as
-    large as the swing and then waits for a gain within the forecast's own noise). No constant
-    is fitted: one without an error, ``1/sqrt(2)`` where ``sigma == swing``, zero without a
-    swing.
-    """
-    total = swing * swing + sigma * sigma
-    if not total > _EPS:  # (also nan) no error and no swing: nothing to charge or to scale
-        return 1.0
-    weight = swing / math.sqrt(total)
-    return 0.0 if weight < 0.0 else 1.0 if weight > 1.0 else weight
-
-
-def shift_evidence(on_time: float, shifted: float, rho: float, samples: int) -> float:
-    """How clearly a timing shift beats reading the forecast on time, on the look-back.
-
-    ``on_time`` and ``shifted`` are the variances of the errors without and with the shift,
-    ``rho`` the shifted errors' lag-one autocorrelation and ``samples`` their number.
-    The statistic is the reduction in squared error in units of the error variance, counted
-    on the effective number of independent samples of an AR(1) series,
-    ``samples * (1 - rho) / (1 + rho)``: about a chi-squared variable with one degree of
-    freedom when the shift only fits noise, large when the forecast is really early or late.
-    """
-    if not shifted > _EPS:  # (also nan: not computed)
-        return math.inf if on_time > _EPS else 0.0
-    effective = samples * (1.0 - rho) / (1.0 + rho)
-    return effective * (on_time - shifted) / shifted
-
-
-@functools.lru_cache(maxsize=64)
 def _slots_in(duration: timedelta, slot: timedelta) -> int:
     """How many whole ``slot``-long slots ``duration`` holds."""
     return int(duration / slot)
